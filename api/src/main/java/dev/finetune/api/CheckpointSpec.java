@@ -1,0 +1,45 @@
+package dev.finetune.api;
+
+import com.fasterxml.jackson.annotation.JsonInclude;
+import com.fasterxml.jackson.annotation.JsonPropertyDescription;
+import io.fabric8.generator.annotation.Default;
+import io.fabric8.generator.annotation.Max;
+import io.fabric8.generator.annotation.Min;
+import io.fabric8.generator.annotation.Pattern;
+
+/**
+ * The checkpoint volume: a new PVC the operator creates (size, storage class) or an existing claim. The run
+ * directory on it holds checkpoints/, best/, history.jsonl, responses.jsonl, the loss plot and summary.json.
+ */
+@JsonInclude(JsonInclude.Include.NON_NULL)
+public class CheckpointSpec {
+
+  @Min(1)
+  @Max(1000)
+  @Default("2")
+  @JsonPropertyDescription("How many of the newest checkpoints are kept; the best one is always kept as well.")
+  public Integer keep = 2;
+
+  @Min(0)
+  @Default("0")
+  @JsonPropertyDescription("Also checkpoint every this many optimiser steps inside an epoch; 0: only at the end of each epoch.")
+  public Integer everySteps = 0;
+
+  @JsonPropertyDescription("Use this existing PersistentVolumeClaim instead of creating one; it is never deleted by the operator.")
+  public String claimName;
+
+  @Pattern("^[0-9]+(\\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
+  @Default("10Gi")
+  @JsonPropertyDescription("Size of the PersistentVolumeClaim the operator creates (ignored with claimName).")
+  public String size = "10Gi";
+
+  @JsonPropertyDescription("StorageClass of the created claim. Empty: the cluster's default class.")
+  public String storageClassName;
+
+  @Default("false")
+  @JsonPropertyDescription("Keep the created claim (and the results on it) when the FineTuneJob is deleted. false: it is deleted with the job.")
+  public Boolean retainClaim = false;
+
+  @JsonPropertyDescription("Run directory inside the volume. Empty: the FineTuneJob's name. In a local run, a directory relative to the job file (default runs/NAME), unless --output is given.")
+  public String path;
+}

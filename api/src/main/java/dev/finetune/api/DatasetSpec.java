@@ -1,0 +1,119 @@
+package dev.finetune.api;
+
+import com.fasterxml.jackson.annotation.JsonInclude;
+import com.fasterxml.jackson.annotation.JsonPropertyDescription;
+import io.fabric8.generator.annotation.Default;
+import io.fabric8.generator.annotation.Max;
+import io.fabric8.generator.annotation.Min;
+import io.fabric8.generator.annotation.Pattern;
+
+/**
+ * Instruction records ({@code instruction}, {@code input}, {@code output}) from exactly one source:
+ * {@code path}, {@code configMap}, {@code url}, {@code synthetic}, or separate {@code files} per split.
+ */
+@JsonInclude(JsonInclude.Include.NON_NULL)
+public class DatasetSpec {
+
+  @JsonPropertyDescription("A JSON array or JSON Lines file of records. With claimName it is relative to that volume; in a local run it is relative to the job file.")
+  public String path;
+
+  @JsonPropertyDescription("An existing PersistentVolumeClaim that holds path or files; mounted read-only into the trainer Pod.")
+  public String claimName;
+
+  @JsonPropertyDescription("A ConfigMap key that holds the records (small data sets).")
+  public ConfigMapSource configMap;
+
+  @Pattern("^https://\\S+$")
+  @JsonPropertyDescription("An https URL of the records, downloaded once into the checkpoint volume.")
+  public String url;
+
+  @JsonPropertyDescription("A generated set of small instruction tasks (reverse a word, upper-case a phrase, add two numbers, ...); needs no file.")
+  public SyntheticDataSpec synthetic;
+
+  @JsonPropertyDescription("Separate train, validation and test files instead of one file split by fractions.")
+  public DatasetFiles files;
+
+  @JsonPropertyDescription("Fractions of the records for train, validation and test (they must sum to 1.0); ignored with files.")
+  public SplitSpec split = new SplitSpec();
+
+  @Default("alpaca")
+  @JsonPropertyDescription("How a record becomes a prompt: alpaca (### Instruction / ### Input / ### Response) or phi3 (<|User|> / <|Assistant|>).")
+  public PromptStyle promptStyle = PromptStyle.ALPACA;
+
+  @Default("false")
+  @JsonPropertyDescription("Train only on the response: the targets inside the instruction and input are ignored by the loss (-100).")
+  public Boolean maskPrompt = false;
+
+  @Min(2)
+  @Max(1048576)
+  @Default("1024")
+  @JsonPropertyDescription("Longest token sequence fed to the model; longer ones are truncated. At most the model's context length.")
+  public Integer maxLength = 1024;
+
+  /** Where a data set in a ConfigMap is. */
+  @JsonInclude(JsonInclude.Include.NON_NULL)
+  public static class ConfigMapSource {
+    @JsonPropertyDescription("ConfigMap name, in the FineTuneJob's namespace.")
+    public String name;
+
+    @JsonPropertyDescription("The key that holds the records.")
+    public String key;
+  }
+
+  /** Separate files per split; relative to the dataset volume (or the job file in a local run). */
+  @JsonInclude(JsonInclude.Include.NON_NULL)
+  public static class DatasetFiles {
+    @JsonPropertyDescription("Training records (required).")
+    public String train;
+
+    @JsonPropertyDescription("Validation records (required: validation loss drives early stopping and the best epoch).")
+    public String validation;
+
+    @JsonPropertyDescription("Test records whose answers are generated after training (optional).")
+    public String test;
+  }
+
+  /** Split by fractions, after an optional seeded shuffle. */
+  @JsonInclude(JsonInclude.Include.NON_NULL)
+  public static class SplitSpec {
+    @Min(0)
+    @Max(1)
+    @Default("0.85")
+    @JsonPropertyDescription("Fraction of records for training.")
+    public Double train = 0.85;
+
+    @Min(0)
+    @Max(1)
+    @Default("0.05")
+    @JsonPropertyDescription("Fraction of records for validation.")
+    public Double validation = 0.05;
+
+    @Min(0)
+    @Max(1)
+    @Default("0.1")
+    @JsonPropertyDescription("Fraction of records for the test answers.")
+    public Double test = 0.10;
+
+    @Default("true")
+    @JsonPropertyDescription("Shuffle the records with seed before splitting; false keeps the file's order (as the book's chapter 7 does).")
+    public Boolean shuffle = true;
+
+    @Default("123")
+    @JsonPropertyDescription("Seed of the shuffle before splitting.")
+    public Long seed = 123L;
+  }
+
+  /** A generated data set of simple tasks, so that a job needs no file at all. */
+  @JsonInclude(JsonInclude.Include.NON_NULL)
+  public static class SyntheticDataSpec {
+    @Min(10)
+    @Max(1000000)
+    @Default("600")
+    @JsonPropertyDescription("Number of records to generate.")
+    public Integer size = 600;
+
+    @Default("7")
+    @JsonPropertyDescription("Seed of the generator.")
+    public Long seed = 7L;
+  }
+}

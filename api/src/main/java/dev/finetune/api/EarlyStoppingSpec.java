@@ -1,0 +1,21 @@
+package dev.finetune.api;
+
+import com.fasterxml.jackson.annotation.JsonInclude;
+import com.fasterxml.jackson.annotation.JsonPropertyDescription;
+import io.fabric8.generator.annotation.Default;
+import io.fabric8.generator.annotation.Min;
+
+/** Stop after {@code patience} epochs in which validation loss did not beat the best by more than {@code minDelta}. */
+@JsonInclude(JsonInclude.Include.NON_NULL)
+public class EarlyStoppingSpec {
+
+  @Min(1)
+  @Default("3")
+  @JsonPropertyDescription("Epochs without improvement of validation loss before training stops.")
+  public Integer patience = 3;
+
+  @Min(0)
+  @Default("0.0")
+  @JsonPropertyDescription("An epoch improves only when validation loss falls below the best by more than this.")
+  public Double minDelta = 0.0;
+}

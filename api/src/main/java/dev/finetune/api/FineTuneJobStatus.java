@@ -1,0 +1,87 @@
+package dev.finetune.api;
+
+import com.fasterxml.jackson.annotation.JsonInclude;
+import com.fasterxml.jackson.annotation.JsonPropertyDescription;
+import io.fabric8.kubernetes.api.model.Condition;
+import java.util.ArrayList;
+import java.util.List;
+
+/** Observed state, written by the operator from the Job, its Pod and the trainer's progress and summary. */
+@JsonInclude(JsonInclude.Include.NON_NULL)
+public class FineTuneJobStatus {
+  /** At most this many epochs are kept in {@link #history}: the newest ones. */
+  public static final int MAX_HISTORY = 100;
+
+  @JsonPropertyDescription("Pending, Running, Succeeded, Failed or Suspended. Succeeded and Failed are final.")
+  public Phase phase;
+
+  @JsonPropertyDescription("Conditions: Ready, Running, Succeeded, Failed, Suspended, EarlyStopped, SpecChangeRefused.")
+  public List<Condition> conditions = new ArrayList<>();
+
+  @JsonPropertyDescription("The metadata.generation this status describes.")
+  public Long observedGeneration;
+
+  @JsonPropertyDescription("Name of the training Job.")
+  public String jobName;
+
+  @JsonPropertyDescription("Last finished epoch (1-based).")
+  public Integer epoch;
+
+  @JsonPropertyDescription("Planned epochs.")
+  public Integer epochs;
+
+  @JsonPropertyDescription("epoch/epochs, for kubectl get.")
+  public String progress;
+
+  @JsonPropertyDescription("Training loss of the last finished epoch.")
+  public Double trainLoss;
+
+  @JsonPropertyDescription("Validation loss of the last finished epoch.")
+  public Double validationLoss;
+
+  @JsonPropertyDescription("Lowest validation loss so far.")
+  public Double bestValidationLoss;
+
+  @JsonPropertyDescription("Epoch of the lowest validation loss; its weights are the result.")
+  public Integer bestEpoch;
+
+  @JsonPropertyDescription("Losses per finished epoch, the newest 100.")
+  public List<EpochRecord> history;
+
+  @JsonPropertyDescription("Paths of the latest and the best checkpoint on the checkpoint volume.")
+  public CheckpointStatus checkpoint;
+
+  @JsonPropertyDescription("True when training stopped early because validation loss stopped improving.")
+  public Boolean earlyStopped;
+
+  @JsonPropertyDescription("Test-split answers and judge scores.")
+  public EvaluationStatus evaluation;
+
+  @JsonPropertyDescription("How many times the trainer Pod was restarted (crash or eviction); each restart resumes from a checkpoint.")
+  public Integer restarts;
+
+  @JsonPropertyDescription("When the trainer started (RFC 3339).")
+  public String startTime;
+
+  @JsonPropertyDescription("When the job reached Succeeded or Failed (RFC 3339).")
+  public String completionTime;
+
+  @JsonPropertyDescription("Machine-readable reason of the current phase, e.g. InvalidSpec, InvalidData, Diverged, EarlyStopped.")
+  public String reason;
+
+  @JsonPropertyDescription("Human-readable detail of the current phase.")
+  public String message;
+
+  /** The lifecycle of a FineTuneJob. */
+  public enum Phase {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Suspended;
+
+    public boolean isTerminal() {
+      return this == Succeeded || this == Failed;
+    }
+  }
+}

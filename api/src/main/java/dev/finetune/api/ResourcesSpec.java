@@ -1,0 +1,32 @@
+package dev.finetune.api;
+
+import com.fasterxml.jackson.annotation.JsonInclude;
+import com.fasterxml.jackson.annotation.JsonPropertyDescription;
+import io.fabric8.generator.annotation.Default;
+import io.fabric8.generator.annotation.Max;
+import io.fabric8.generator.annotation.Min;
+import io.fabric8.generator.annotation.Pattern;
+
+/** Resources of the trainer container; requests equal limits so the Pod is not squeezed mid-epoch. */
+@JsonInclude(JsonInclude.Include.NON_NULL)
+public class ResourcesSpec {
+  static final String QUANTITY = "^[0-9]+(\\.[0-9]+)?(m|Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$";
+
+  @Min(0)
+  @Max(64)
+  @Default("0")
+  @JsonPropertyDescription("GPUs for the trainer (limit of gpuResource). 0: train on the CPU.")
+  public Integer gpus = 0;
+
+  @Default("nvidia.com/gpu")
+  @JsonPropertyDescription("Extended resource name of the GPUs.")
+  public String gpuResource = "nvidia.com/gpu";
+
+  @Pattern(QUANTITY)
+  @JsonPropertyDescription("CPU for the trainer, e.g. 4 or 3500m. Empty: the operator's default.")
+  public String cpu;
+
+  @Pattern(QUANTITY)
+  @JsonPropertyDescription("Memory for the trainer, e.g. 16Gi. Empty: the operator's default.")
+  public String memory;
+}

@@ -1,0 +1,40 @@
+package dev.finetune.api;
+
+import com.fasterxml.jackson.annotation.JsonInclude;
+import com.fasterxml.jackson.annotation.JsonPropertyDescription;
+import io.fabric8.generator.annotation.Default;
+import io.fabric8.generator.annotation.Max;
+import io.fabric8.generator.annotation.Min;
+
+/** Shape of a randomly initialised GPT-2; the tokenizer is byte-level (256 bytes plus end-of-text). */
+@JsonInclude(JsonInclude.Include.NON_NULL)
+public class ScratchModelSpec {
+
+  @Min(1)
+  @Max(96)
+  @Default("2")
+  @JsonPropertyDescription("Number of transformer blocks.")
+  public Integer layers = 2;
+
+  @Min(8)
+  @Max(8192)
+  @Default("64")
+  @JsonPropertyDescription("Embedding width; must be divisible by heads.")
+  public Integer embeddingDim = 64;
+
+  @Min(1)
+  @Max(128)
+  @Default("4")
+  @JsonPropertyDescription("Attention heads per block.")
+  public Integer heads = 4;
+
+  @Min(8)
+  @Max(32768)
+  @Default("256")
+  @JsonPropertyDescription("Maximum sequence length (positions) the model supports.")
+  public Integer contextLength = 256;
+
+  @Default("42")
+  @JsonPropertyDescription("Seed of the random initialisation.")
+  public Long seed = 42L;
+}

@@ -1,0 +1,101 @@
+package dev.finetune.api;
+
+import com.fasterxml.jackson.annotation.JsonInclude;
+import com.fasterxml.jackson.annotation.JsonProperty;
+import com.fasterxml.jackson.annotation.JsonPropertyDescription;
+import io.fabric8.generator.annotation.Default;
+import io.fabric8.generator.annotation.Max;
+import io.fabric8.generator.annotation.Min;
+
+/** Optimisation: AdamW with PyTorch's semantics, warm-up and decay, global-norm clipping, accumulation. */
+@JsonInclude(JsonInclude.Include.NON_NULL)
+public class TrainingSpec {
+
+  @Min(1)
+  @Max(100000)
+  @Default("2")
+  @JsonPropertyDescription("Passes over the training split.")
+  public Integer epochs = 2;
+
+  @Min(1)
+  @Max(65536)
+  @Default("8")
+  @JsonPropertyDescription("Records per batch (per optimiser step unless gradientAccumulationSteps is above 1).")
+  public Integer batchSize = 8;
+
+  @Min(0)
+  @Max(10)
+  @Default("5.0E-5")
+  @JsonPropertyDescription("Peak learning rate of AdamW; must be above 0.")
+  public Double learningRate = 5e-5;
+
+  @Min(0)
+  @Default("0.1")
+  @JsonPropertyDescription("AdamW's decoupled weight decay.")
+  public Double weightDecay = 0.1;
+
+  @Min(0)
+  @Max(1)
+  @Default("0.9")
+  @JsonPropertyDescription("AdamW beta1; below 1.")
+  public Double beta1 = 0.9;
+
+  @Min(0)
+  @Max(1)
+  @Default("0.999")
+  @JsonPropertyDescription("AdamW beta2; below 1.")
+  public Double beta2 = 0.999;
+
+  @Min(0)
+  @Default("1.0E-8")
+  @JsonPropertyDescription("AdamW epsilon; above 0.")
+  public Double epsilon = 1e-8;
+
+  @Min(0)
+  @Default("0")
+  @JsonPropertyDescription("Optimiser steps over which the learning rate rises linearly from 0 to learningRate.")
+  public Integer warmupSteps = 0;
+
+  @Default("constant")
+  @JsonPropertyDescription("Learning rate after warm-up: constant, linear (to minLearningRate at the last step) or cosine (to minLearningRate).")
+  public Schedule schedule = Schedule.CONSTANT;
+
+  @Min(0)
+  @Default("0.0")
+  @JsonPropertyDescription("Final learning rate of the linear and cosine schedules; below learningRate.")
+  public Double minLearningRate = 0.0;
+
+  @Min(0)
+  @JsonPropertyDescription("Clip the gradients' global L2 norm to this value (PyTorch clip_grad_norm_). Empty: no clipping.")
+  public Double maxGradNorm;
+
+  @Min(1)
+  @Max(4096)
+  @Default("1")
+  @JsonPropertyDescription("Batches whose gradients are summed (averaged) before one optimiser step.")
+  public Integer gradientAccumulationSteps = 1;
+
+  @Default("true")
+  @JsonPropertyDescription("Shuffle the training split every epoch (seeded, so a resumed run sees the same order).")
+  public Boolean shuffle = true;
+
+  @Default("123")
+  @JsonPropertyDescription("Seed of training: batch order, dropout.")
+  public Long seed = 123L;
+
+  @Min(0)
+  @Max(1)
+  @Default("0.0")
+  @JsonPropertyDescription("Dropout probability; 0 disables dropout (the default, like the reference's fine-tuning).")
+  public Double dropout = 0.0;
+
+  /** Learning-rate decay after warm-up. */
+  public enum Schedule {
+    @JsonProperty("constant")
+    CONSTANT,
+    @JsonProperty("linear")
+    LINEAR,
+    @JsonProperty("cosine")
+    COSINE
+  }
+}

@@ -1,0 +1,64 @@
+package dev.finetune.api.trainer;
+
+/**
+ * What the operator and the trainer agree on: mount points, the HTTP port and its paths, environment
+ * variables and exit codes. Change one side, change both: both compile against this class.
+ */
+public final class TrainerContract {
+  private TrainerContract() {}
+
+  /** Where the operator mounts the FineTuneJob file; the trainer's first argument. */
+  public static final String SPEC_FILE = "/etc/finetune/job.yaml";
+  /** Key of the spec in the operator's ConfigMap. */
+  public static final String SPEC_KEY = "job.yaml";
+  /** Where the checkpoint volume is mounted; the run directory is below it. */
+  public static final String WORKSPACE = "/workspace";
+  /** Where model and dataset claims are mounted, read-only. */
+  public static final String MODEL_MOUNT = "/mnt/model";
+  public static final String DATA_MOUNT = "/mnt/data";
+  /** Where a ConfigMap data set is mounted. */
+  public static final String DATA_CONFIGMAP_MOUNT = "/mnt/dataset-configmap";
+
+  /** The one HTTP port: /metrics, /progress, /healthz. */
+  public static final int DEFAULT_PORT = 9090;
+  public static final String METRICS_PATH = "/metrics";
+  public static final String PROGRESS_PATH = "/progress";
+  public static final String HEALTH_PATH = "/healthz";
+
+  /** Environment: the HTTP port (0 turns the server off in local runs). */
+  public static final String ENV_PORT = "FINETUNE_PORT";
+  /** Environment: where the termination summary goes (Kubernetes' terminationMessagePath). */
+  public static final String ENV_TERMINATION_LOG = "FINETUNE_TERMINATION_LOG";
+  public static final String DEFAULT_TERMINATION_LOG = "/dev/termination-log";
+  /** Environment: the judge's API key, from spec.evaluation.judge.apiKeySecret. */
+  public static final String ENV_JUDGE_API_KEY = "FINETUNE_JUDGE_API_KEY";
+  /** Kubernetes caps a termination message at 4096 bytes. */
+  public static final int TERMINATION_MESSAGE_LIMIT = 4096;
+
+  /** Files in the run directory. */
+  public static final String CHECKPOINTS_DIR = "checkpoints";
+  public static final String BEST_DIR = "best";
+  public static final String HISTORY_FILE = "history.jsonl";
+  public static final String RESPONSES_FILE = "responses.jsonl";
+  public static final String SUMMARY_FILE = "summary.json";
+  public static final String PLOT_FILE = "loss.svg";
+
+  /** Exit codes. The Job's pod failure policy fails the Job at once on the "bad job" codes. */
+  public static final class ExitCodes {
+    private ExitCodes() {}
+
+    /** Training finished (all epochs, or early stopped) and results are written. */
+    public static final int SUCCEEDED = 0;
+    /** Unexpected error (out of memory, I/O): retry, resuming from the latest checkpoint. */
+    public static final int CRASHED = 1;
+    /** Invalid spec or data: retrying cannot help. */
+    public static final int BAD_JOB = 3;
+    /** The loss became NaN or infinite: retrying from the same checkpoint would diverge again. */
+    public static final int DIVERGED = 4;
+    /** SIGTERM (eviction, preemption, suspend): a checkpoint was saved; retry resumes from it. */
+    public static final int INTERRUPTED = 75;
+
+    /** Exit codes on which the Job must not retry. */
+    public static final int[] DO_NOT_RETRY = {BAD_JOB, DIVERGED};
+  }
+}
