@@ -7,6 +7,10 @@ package dev.finetune.api.trainer;
 public final class TrainerContract {
   private TrainerContract() {}
 
+  /** The trainer jar inside the image; the container runs {@code java -jar TRAINER_JAR SPEC_FILE --output DIR}. */
+  public static final String TRAINER_JAR = "/app/finetune-trainer.jar";
+  /** The one writable scratch directory of the read-only root filesystem (an emptyDir): tmp files, DJL's cache. */
+  public static final String SCRATCH = "/tmp";
   /** Where the operator mounts the FineTuneJob file; the trainer's first argument. */
   public static final String SPEC_FILE = "/etc/finetune/job.yaml";
   /** Key of the spec in the operator's ConfigMap. */
