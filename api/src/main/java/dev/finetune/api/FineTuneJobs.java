@@ -47,7 +47,7 @@ public final class FineTuneJobs {
   /** Parses a FineTuneJob; a malformed document or a wrong type fails with the field's path. */
   public static FineTuneJob parse(String text) {
     try {
-      FineTuneJob job = YAML.readValue(text, FineTuneJob.class);
+      FineTuneJob job = text.isBlank() ? null : YAML.readValue(text, FineTuneJob.class);
       if (job == null) {
         throw new InvalidJobException(List.of(new Problem("", "the document is empty; write a FineTuneJob (see examples/)")));
       }
@@ -110,10 +110,10 @@ public final class FineTuneJobs {
       return new Problem(where, "unknown field" + line + "; known fields here: " + known);
     }
     if (e instanceof InvalidFormatException f) {
-      return new Problem(where, "'" + f.getValue() + "' is not a valid " + typeName(f.getTargetType()) + line
+      return new Problem(where, "'" + f.getValue() + "' is not " + typeName(f.getTargetType()) + line
           + enumValues(f.getTargetType()));
     }
-    if (e instanceof MismatchedInputException m) {
+    if (e instanceof MismatchedInputException m && !where.isEmpty()) {
       return new Problem(where, "expected " + typeName(m.getTargetType()) + line + enumValues(m.getTargetType()));
     }
     String msg = e.getOriginalMessage() == null ? e.getMessage() : e.getOriginalMessage();
@@ -152,7 +152,7 @@ public final class FineTuneJobs {
       return "a string";
     }
     if (type.isEnum()) {
-      return "value";
+      return "a valid value";
     }
     if (List.class.isAssignableFrom(type)) {
       return "a list";

@@ -1,0 +1,105 @@
+package dev.finetune.api;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.dataformat.yaml.YAMLFactory;
+import dev.finetune.api.testing.Repo;
+import io.fabric8.generator.annotation.Default;
+import java.io.IOException;
+import java.lang.reflect.Field;
+import java.lang.reflect.Modifier;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.stream.StreamSupport;
+import org.junit.jupiter.api.Test;
+
+/** The checked-in CRD is exactly what the Java types generate, and says what a person watching needs. */
+class CrdTest {
+  private static final ObjectMapper YAML = new ObjectMapper(new YAMLFactory());
+
+  /** Every checked-in copy of the CRD; the Helm chart carries one when it exists. */
+  private static List<Path> copies() {
+    List<Path> copies = new ArrayList<>(List.of(Repo.crd()));
+    Path chart = Repo.root().resolve("helm/finetune-operator/crds/" + CrdGeneration.FILE_NAME);
+    if (Files.isDirectory(chart.getParent())) {
+      copies.add(chart);
+    }
+    return copies;
+  }
+
+  @Test
+  void checkedInCrdEqualsGenerated() throws IOException {
+    String generated = CrdGeneration.generate();
+    if (Boolean.getBoolean("crd.update")) {
+      for (Path copy : copies()) {
+        Files.createDirectories(copy.getParent());
+        Files.writeString(copy, generated);
+      }
+    }
+    for (Path copy : copies()) {
+      assertThat(Files.readString(copy))
+          .as(copy + " differs from the CRD generated from api/; run: mvn -pl api test -Dtest=CrdTest -Dcrd.update=true")
+          .isEqualTo(generated);
+    }
+  }
+
+  @Test
+  void printerColumnsAreForAPersonWatchingTraining() throws IOException {
+    JsonNode version = YAML.readTree(Repo.crd().toFile()).at("/spec/versions/0");
+    List<String> columns = StreamSupport.stream(version.get("additionalPrinterColumns").spliterator(), false)
+        .map(c -> c.get("name").asText() + "=" + c.get("jsonPath").asText()).toList();
+    assertThat(columns).containsExactly(
+        "Phase=.status.phase", "Epoch=.status.progress", "Train-Loss=.status.trainLoss",
+        "Val-Loss=.status.validationLoss", "Best=.status.bestValidationLoss", "Age=.metadata.creationTimestamp");
+    assertThat(version.at("/subresources/status").isObject()).as("status subresource").isTrue();
+  }
+
+  @Test
+  void everySpecFieldIsDocumented() throws IOException {
+    JsonNode spec = YAML.readTree(Repo.crd().toFile()).at("/spec/versions/0/schema/openAPIV3Schema/properties/spec");
+    List<String> undocumented = new ArrayList<>();
+    spec.get("properties").fields().forEachRemaining(f -> collectUndocumented("spec." + f.getKey(), f.getValue(), undocumented, 0));
+    assertThat(undocumented).as("fields without a description (kubectl explain shows nothing)").isEmpty();
+  }
+
+  /** Our own fields are documented; below fabric8's Kubernetes types (affinity, tolerations) we stop. */
+  private static void collectUndocumented(String path, JsonNode field, List<String> out, int depth) {
+    if (!field.has("description")) {
+      out.add(path);
+    }
+    if (path.startsWith("spec.affinity") || path.startsWith("spec.tolerations") || depth > 4) {
+      return;
+    }
+    JsonNode props = field.has("properties") ? field.get("properties") : field.path("items").get("properties");
+    if (props != null) {
+      props.fields().forEachRemaining(f -> collectUndocumented(path + "." + f.getKey(), f.getValue(), out, depth + 1));
+    }
+  }
+
+  @Test
+  void crdDefaultsEqualJavaDefaults() throws Exception {
+    // The mock API server and local runs see only the Java defaults; a real server applies the CRD's.
+    List<String> mismatches = new ArrayList<>();
+    for (Class<?> type : List.of(FineTuneJobSpec.class, ModelSpec.class, ScratchModelSpec.class, DatasetSpec.class,
+        DatasetSpec.SplitSpec.class, DatasetSpec.SyntheticDataSpec.class, TrainingSpec.class, EarlyStoppingSpec.class,
+        CheckpointSpec.class, EvaluationSpec.class, EvaluationSpec.JudgeSpec.class, ResourcesSpec.class)) {
+      Object instance = type.getDeclaredConstructor().newInstance();
+      for (Field f : type.getFields()) {
+        Default d = f.getAnnotation(Default.class);
+        if (d == null || Modifier.isStatic(f.getModifiers())) {
+          continue;
+        }
+        String java = FineTuneJobs.json().convertValue(f.get(instance), JsonNode.class).asText();
+        JsonNode crdValue = YAML.readTree(d.value());
+        if (!crdValue.asText().equals(java) && !(crdValue.isNumber() && crdValue.asDouble() == Double.parseDouble(java))) {
+          mismatches.add(type.getSimpleName() + "." + f.getName() + ": @Default " + d.value() + " vs Java " + java);
+        }
+      }
+    }
+    assertThat(mismatches).isEmpty();
+  }
+}
