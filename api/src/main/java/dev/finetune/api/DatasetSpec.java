@@ -6,15 +6,12 @@ import io.fabric8.generator.annotation.Default;
 import io.fabric8.generator.annotation.Max;
 import io.fabric8.generator.annotation.Min;
 import io.fabric8.generator.annotation.Pattern;
-import io.fabric8.generator.annotation.ValidationRule;
 
 /**
  * Instruction records ({@code instruction}, {@code input}, {@code output}) from exactly one source:
  * {@code path}, {@code configMap}, {@code url}, {@code synthetic}, or separate {@code files} per split.
  */
 @JsonInclude(JsonInclude.Include.NON_NULL)
-@ValidationRule(value = "[has(self.path), has(self.configMap), has(self.url), has(self.synthetic), has(self.files)].filter(x, x).size() == 1",
-    message = "set exactly one of path, configMap, url, synthetic or files")
 public class DatasetSpec {
 
   @JsonPropertyDescription("A JSON array or JSON Lines file of records. With claimName it is relative to that volume; in a local run it is relative to the job file.")
@@ -36,6 +33,7 @@ public class DatasetSpec {
   @JsonPropertyDescription("Separate train, validation and test files instead of one file split by fractions.")
   public DatasetFiles files;
 
+  @Default("{}")
   @JsonPropertyDescription("Fractions of the records for train, validation and test (they must sum to 1.0); ignored with files.")
   public SplitSpec split = new SplitSpec();
 
@@ -78,8 +76,6 @@ public class DatasetSpec {
 
   /** Split by fractions, after an optional seeded shuffle. */
   @JsonInclude(JsonInclude.Include.NON_NULL)
-  @ValidationRule(value = "self.train + self.validation + self.test > 0.999999 && self.train + self.validation + self.test < 1.000001",
-      message = "train + validation + test must sum to 1.0")
   public static class SplitSpec {
     @Min(0)
     @Max(1)

@@ -22,18 +22,22 @@ public class FineTuneJobSpec {
   @JsonPropertyDescription("The instruction data (instruction, input, output records), how prompts are built and how the data is split.")
   public DatasetSpec dataset;
 
+  @Default("{}")
   @JsonPropertyDescription("Optimiser and schedule: epochs, batch size, learning rate, AdamW, warm-up, clipping, accumulation.")
   public TrainingSpec training = new TrainingSpec();
 
   @JsonPropertyDescription("Stop when validation loss stops improving. Absent: train all epochs. The best epoch's weights are the result either way.")
   public EarlyStoppingSpec earlyStopping;
 
+  @Default("{}")
   @JsonPropertyDescription("Where checkpoints and results are written and how many checkpoints are kept.")
   public CheckpointSpec checkpoints = new CheckpointSpec();
 
+  @Default("{}")
   @JsonPropertyDescription("Answers for the test split after training, and optional scoring by a judge model.")
   public EvaluationSpec evaluation = new EvaluationSpec();
 
+  @Default("{}")
   @JsonPropertyDescription("GPUs, CPU and memory for the trainer Pod.")
   public ResourcesSpec resources = new ResourcesSpec();
 

@@ -4,12 +4,9 @@ import com.fasterxml.jackson.annotation.JsonInclude;
 import com.fasterxml.jackson.annotation.JsonPropertyDescription;
 import io.fabric8.generator.annotation.Default;
 import io.fabric8.generator.annotation.Pattern;
-import io.fabric8.generator.annotation.ValidationRule;
 
 /** The pretrained GPT-2-family model: exactly one of {@code hub}, {@code path} or {@code scratch}. */
 @JsonInclude(JsonInclude.Include.NON_NULL)
-@ValidationRule(value = "[has(self.hub), has(self.path), has(self.scratch)].filter(x, x).size() == 1",
-    message = "set exactly one of hub, path or scratch")
 public class ModelSpec {
 
   @Pattern("^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")

@@ -1,0 +1,86 @@
+package dev.finetune.api;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import dev.finetune.api.testing.RealKubeApiServer;
+import dev.finetune.api.testing.RealKubeApiServer.Result;
+import dev.finetune.api.testing.Repo;
+import java.nio.file.Path;
+import java.util.List;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+/** The CRD on a real kube-apiserver: installs, accepts the examples, refuses broken jobs, prints the columns. */
+class RealApiServerTest {
+  private static RealKubeApiServer server;
+
+  @BeforeAll
+  static void start() {
+    server = RealKubeApiServer.start(false);
+    Result applied = server.kubectl("apply", "-f", Repo.crd().toString());
+    assertThat(applied.exitCode()).as(applied.output()).isZero();
+    Result established = server.kubectl("wait", "--for", "condition=established", "--timeout=60s",
+        "crd/finetunejobs.finetune.dev");
+    assertThat(established.exitCode()).as(established.output()).isZero();
+  }
+
+  @AfterAll
+  static void stop() {
+    if (server != null) {
+      server.close();
+    }
+  }
+
+  @Test
+  void examplesAreAccepted() throws Exception {
+    for (Path example : ExamplesTest.examples()) {
+      Result r = server.kubectl("apply", "-f", example.toString());
+      assertThat(r.exitCode()).as(example + ": " + r.output()).isZero();
+    }
+    // The server fills in the CRD's defaults for fields a short job leaves out.
+    assertThat(server.kubectl("get", "ftj", "small-cpu", "-o", "jsonpath={.spec.training.seed} {.spec.dataset.split.train}").output())
+        .isEqualTo("123 0.85");
+  }
+
+  @Test
+  void brokenJobsTheSchemaCanExpressAreRefused() throws Exception {
+    List<BrokenJobsTest.Broken> broken = BrokenJobsTest.brokenJobs();
+    for (BrokenJobsTest.Broken b : broken) {
+      Result r = server.kubectl("apply", "-f", b.file().toString());
+      String field = b.expect().substring(0, b.expect().indexOf(':'));
+      if (b.schemaRejects()) {
+        assertThat(r.exitCode()).as(b + " must be refused: " + r.output()).isNotZero();
+        assertThat(r.output()).as(b.toString()).contains(field.substring(field.lastIndexOf('.') + 1));
+      } else {
+        // No OpenAPI rule can say these; the operator's validator marks them InvalidSpec.
+        assertThat(r.exitCode()).as(b + ": " + r.output()).isZero();
+      }
+    }
+  }
+
+  @Test
+  void kubectlGetShowsTrainingProgress() {
+    Result created = server.kubectl("apply", "-f", Repo.examples().resolve("small-cpu.yaml").toString());
+    assertThat(created.exitCode()).as(created.output()).isZero();
+    FineTuneJob job = server.client().resources(FineTuneJob.class).inNamespace("default").withName("small-cpu").get();
+    FineTuneJobStatus status = new FineTuneJobStatus();
+    status.phase = FineTuneJobStatus.Phase.Running;
+    status.epoch = 2;
+    status.epochs = 4;
+    status.progress = "2/4";
+    status.trainLoss = 1.2345;
+    status.validationLoss = 1.5;
+    status.bestValidationLoss = 1.4;
+    job.setStatus(status);
+    server.client().resource(job).updateStatus();
+
+    Result table = server.kubectl("get", "ftj", "small-cpu");
+    assertThat(table.exitCode()).as(table.output()).isZero();
+    List<String> lines = table.output().lines().filter(l -> !l.startsWith("W") && !l.isBlank()).toList();
+    assertThat(lines.get(0).split("\\s+")).containsExactly("NAME", "PHASE", "EPOCH", "TRAIN-LOSS", "VAL-LOSS", "BEST", "AGE");
+    assertThat(lines.get(1).split("\\s+")).startsWith("small-cpu", "Running", "2/4", "1.2345", "1.5", "1.4");
+    // kubectl's short name works too.
+    assertThat(server.kubectl("get", "ftj", "-o", "name").output()).contains("finetunejob.finetune.dev/small-cpu");
+  }
+}
