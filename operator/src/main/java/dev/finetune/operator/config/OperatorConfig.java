@@ -1,0 +1,165 @@
+package dev.finetune.operator.config;
+
+import dev.finetune.api.trainer.TrainerContract;
+import java.time.Duration;
+import java.util.Arrays;
+import java.util.Map;
+import java.util.Objects;
+import java.util.Set;
+import java.util.function.Function;
+import java.util.stream.Collectors;
+
+/**
+ * The operator's configuration, read from environment variables (the Helm chart sets them). Every variable
+ * is optional; the default is in brackets.
+ *
+ * <ul>
+ *   <li>{@code FINETUNE_WATCH_NAMESPACES}: comma-separated namespaces to watch [empty: all namespaces]</li>
+ *   <li>{@code FINETUNE_TRAINER_IMAGE}: trainer image when a job names none [{@value #DEFAULT_IMAGE}]</li>
+ *   <li>{@code FINETUNE_TRAINER_CPU}: CPU request and limit when a job names none [{@value #DEFAULT_CPU}]</li>
+ *   <li>{@code FINETUNE_TRAINER_MEMORY}: memory request and limit when a job names none [{@value #DEFAULT_MEMORY}]</li>
+ *   <li>{@code FINETUNE_TRAINER_JVM_OPTS}: JVM flags of the trainer, space-separated [{@value #DEFAULT_JVM_OPTS}]</li>
+ *   <li>{@code FINETUNE_TRAINER_PORT}: the trainer's HTTP port (/metrics, /progress, /healthz) [9090]</li>
+ *   <li>{@code FINETUNE_TRAINER_UID}: non-root user and group id the trainer runs as [1000]</li>
+ *   <li>{@code FINETUNE_PROGRESS_INTERVAL_SECONDS}: how often a running trainer's /progress is polled [15]</li>
+ *   <li>{@code FINETUNE_PROGRESS_TIMEOUT_SECONDS}: timeout of one /progress request [3]</li>
+ *   <li>{@code FINETUNE_METRICS_PORT}: port of /metrics, /healthz and /readyz; 0 turns the server off [8080]</li>
+ *   <li>{@code FINETUNE_LEADER_ELECTION}: true or false [true]</li>
+ *   <li>{@code FINETUNE_LEADER_ELECTION_NAMESPACE}: namespace of the Lease [POD_NAMESPACE, else the client's namespace]</li>
+ *   <li>{@code FINETUNE_LEADER_ELECTION_LEASE}: name of the Lease [finetune-operator-leader]</li>
+ *   <li>{@code FINETUNE_RECONCILE_THREADS}: concurrent reconciliations [10]</li>
+ *   <li>{@code FINETUNE_SERVER_SIDE_APPLY}: patch status with server-side apply [true]</li>
+ *   <li>{@code FINETUNE_LOG_FORMAT}: json or text [json]</li>
+ *   <li>{@code FINETUNE_LOG_LEVEL}: root log level (ERROR, WARN, INFO, DEBUG) [INFO]</li>
+ *   <li>{@code POD_NAME}, {@code POD_NAMESPACE}: from the downward API; the leader-election identity and Lease namespace</li>
+ * </ul>
+ */
+public record OperatorConfig(
+    Set<String> watchNamespaces,
+    String trainerImage,
+    String trainerCpu,
+    String trainerMemory,
+    String jvmOpts,
+    int trainerPort,
+    long trainerUid,
+    Duration progressInterval,
+    Duration progressTimeout,
+    int metricsPort,
+    boolean leaderElection,
+    String leaseNamespace,
+    String leaseName,
+    String identity,
+    int reconcileThreads,
+    boolean serverSideApply,
+    String logFormat,
+    String logLevel) {
+
+  public static final String DEFAULT_IMAGE = "ghcr.io/finetune-dev/finetune-trainer:0.1.0";
+  public static final String DEFAULT_CPU = "2";
+  public static final String DEFAULT_MEMORY = "8Gi";
+  public static final String DEFAULT_JVM_OPTS = "-XX:MaxRAMPercentage=75 -XX:+ExitOnOutOfMemoryError";
+
+  public OperatorConfig {
+    watchNamespaces = Set.copyOf(watchNamespaces);
+    Objects.requireNonNull(trainerImage, "trainerImage");
+    if (progressInterval.isNegative() || progressInterval.isZero()) {
+      throw new IllegalArgumentException("FINETUNE_PROGRESS_INTERVAL_SECONDS must be at least 1");
+    }
+    if (trainerPort < 1 || trainerPort > 65535) {
+      throw new IllegalArgumentException("FINETUNE_TRAINER_PORT must be 1..65535, is " + trainerPort);
+    }
+  }
+
+  /** Defaults only: what an empty environment gives. */
+  public static OperatorConfig defaults() {
+    return fromEnv(Map.of());
+  }
+
+  public static OperatorConfig fromEnv() {
+    return fromEnv(System.getenv());
+  }
+
+  public static OperatorConfig fromEnv(Map<String, String> env) {
+    Function<String, String> get = k -> {
+      String v = env.get(k);
+      return v == null || v.isBlank() ? null : v.trim();
+    };
+    Set<String> namespaces = get.apply("FINETUNE_WATCH_NAMESPACES") == null ? Set.of()
+        : Arrays.stream(get.apply("FINETUNE_WATCH_NAMESPACES").split(","))
+            .map(String::trim).filter(s -> !s.isEmpty()).collect(Collectors.toUnmodifiableSet());
+    return new OperatorConfig(
+        namespaces,
+        or(get.apply("FINETUNE_TRAINER_IMAGE"), DEFAULT_IMAGE),
+        or(get.apply("FINETUNE_TRAINER_CPU"), DEFAULT_CPU),
+        or(get.apply("FINETUNE_TRAINER_MEMORY"), DEFAULT_MEMORY),
+        or(get.apply("FINETUNE_TRAINER_JVM_OPTS"), DEFAULT_JVM_OPTS),
+        integer(get, "FINETUNE_TRAINER_PORT", TrainerContract.DEFAULT_PORT),
+        integer(get, "FINETUNE_TRAINER_UID", 1000),
+        Duration.ofSeconds(integer(get, "FINETUNE_PROGRESS_INTERVAL_SECONDS", 15)),
+        Duration.ofSeconds(integer(get, "FINETUNE_PROGRESS_TIMEOUT_SECONDS", 3)),
+        integer(get, "FINETUNE_METRICS_PORT", 8080),
+        bool(get, "FINETUNE_LEADER_ELECTION", true),
+        or(get.apply("FINETUNE_LEADER_ELECTION_NAMESPACE"), get.apply("POD_NAMESPACE")),
+        or(get.apply("FINETUNE_LEADER_ELECTION_LEASE"), "finetune-operator-leader"),
+        or(get.apply("POD_NAME"), hostName()),
+        integer(get, "FINETUNE_RECONCILE_THREADS", 10),
+        bool(get, "FINETUNE_SERVER_SIDE_APPLY", true),
+        or(get.apply("FINETUNE_LOG_FORMAT"), "json"),
+        or(get.apply("FINETUNE_LOG_LEVEL"), "INFO"));
+  }
+
+  public boolean watchAllNamespaces() {
+    return watchNamespaces.isEmpty();
+  }
+
+  public OperatorConfig withTrainerPort(int port) {
+    return new OperatorConfig(watchNamespaces, trainerImage, trainerCpu, trainerMemory, jvmOpts, port, trainerUid,
+        progressInterval, progressTimeout, metricsPort, leaderElection, leaseNamespace, leaseName, identity,
+        reconcileThreads, serverSideApply, logFormat, logLevel);
+  }
+
+  public OperatorConfig withProgressInterval(Duration interval) {
+    return new OperatorConfig(watchNamespaces, trainerImage, trainerCpu, trainerMemory, jvmOpts, trainerPort, trainerUid,
+        interval, progressTimeout, metricsPort, leaderElection, leaseNamespace, leaseName, identity,
+        reconcileThreads, serverSideApply, logFormat, logLevel);
+  }
+
+  private static String or(String value, String fallback) {
+    return value == null ? fallback : value;
+  }
+
+  private static int integer(Function<String, String> get, String key, int fallback) {
+    String v = get.apply(key);
+    if (v == null) {
+      return fallback;
+    }
+    try {
+      return Integer.parseInt(v);
+    } catch (NumberFormatException e) {
+      throw new IllegalArgumentException(key + " must be an integer, is '" + v + "'");
+    }
+  }
+
+  private static boolean bool(Function<String, String> get, String key, boolean fallback) {
+    String v = get.apply(key);
+    if (v == null) {
+      return fallback;
+    }
+    if (v.equalsIgnoreCase("true") || v.equalsIgnoreCase("false")) {
+      return Boolean.parseBoolean(v);
+    }
+    throw new IllegalArgumentException(key + " must be true or false, is '" + v + "'");
+  }
+
+  private static String hostName() {
+    String h = System.getenv("HOSTNAME");
+    if (h != null && !h.isBlank()) {
+      return h;
+    }
+    try {
+      return java.net.InetAddress.getLocalHost().getHostName();
+    } catch (java.io.IOException e) {
+      return "finetune-operator-" + ProcessHandle.current().pid();
+    }
+  }
+}

@@ -1,0 +1,56 @@
+package dev.finetune.operator.observer;
+
+import dev.finetune.api.FineTuneJobs;
+import dev.finetune.api.trainer.TrainerContract;
+import dev.finetune.api.trainer.TrainerProgress;
+import java.io.IOException;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.time.Duration;
+import java.util.Optional;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/** Reads a running trainer's {@code /progress} document. One short request; failures are reported, not thrown. */
+public class ProgressClient {
+  private static final Logger LOG = LoggerFactory.getLogger(ProgressClient.class);
+  private final HttpClient http;
+  private final Duration timeout;
+
+  public ProgressClient(Duration timeout) {
+    this.timeout = timeout;
+    this.http = HttpClient.newBuilder()
+        .connectTimeout(timeout)
+        .version(HttpClient.Version.HTTP_1_1)
+        .followRedirects(HttpClient.Redirect.NEVER)
+        .build();
+  }
+
+  public static URI progressUri(String podIp, int port) {
+    String host = podIp.contains(":") ? "[" + podIp + "]" : podIp;
+    return URI.create("http://" + host + ":" + port + TrainerContract.PROGRESS_PATH);
+  }
+
+  /** The progress document, or empty when the trainer is not reachable yet or answers nonsense. */
+  public Optional<TrainerProgress> fetch(String podIp, int port) {
+    URI uri = progressUri(podIp, port);
+    try {
+      HttpResponse<String> rsp = http.send(
+          HttpRequest.newBuilder(uri).timeout(timeout).header("Accept", "application/json").GET().build(),
+          HttpResponse.BodyHandlers.ofString());
+      if (rsp.statusCode() != 200) {
+        LOG.debug("msg=\"progress poll failed\" uri={} status={}", uri, rsp.statusCode());
+        return Optional.empty();
+      }
+      return Optional.ofNullable(FineTuneJobs.json().readValue(rsp.body(), TrainerProgress.class));
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      return Optional.empty();
+    } catch (IOException e) {
+      LOG.debug("msg=\"progress poll failed\" uri={} error=\"{}\"", uri, e.toString());
+      return Optional.empty();
+    }
+  }
+}

@@ -1,0 +1,59 @@
+package dev.finetune.operator.resources;
+
+import dev.finetune.api.FineTuneJob;
+
+/** Names, labels and annotations of the objects a FineTuneJob owns. */
+public final class Names {
+  private Names() {}
+
+  /** On every owned object and on the trainer Pod: the FineTuneJob's name (maps events back to it). */
+  public static final String JOB_LABEL = "finetune.dev/job";
+  public static final String MANAGED_BY_LABEL = "app.kubernetes.io/managed-by";
+  public static final String MANAGED_BY = "finetune-operator";
+  public static final String NAME_LABEL = "app.kubernetes.io/name";
+  public static final String COMPONENT_LABEL = "app.kubernetes.io/component";
+  /** Scrape label of the trainer Pod, for a PodMonitor's selector. */
+  public static final String METRICS_LABEL = "finetune.dev/metrics";
+  /** The informers' selector: only objects this operator made. */
+  public static final String MANAGED_SELECTOR = MANAGED_BY_LABEL + "=" + MANAGED_BY;
+  /** Hash of the spec without suspend, on the Job: a different hash means a refused spec change. */
+  public static final String SPEC_HASH_ANNOTATION = "finetune.dev/spec-hash";
+  public static final String CONTAINER = "trainer";
+  public static final String METRICS_PORT_NAME = "metrics";
+
+  public static String job(FineTuneJob ftj) {
+    return ftj.getMetadata().getName() + "-train";
+  }
+
+  public static String configMap(FineTuneJob ftj) {
+    return ftj.getMetadata().getName() + "-spec";
+  }
+
+  public static String claim(FineTuneJob ftj) {
+    return ftj.getMetadata().getName() + "-checkpoints";
+  }
+
+  /** The checkpoint claim the Pod mounts: the named existing one or the operator's. */
+  public static String checkpointClaim(FineTuneJob ftj) {
+    String named = ftj.getSpec().checkpoints == null ? null : ftj.getSpec().checkpoints.claimName;
+    return named != null && !named.isBlank() ? named : claim(ftj);
+  }
+
+  public static boolean createsClaim(FineTuneJob ftj) {
+    String named = ftj.getSpec().checkpoints == null ? null : ftj.getSpec().checkpoints.claimName;
+    return named == null || named.isBlank();
+  }
+
+  /** Run directory below the workspace: spec.checkpoints.path or the job's name. */
+  public static String runDir(FineTuneJob ftj) {
+    String path = ftj.getSpec().checkpoints == null ? null : ftj.getSpec().checkpoints.path;
+    if (path == null || path.isBlank()) {
+      return ftj.getMetadata().getName();
+    }
+    String p = path.strip();
+    while (p.startsWith("/")) {
+      p = p.substring(1);
+    }
+    return p.isEmpty() ? ftj.getMetadata().getName() : p;
+  }
+}

@@ -1,0 +1,323 @@
+package dev.finetune.operator.resources;
+
+import dev.finetune.api.DatasetSpec;
+import dev.finetune.api.EvaluationSpec;
+import dev.finetune.api.FineTuneJob;
+import dev.finetune.api.FineTuneJobSpec;
+import dev.finetune.api.FineTuneJobs;
+import dev.finetune.api.ModelSpec;
+import dev.finetune.api.ResourcesSpec;
+import dev.finetune.api.trainer.TrainerContract;
+import dev.finetune.operator.config.OperatorConfig;
+import io.fabric8.kubernetes.api.model.ConfigMap;
+import io.fabric8.kubernetes.api.model.ConfigMapBuilder;
+import io.fabric8.kubernetes.api.model.Container;
+import io.fabric8.kubernetes.api.model.ContainerBuilder;
+import io.fabric8.kubernetes.api.model.EnvVar;
+import io.fabric8.kubernetes.api.model.EnvVarBuilder;
+import io.fabric8.kubernetes.api.model.ObjectMeta;
+import io.fabric8.kubernetes.api.model.ObjectMetaBuilder;
+import io.fabric8.kubernetes.api.model.OwnerReference;
+import io.fabric8.kubernetes.api.model.OwnerReferenceBuilder;
+import io.fabric8.kubernetes.api.model.PersistentVolumeClaim;
+import io.fabric8.kubernetes.api.model.PersistentVolumeClaimBuilder;
+import io.fabric8.kubernetes.api.model.PodSecurityContextBuilder;
+import io.fabric8.kubernetes.api.model.Quantity;
+import io.fabric8.kubernetes.api.model.SecurityContextBuilder;
+import io.fabric8.kubernetes.api.model.Volume;
+import io.fabric8.kubernetes.api.model.VolumeBuilder;
+import io.fabric8.kubernetes.api.model.VolumeMount;
+import io.fabric8.kubernetes.api.model.VolumeMountBuilder;
+import io.fabric8.kubernetes.api.model.batch.v1.Job;
+import io.fabric8.kubernetes.api.model.batch.v1.JobBuilder;
+import io.fabric8.kubernetes.api.model.batch.v1.PodFailurePolicyRule;
+import io.fabric8.kubernetes.api.model.batch.v1.PodFailurePolicyRuleBuilder;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Builds the objects a FineTuneJob owns: the checkpoint claim, the ConfigMap with the job file and the
+ * batch/v1 Job with one trainer Pod. Pure functions of the FineTuneJob and the operator's configuration.
+ */
+public final class TrainerResources {
+  public static final String TERMINATION_MESSAGE_PATH = TrainerContract.DEFAULT_TERMINATION_LOG;
+  static final String VOLUME_WORKSPACE = "workspace";
+  static final String VOLUME_SPEC = "job-spec";
+  static final String VOLUME_SCRATCH = "scratch";
+  static final String VOLUME_MODEL = "model";
+  static final String VOLUME_DATA = "data";
+  static final String VOLUME_DATA_CONFIGMAP = "dataset-configmap";
+
+  private final OperatorConfig config;
+
+  public TrainerResources(OperatorConfig config) {
+    this.config = config;
+  }
+
+  /** Labels of every owned object; the spec's labels first so ours win. */
+  public static Map<String, String> labels(FineTuneJob ftj) {
+    Map<String, String> labels = new LinkedHashMap<>();
+    if (ftj.getSpec().labels != null) {
+      labels.putAll(ftj.getSpec().labels);
+    }
+    labels.put(Names.NAME_LABEL, "finetune-trainer");
+    labels.put(Names.MANAGED_BY_LABEL, Names.MANAGED_BY);
+    labels.put(Names.JOB_LABEL, ftj.getMetadata().getName());
+    return labels;
+  }
+
+  public static OwnerReference ownerReference(FineTuneJob ftj) {
+    return new OwnerReferenceBuilder()
+        .withApiVersion(FineTuneJob.API_VERSION)
+        .withKind("FineTuneJob")
+        .withName(ftj.getMetadata().getName())
+        .withUid(ftj.getMetadata().getUid())
+        .withController(true)
+        .withBlockOwnerDeletion(true)
+        .build();
+  }
+
+  private static ObjectMeta meta(FineTuneJob ftj, String name, boolean owned) {
+    ObjectMetaBuilder b = new ObjectMetaBuilder()
+        .withName(name)
+        .withNamespace(ftj.getMetadata().getNamespace())
+        .withLabels(labels(ftj));
+    if (owned) {
+      b.withOwnerReferences(ownerReference(ftj));
+    }
+    return b.build();
+  }
+
+  /** The checkpoint claim; owned (deleted with the job) unless spec.checkpoints.retainClaim. */
+  public PersistentVolumeClaim claim(FineTuneJob ftj) {
+    var cp = ftj.getSpec().checkpoints;
+    boolean retain = cp != null && Boolean.TRUE.equals(cp.retainClaim);
+    String size = cp == null || cp.size == null ? "10Gi" : cp.size;
+    return new PersistentVolumeClaimBuilder()
+        .withMetadata(meta(ftj, Names.claim(ftj), !retain))
+        .withNewSpec()
+        .withAccessModes("ReadWriteOnce")
+        .withStorageClassName(cp == null ? null : blankToNull(cp.storageClassName))
+        .withNewResources().addToRequests("storage", new Quantity(size)).endResources()
+        .endSpec()
+        .build();
+  }
+
+  /** The FineTuneJob as the trainer reads it, under {@link TrainerContract#SPEC_KEY}. */
+  public ConfigMap specConfigMap(FineTuneJob ftj) {
+    return new ConfigMapBuilder()
+        .withMetadata(meta(ftj, Names.configMap(ftj), true))
+        .addToData(TrainerContract.SPEC_KEY, specFile(ftj))
+        .build();
+  }
+
+  /** apiVersion, kind, name, namespace and spec: what the trainer's parser accepts, without server fields. */
+  public static String specFile(FineTuneJob ftj) {
+    FineTuneJob clean = new FineTuneJob();
+    clean.setMetadata(new ObjectMetaBuilder()
+        .withName(ftj.getMetadata().getName())
+        .withNamespace(ftj.getMetadata().getNamespace())
+        .build());
+    clean.setSpec(ftj.getSpec());
+    clean.setStatus(null);
+    return FineTuneJobs.toYaml(clean);
+  }
+
+  public List<String> command(FineTuneJob ftj) {
+    List<String> cmd = new ArrayList<>();
+    cmd.add("java");
+    Arrays.stream(config.jvmOpts().trim().split("\\s+")).filter(s -> !s.isEmpty()).forEach(cmd::add);
+    cmd.add("-Djava.io.tmpdir=" + TrainerContract.SCRATCH);
+    cmd.add("-jar");
+    cmd.add(TrainerContract.TRAINER_JAR);
+    cmd.add(TrainerContract.SPEC_FILE);
+    cmd.add("--output");
+    cmd.add(TrainerContract.WORKSPACE + "/" + Names.runDir(ftj));
+    return cmd;
+  }
+
+  public Job job(FineTuneJob ftj) {
+    FineTuneJobSpec spec = ftj.getSpec();
+    int port = config.trainerPort();
+    Map<String, String> podLabels = labels(ftj);
+    podLabels.put(Names.COMPONENT_LABEL, "trainer");
+    podLabels.put(Names.METRICS_LABEL, "true");
+    Map<String, String> podAnnotations = new LinkedHashMap<>();
+    podAnnotations.put("prometheus.io/scrape", "true");
+    podAnnotations.put("prometheus.io/port", Integer.toString(port));
+    podAnnotations.put("prometheus.io/path", TrainerContract.METRICS_PATH);
+    podAnnotations.put("kubectl.kubernetes.io/default-container", Names.CONTAINER);
+
+    ObjectMeta meta = meta(ftj, Names.job(ftj), true);
+    meta.setAnnotations(new LinkedHashMap<>(Map.of(Names.SPEC_HASH_ANNOTATION, SpecHash.of(spec))));
+
+    return new JobBuilder()
+        .withMetadata(meta)
+        .withNewSpec()
+        .withParallelism(1)
+        .withCompletions(1)
+        .withBackoffLimit(spec.backoffLimit == null ? 3 : spec.backoffLimit)
+        .withActiveDeadlineSeconds(spec.activeDeadlineSeconds)
+        .withTtlSecondsAfterFinished(spec.ttlSecondsAfterFinished)
+        .withSuspend(Boolean.TRUE.equals(spec.suspend))
+        .withNewPodFailurePolicy()
+        .withRules(podFailureRules())
+        .endPodFailurePolicy()
+        .withNewTemplate()
+        .withNewMetadata().withLabels(podLabels).withAnnotations(podAnnotations).endMetadata()
+        .withNewSpec()
+        .withRestartPolicy("Never")
+        .withServiceAccountName(blankToNull(spec.serviceAccountName))
+        .withAutomountServiceAccountToken(false)
+        .withPriorityClassName(blankToNull(spec.priorityClassName))
+        .withNodeSelector(spec.nodeSelector == null || spec.nodeSelector.isEmpty() ? null : spec.nodeSelector)
+        .withTolerations(spec.tolerations == null || spec.tolerations.isEmpty() ? null : spec.tolerations)
+        .withAffinity(spec.affinity)
+        .withSecurityContext(new PodSecurityContextBuilder()
+            .withRunAsNonRoot(true)
+            .withRunAsUser(config.trainerUid())
+            .withRunAsGroup(config.trainerUid())
+            .withFsGroup(config.trainerUid())
+            .withNewSeccompProfile().withType("RuntimeDefault").endSeccompProfile()
+            .build())
+        .withContainers(container(ftj))
+        .withVolumes(volumes(ftj))
+        .endSpec()
+        .endTemplate()
+        .endSpec()
+        .build();
+  }
+
+  /** FailJob on the trainer's "bad job" exit codes; evictions and preemptions do not count as failures. */
+  static List<PodFailurePolicyRule> podFailureRules() {
+    List<Integer> codes = Arrays.stream(TrainerContract.ExitCodes.DO_NOT_RETRY).boxed().toList();
+    return List.of(
+        new PodFailurePolicyRuleBuilder()
+            .withAction("FailJob")
+            .withNewOnExitCodes().withContainerName(Names.CONTAINER).withOperator("In").withValues(codes).endOnExitCodes()
+            .build(),
+        new PodFailurePolicyRuleBuilder()
+            .withAction("Ignore")
+            .addNewOnPodCondition().withType("DisruptionTarget").withStatus("True").endOnPodCondition()
+            .build());
+  }
+
+  private Container container(FineTuneJob ftj) {
+    FineTuneJobSpec spec = ftj.getSpec();
+    ResourcesSpec res = spec.resources == null ? new ResourcesSpec() : spec.resources;
+    Map<String, Quantity> amounts = new LinkedHashMap<>();
+    amounts.put("cpu", new Quantity(res.cpu == null || res.cpu.isBlank() ? config.trainerCpu() : res.cpu));
+    amounts.put("memory", new Quantity(res.memory == null || res.memory.isBlank() ? config.trainerMemory() : res.memory));
+    if (res.gpus != null && res.gpus > 0) {
+      amounts.put(res.gpuResource == null || res.gpuResource.isBlank() ? "nvidia.com/gpu" : res.gpuResource,
+          new Quantity(Integer.toString(res.gpus)));
+    }
+    return new ContainerBuilder()
+        .withName(Names.CONTAINER)
+        .withImage(spec.image == null || spec.image.isBlank() ? config.trainerImage() : spec.image)
+        .withImagePullPolicy(blankToNull(spec.imagePullPolicy))
+        .withCommand(command(ftj))
+        .addNewPort().withName(Names.METRICS_PORT_NAME).withContainerPort(config.trainerPort()).withProtocol("TCP").endPort()
+        .withEnv(env(ftj))
+        .withNewResources().withRequests(new LinkedHashMap<>(amounts)).withLimits(new LinkedHashMap<>(amounts)).endResources()
+        .withVolumeMounts(mounts(ftj))
+        .withTerminationMessagePath(TERMINATION_MESSAGE_PATH)
+        .withTerminationMessagePolicy("FallbackToLogsOnError")
+        .withSecurityContext(new SecurityContextBuilder()
+            .withRunAsNonRoot(true)
+            .withRunAsUser(config.trainerUid())
+            .withReadOnlyRootFilesystem(true)
+            .withAllowPrivilegeEscalation(false)
+            .withNewCapabilities().withDrop("ALL").endCapabilities()
+            .withNewSeccompProfile().withType("RuntimeDefault").endSeccompProfile()
+            .build())
+        .build();
+  }
+
+  private List<EnvVar> env(FineTuneJob ftj) {
+    List<EnvVar> env = new ArrayList<>();
+    env.add(new EnvVar("DJL_OFFLINE", "true", null));
+    env.add(new EnvVar(TrainerContract.ENV_PORT, Integer.toString(config.trainerPort()), null));
+    env.add(new EnvVar(TrainerContract.ENV_TERMINATION_LOG, TERMINATION_MESSAGE_PATH, null));
+    EvaluationSpec eval = ftj.getSpec().evaluation;
+    if (eval != null && eval.judge != null && eval.judge.apiKeySecret != null) {
+      env.add(new EnvVarBuilder().withName(TrainerContract.ENV_JUDGE_API_KEY)
+          .withNewValueFrom().withNewSecretKeyRef()
+          .withName(eval.judge.apiKeySecret.name).withKey(eval.judge.apiKeySecret.key).withOptional(false)
+          .endSecretKeyRef().endValueFrom().build());
+    }
+    return env;
+  }
+
+  private List<VolumeMount> mounts(FineTuneJob ftj) {
+    List<VolumeMount> mounts = new ArrayList<>();
+    mounts.add(mount(VOLUME_WORKSPACE, TrainerContract.WORKSPACE, false));
+    String specDir = TrainerContract.SPEC_FILE.substring(0, TrainerContract.SPEC_FILE.lastIndexOf('/'));
+    mounts.add(mount(VOLUME_SPEC, specDir, true));
+    mounts.add(mount(VOLUME_SCRATCH, TrainerContract.SCRATCH, false));
+    if (modelClaim(ftj) != null) {
+      mounts.add(mount(VOLUME_MODEL, TrainerContract.MODEL_MOUNT, true));
+    }
+    if (dataClaim(ftj) != null) {
+      mounts.add(mount(VOLUME_DATA, TrainerContract.DATA_MOUNT, true));
+    }
+    if (dataConfigMap(ftj) != null) {
+      mounts.add(mount(VOLUME_DATA_CONFIGMAP, TrainerContract.DATA_CONFIGMAP_MOUNT, true));
+    }
+    return mounts;
+  }
+
+  private List<Volume> volumes(FineTuneJob ftj) {
+    List<Volume> volumes = new ArrayList<>();
+    volumes.add(new VolumeBuilder().withName(VOLUME_WORKSPACE)
+        .withNewPersistentVolumeClaim().withClaimName(Names.checkpointClaim(ftj)).endPersistentVolumeClaim().build());
+    String specFileName = TrainerContract.SPEC_FILE.substring(TrainerContract.SPEC_FILE.lastIndexOf('/') + 1);
+    volumes.add(new VolumeBuilder().withName(VOLUME_SPEC)
+        .withNewConfigMap().withName(Names.configMap(ftj))
+        .addNewItem().withKey(TrainerContract.SPEC_KEY).withPath(specFileName).endItem()
+        .endConfigMap().build());
+    volumes.add(new VolumeBuilder().withName(VOLUME_SCRATCH).withNewEmptyDir().endEmptyDir().build());
+    String model = modelClaim(ftj);
+    if (model != null) {
+      volumes.add(new VolumeBuilder().withName(VOLUME_MODEL)
+          .withNewPersistentVolumeClaim().withClaimName(model).withReadOnly(true).endPersistentVolumeClaim().build());
+    }
+    String data = dataClaim(ftj);
+    if (data != null) {
+      volumes.add(new VolumeBuilder().withName(VOLUME_DATA)
+          .withNewPersistentVolumeClaim().withClaimName(data).withReadOnly(true).endPersistentVolumeClaim().build());
+    }
+    DatasetSpec.ConfigMapSource cm = dataConfigMap(ftj);
+    if (cm != null) {
+      volumes.add(new VolumeBuilder().withName(VOLUME_DATA_CONFIGMAP)
+          .withNewConfigMap().withName(cm.name).endConfigMap().build());
+    }
+    return volumes;
+  }
+
+  private static String modelClaim(FineTuneJob ftj) {
+    ModelSpec m = ftj.getSpec().model;
+    return m == null ? null : blankToNull(m.claimName);
+  }
+
+  private static String dataClaim(FineTuneJob ftj) {
+    DatasetSpec d = ftj.getSpec().dataset;
+    return d == null ? null : blankToNull(d.claimName);
+  }
+
+  private static DatasetSpec.ConfigMapSource dataConfigMap(FineTuneJob ftj) {
+    DatasetSpec d = ftj.getSpec().dataset;
+    return d == null || d.configMap == null || d.configMap.name == null ? null : d.configMap;
+  }
+
+  private static VolumeMount mount(String name, String path, boolean readOnly) {
+    return new VolumeMountBuilder().withName(name).withMountPath(path).withReadOnly(readOnly ? true : null).build();
+  }
+
+  private static String blankToNull(String s) {
+    return s == null || s.isBlank() ? null : s;
+  }
+}
