@@ -4,7 +4,10 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.NDScope;
 import ai.djl.ndarray.types.Shape;
+import dev.finetune.api.ModelSpec;
 import dev.finetune.api.ScratchModelSpec;
+import dev.finetune.api.trainer.TrainerContract;
+import java.net.URI;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -40,6 +43,39 @@ public final class Model implements AutoCloseable {
     GptConfig config = GptConfig.read(dir.resolve("config.json"));
     TextTokenizer tok = TextTokenizer.load(dir.resolve("tokenizer.json"), config.endOfText());
     return new Model(Gpt2.load(config, dir.resolve("model.safetensors"), manager), tok);
+  }
+
+  /**
+   * The model a job asks for: {@code scratch}, a {@code path} (on the model volume when a claim is named and
+   * mounted, else relative to the job file), or a {@code hub} repository downloaded once into
+   * {@code <output>/model-cache/}.
+   */
+  public static Model fromSpec(ModelSpec spec, Path jobDir, Path outputDir, NDManager manager) throws IOException {
+    if (spec.scratch != null) {
+      return scratch(spec.scratch, manager);
+    }
+    if (spec.path != null) {
+      Path p = Path.of(spec.path);
+      Path mount = Path.of(TrainerContract.MODEL_MOUNT);
+      if (!p.isAbsolute()) {
+        p = spec.claimName != null && Files.isDirectory(mount) ? mount.resolve(p) : jobDir.resolve(p);
+      }
+      return load(p, manager);
+    }
+    if (spec.hub != null) {
+      String revision = spec.revision == null ? "main" : spec.revision;
+      Path cache = outputDir.resolve("model-cache").resolve(spec.hub.replace('/', '_') + "@" + revision);
+      for (String f : new String[] {"config.json", "tokenizer.json", "model.safetensors"}) {
+        Path target = cache.resolve(f);
+        if (!Files.isRegularFile(target)) {
+          URI uri = URI.create("https://huggingface.co/" + spec.hub + "/resolve/" + revision + "/" + f);
+          System.out.println("downloading " + uri + " into " + cache);
+          Downloads.fetch(uri, target);
+        }
+      }
+      return load(cache, manager);
+    }
+    throw new BadJobException("spec.model names no model; set one of hub, path or scratch");
   }
 
   /** A randomly initialised GPT-2 of the given shape with the byte-level tokenizer. */
