@@ -51,11 +51,27 @@ public final class Checkpoints {
     Files.createDirectories(tmp);
     model.save(tmp);
     optimizer.save(tmp.resolve(OPTIMIZER));
+    pauseForFaultInjection();
     Files.writeString(tmp.resolve(STATE), FineTuneJobs.json().writerWithDefaultPrettyPrinter().writeValueAsString(state));
     Path target = dir.resolve(name);
     deleteTree(target);
     Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
     return target;
+  }
+
+  /**
+   * Fault injection for tests: with {@code -Dfinetune.test.checkpointPauseMs=N} a checkpoint write pauses
+   * half-way (weights written, state not yet), so a test can kill the process while a temp directory exists.
+   */
+  private static void pauseForFaultInjection() {
+    long ms = Long.getLong("finetune.test.checkpointPauseMs", 0L);
+    if (ms > 0) {
+      try {
+        Thread.sleep(ms);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+      }
+    }
   }
 
   /** Complete checkpoints, oldest first (by optimizer step, then epochs finished). */

@@ -267,7 +267,7 @@ public final class Trainer {
    * nothing of the step outlives it). Gradients accumulate over a group; the loss is divided by the group size
    * so the step sees their mean.
    */
-  private static double trainMicroBatch(Gpt2 net, NDManager base, Collator.Batch b, int groupSize, TrainingSpec t,
+  static double trainMicroBatch(Gpt2 net, NDManager base, Collator.Batch b, int groupSize, TrainingSpec t,
       long microIndex) {
     try (NDManager step = base.newSubManager(); NDScope scope = new NDScope()) {
       if (t.dropout != null && t.dropout > 0) {
