@@ -8,6 +8,7 @@ import io.fabric8.kubernetes.api.model.Pod;
 import java.io.IOException;
 import java.util.Collection;
 import java.util.Comparator;
+import java.util.Objects;
 import java.util.Optional;
 
 /**
@@ -38,8 +39,13 @@ public final class TerminationMessages {
 
   /** The newest terminated trainer among the Pods (by finish time, then creation time). */
   public static Optional<Termination> latest(Collection<Pod> pods) {
+    // newest finish first; within the same second (timestamps have second precision) the newer Pod, then one
+    // that left a summary
     return pods.stream()
-        .sorted(Comparator.comparing((Pod p) -> finishedAt(p)).reversed())
+        .sorted(Comparator.comparing((Pod p) -> finishedAt(p))
+            .thenComparing(p -> Objects.toString(p.getMetadata().getCreationTimestamp(), ""))
+            .thenComparing(p -> of(p).map(t -> t.summary() != null).orElse(false))
+            .reversed())
         .map(TerminationMessages::of)
         .flatMap(Optional::stream)
         .findFirst();

@@ -18,6 +18,7 @@ import dev.finetune.operator.resources.SpecHash;
 import dev.finetune.operator.resources.TrainerResources;
 import io.fabric8.kubernetes.api.model.ConfigMap;
 import io.fabric8.kubernetes.api.model.HasMetadata;
+import io.fabric8.kubernetes.api.model.ObjectMetaBuilder;
 import io.fabric8.kubernetes.api.model.PersistentVolumeClaim;
 import io.fabric8.kubernetes.api.model.Pod;
 import io.fabric8.kubernetes.api.model.batch.v1.Job;
@@ -30,6 +31,7 @@ import io.javaoperatorsdk.operator.api.config.informer.InformerEventSourceConfig
 import io.javaoperatorsdk.operator.api.reconciler.Context;
 import io.javaoperatorsdk.operator.api.reconciler.ControllerConfiguration;
 import io.javaoperatorsdk.operator.api.reconciler.EventSourceContext;
+import io.javaoperatorsdk.operator.api.reconciler.PrimaryUpdateAndCacheUtils;
 import io.javaoperatorsdk.operator.api.reconciler.Reconciler;
 import io.javaoperatorsdk.operator.api.reconciler.UpdateControl;
 import io.javaoperatorsdk.operator.processing.event.ResourceID;
@@ -147,17 +149,34 @@ public class FineTuneJobReconciler implements Reconciler<FineTuneJob> {
     st.observedGeneration = generation;
     st.progress = TrainerStatus.progress(st);
 
-    UpdateControl<FineTuneJob> control;
-    if (FineTuneJobs.toJson(st).equals(before)) {
-      control = UpdateControl.noUpdate();
-    } else {
-      ftj.setStatus(st);
-      control = UpdateControl.patchStatus(ftj);
+    if (!FineTuneJobs.toJson(st).equals(before)) {
+      writeStatus(ftj, st, ctx);
     }
+    UpdateControl<FineTuneJob> control = UpdateControl.noUpdate();
     if (poll) {
       control.rescheduleAfter(config.progressInterval());
     }
     return control;
+  }
+
+  /**
+   * Patches the status and puts the result into the controller's cache, so that the next reconciliation (often
+   * triggered at once by a Job or Pod event) sees this status and does not record the same Events again.
+   */
+  private void writeStatus(FineTuneJob ftj, FineTuneJobStatus st, Context<FineTuneJob> ctx) {
+    if (config.serverSideApply()) {
+      FineTuneJob fresh = new FineTuneJob();
+      fresh.setMetadata(new ObjectMetaBuilder().withName(ftj.getMetadata().getName())
+          .withNamespace(ftj.getMetadata().getNamespace()).build());
+      fresh.setSpec(null);
+      fresh.setStatus(st);
+      PrimaryUpdateAndCacheUtils.ssaPatchStatusAndCacheResource(ftj, fresh, ctx);
+    } else {
+      PrimaryUpdateAndCacheUtils.patchStatusAndCacheResource(ftj, ctx, p -> {
+        p.setStatus(st);
+        return p;
+      });
+    }
   }
 
   private void invalid(FineTuneJob ftj, FineTuneJobStatus old, FineTuneJobStatus st, List<Problem> problems,
@@ -272,7 +291,7 @@ public class FineTuneJobReconciler implements Reconciler<FineTuneJob> {
       phase = Phase.Failed;
     } else if (Boolean.TRUE.equals(job.getSpec().getSuspend())) {
       phase = Phase.Suspended;
-    } else if (running.isPresent()) {
+    } else if (running.isPresent() || finishing(pods)) {
       phase = Phase.Running;
     } else {
       phase = Phase.Pending;
@@ -296,6 +315,13 @@ public class FineTuneJobReconciler implements Reconciler<FineTuneJob> {
         Conditions.set(st, Conditions.RUNNING, false, "Suspended", st.message, generation);
       }
       case Running -> {
+        if (running.isEmpty()) {
+          // the trainer exited 0; the Job controller has not marked the Job complete yet
+          st.phase = Phase.Running;
+          st.reason = "Finishing";
+          st.message = "the trainer exited successfully; waiting for the Job to complete";
+          break;
+        }
         Pod pod = running.get();
         st.phase = Phase.Running;
         st.reason = "Training";
@@ -455,6 +481,11 @@ public class FineTuneJobReconciler implements Reconciler<FineTuneJob> {
       LOG.info("msg=\"failed\" namespace={} name={} reason={}", ftj.getMetadata().getNamespace(),
           ftj.getMetadata().getName(), st.reason);
     }
+  }
+
+  private static boolean finishing(List<Pod> pods) {
+    return !pods.isEmpty() && pods.get(pods.size() - 1).getStatus() != null
+        && "Succeeded".equals(pods.get(pods.size() - 1).getStatus().getPhase());
   }
 
   private int trainerPort(Pod pod) {

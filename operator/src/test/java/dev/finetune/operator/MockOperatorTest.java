@@ -1,0 +1,595 @@
+package dev.finetune.operator;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
+
+import dev.finetune.api.FineTuneJob;
+import dev.finetune.api.FineTuneJobStatus.Phase;
+import dev.finetune.api.FineTuneJobs;
+import dev.finetune.api.trainer.TrainerContract;
+import dev.finetune.api.trainer.TrainerProgress;
+import dev.finetune.api.trainer.TrainerSummary;
+import dev.finetune.operator.config.OperatorConfig;
+import dev.finetune.operator.metrics.OperatorMetrics;
+import dev.finetune.operator.resources.Names;
+import dev.finetune.operator.testing.FakeTrainer;
+import dev.finetune.operator.testing.Jobs;
+import io.fabric8.kubernetes.api.model.ConfigMap;
+import io.fabric8.kubernetes.api.model.Container;
+import io.fabric8.kubernetes.api.model.Event;
+import io.fabric8.kubernetes.api.model.OwnerReference;
+import io.fabric8.kubernetes.api.model.PersistentVolumeClaim;
+import io.fabric8.kubernetes.api.model.Pod;
+import io.fabric8.kubernetes.api.model.PodSpec;
+import io.fabric8.kubernetes.api.model.Quantity;
+import io.fabric8.kubernetes.api.model.TolerationBuilder;
+import io.fabric8.kubernetes.api.model.Volume;
+import io.fabric8.kubernetes.api.model.VolumeMount;
+import io.fabric8.kubernetes.api.model.batch.v1.Job;
+import io.fabric8.kubernetes.api.model.batch.v1.JobConditionBuilder;
+import io.fabric8.kubernetes.client.KubernetesClient;
+import io.fabric8.kubernetes.client.server.mock.EnableKubernetesMockClient;
+import io.fabric8.kubernetes.client.server.mock.KubernetesMockServer;
+import io.micrometer.prometheusmetrics.PrometheusConfig;
+import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
+import java.time.Duration;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.function.UnaryOperator;
+import java.util.stream.Collectors;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+/**
+ * The operator against fabric8's mock API server in CRUD mode with a real JOSDK Operator (informers, watches,
+ * status patches, leader election). The test plays the Job controller and the kubelet: it makes the trainer
+ * Pod from the Job's template and writes Pod and Job status; a {@link FakeTrainer} serves /progress.
+ */
+@EnableKubernetesMockClient(crud = true)
+class MockOperatorTest {
+  static KubernetesMockServer server;
+  static KubernetesClient client;
+  static FakeTrainer trainer;
+  static FineTuneOperator operator;
+  static PrometheusMeterRegistry registry;
+  static OperatorConfig config;
+
+  @BeforeAll
+  static void start() throws Exception {
+    // Leader election asks whether it may use Leases; the mock has no authorization API.
+    server.expect().post().withPath("/apis/authorization.k8s.io/v1/selfsubjectrulesreviews")
+        .andReturn(200, Map.of("apiVersion", "authorization.k8s.io/v1", "kind", "SelfSubjectRulesReview",
+            "status", Map.of("incomplete", false, "resourceRules", List.of(Map.of(
+                "apiGroups", List.of("*"), "resources", List.of("*"), "verbs", List.of("*"))))))
+        .always();
+    trainer = new FakeTrainer();
+    Map<String, String> env = new HashMap<>();
+    env.put("FINETUNE_TRAINER_PORT", String.valueOf(trainer.port()));
+    env.put("FINETUNE_PROGRESS_INTERVAL_SECONDS", "1");
+    env.put("FINETUNE_TRAINER_IMAGE", "registry.example/trainer:test");
+    env.put("FINETUNE_TRAINER_CPU", "3");
+    env.put("FINETUNE_TRAINER_MEMORY", "5Gi");
+    env.put("FINETUNE_LEADER_ELECTION_NAMESPACE", "finetune-system");
+    env.put("FINETUNE_SERVER_SIDE_APPLY", "false"); // the mock has no server-side apply
+    env.put("POD_NAME", "operator-0");
+    config = OperatorConfig.fromEnv(env);
+    registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
+    operator = FineTuneOperator.create(client, config, registry).start();
+    await().atMost(Duration.ofSeconds(30)).until(operator::isReady);
+  }
+
+  @AfterAll
+  static void stop() {
+    if (operator != null) {
+      operator.close();
+    }
+    if (trainer != null) {
+      trainer.close();
+    }
+  }
+
+  static FineTuneJob create(FineTuneJob job) {
+    return client.resource(job).create();
+  }
+
+  static FineTuneJob get(String ns, String name) {
+    return client.resources(FineTuneJob.class).inNamespace(ns).withName(name).get();
+  }
+
+  static Job awaitJob(String ns, String name) {
+    return await().atMost(Duration.ofSeconds(20)).until(
+        () -> client.batch().v1().jobs().inNamespace(ns).withName(name + "-train").get(), Objects::nonNull);
+  }
+
+  static FineTuneJob awaitStatus(String ns, String name, java.util.function.Predicate<FineTuneJob> until) {
+    return await().atMost(Duration.ofSeconds(20)).pollInterval(Duration.ofMillis(100))
+        .until(() -> get(ns, name), j -> j != null && j.getStatus() != null && until.test(j));
+  }
+
+  static List<Event> events(String ns, String name) {
+    return client.v1().events().inNamespace(ns).list().getItems().stream()
+        .filter(e -> name.equals(e.getInvolvedObject().getName()))
+        .toList();
+  }
+
+  static List<String> reasons(String ns, String name) {
+    return events(ns, name).stream().map(Event::getReason).toList();
+  }
+
+  static Pod createPod(Job job, String suffix, UnaryOperator<Pod> status) {
+    Pod pod = client.pods().resource(Jobs.podFor(job, suffix)).create();
+    return client.pods().resource(status.apply(pod)).updateStatus();
+  }
+
+  static Pod setPodStatus(Pod pod, UnaryOperator<Pod> status) {
+    Pod live = client.pods().resource(pod).get();
+    return client.pods().resource(status.apply(live)).updateStatus();
+  }
+
+  static void setJobCondition(Job job, String type) {
+    Job live = client.batch().v1().jobs().resource(job).get();
+    if (live.getStatus() == null) {
+      live.setStatus(new io.fabric8.kubernetes.api.model.batch.v1.JobStatus());
+    }
+    live.getStatus().setConditions(List.of(new JobConditionBuilder().withType(type).withStatus("True")
+        .withReason(type.equals("Failed") ? "BackoffLimitExceeded" : null)
+        .withMessage(type.equals("Failed") ? "Job has reached the specified backoff limit" : null)
+        .withLastTransitionTime(Jobs.now()).build()));
+    live.getStatus().setCompletionTime(type.equals("Complete") ? Jobs.now() : null);
+    live.getStatus().setActive(0);
+    client.batch().v1().jobs().resource(live).updateStatus();
+  }
+
+  @Test
+  void jobHasTheTrainerPodShapeAndOwnedObjects() {
+    String ns = "shape";
+    FineTuneJob ftj = Jobs.small("shape", ns);
+    ftj.getSpec().image = "registry.example/custom-trainer:1";
+    ftj.getSpec().imagePullPolicy = "IfNotPresent";
+    ftj.getSpec().resources.gpus = 2;
+    ftj.getSpec().resources.cpu = null;
+    ftj.getSpec().resources.memory = "12Gi";
+    ftj.getSpec().nodeSelector = Map.of("pool", "gpu");
+    ftj.getSpec().tolerations = List.of(new TolerationBuilder().withKey("nvidia.com/gpu").withOperator("Exists")
+        .withEffect("NoSchedule").build());
+    ftj.getSpec().affinity = new io.fabric8.kubernetes.api.model.AffinityBuilder().withNewNodeAffinity()
+        .withNewRequiredDuringSchedulingIgnoredDuringExecution().addNewNodeSelectorTerm().addNewMatchExpression()
+        .withKey("gpu").withOperator("In").withValues("a100").endMatchExpression().endNodeSelectorTerm()
+        .endRequiredDuringSchedulingIgnoredDuringExecution().endNodeAffinity().build();
+    ftj.getSpec().priorityClassName = "training";
+    ftj.getSpec().serviceAccountName = "trainer";
+    ftj.getSpec().labels = Map.of("kueue.x-k8s.io/queue-name", "gpu-queue");
+    ftj.getSpec().backoffLimit = 5;
+    ftj.getSpec().activeDeadlineSeconds = 7200L;
+    ftj.getSpec().ttlSecondsAfterFinished = 600;
+    ftj.getSpec().checkpoints.path = "runs/first";
+    ftj.getSpec().checkpoints.storageClassName = "fast";
+    ftj.getSpec().dataset.synthetic = null;
+    ftj.getSpec().dataset.configMap = new dev.finetune.api.DatasetSpec.ConfigMapSource();
+    ftj.getSpec().dataset.configMap.name = "records";
+    ftj.getSpec().dataset.configMap.key = "data.jsonl";
+    ftj.getSpec().model.scratch = null;
+    ftj.getSpec().model.path = "gpt2";
+    ftj.getSpec().model.claimName = "models";
+    ftj.getSpec().evaluation.judge = new dev.finetune.api.EvaluationSpec.JudgeSpec();
+    ftj.getSpec().evaluation.judge.url = "http://ollama:11434/v1";
+    ftj.getSpec().evaluation.judge.model = "llama3";
+    ftj.getSpec().evaluation.judge.apiKeySecret = new dev.finetune.api.EvaluationSpec.SecretKeyRef();
+    ftj.getSpec().evaluation.judge.apiKeySecret.name = "judge";
+    ftj.getSpec().evaluation.judge.apiKeySecret.key = "token";
+    assertThat(dev.finetune.api.validation.FineTuneJobValidator.validate(ftj)).isEmpty();
+    FineTuneJob created = create(ftj);
+
+    Job job = awaitJob(ns, "shape");
+    String uid = created.getMetadata().getUid();
+    assertOwnedBy(job.getMetadata().getOwnerReferences(), uid);
+    assertThat(job.getMetadata().getLabels())
+        .containsEntry("kueue.x-k8s.io/queue-name", "gpu-queue")
+        .containsEntry(Names.JOB_LABEL, "shape")
+        .containsEntry(Names.MANAGED_BY_LABEL, Names.MANAGED_BY);
+    assertThat(job.getMetadata().getAnnotations()).containsKey(Names.SPEC_HASH_ANNOTATION);
+    var js = job.getSpec();
+    assertThat(js.getBackoffLimit()).isEqualTo(5);
+    assertThat(js.getActiveDeadlineSeconds()).isEqualTo(7200L);
+    assertThat(js.getTtlSecondsAfterFinished()).isEqualTo(600);
+    assertThat(js.getSuspend()).isFalse();
+    assertThat(js.getParallelism()).isEqualTo(1);
+    assertThat(js.getCompletions()).isEqualTo(1);
+    var rules = js.getPodFailurePolicy().getRules();
+    assertThat(rules).hasSize(2);
+    assertThat(rules.get(0).getAction()).isEqualTo("FailJob");
+    assertThat(rules.get(0).getOnExitCodes().getOperator()).isEqualTo("In");
+    assertThat(rules.get(0).getOnExitCodes().getContainerName()).isEqualTo("trainer");
+    assertThat(rules.get(0).getOnExitCodes().getValues()).containsExactlyInAnyOrder(
+        TrainerContract.ExitCodes.BAD_JOB, TrainerContract.ExitCodes.DIVERGED);
+    assertThat(rules.get(1).getAction()).isEqualTo("Ignore");
+    assertThat(rules.get(1).getOnPodConditions()).singleElement()
+        .satisfies(c -> assertThat(c.getType() + "=" + c.getStatus()).isEqualTo("DisruptionTarget=True"));
+
+    var template = js.getTemplate();
+    assertThat(template.getMetadata().getLabels())
+        .containsEntry("kueue.x-k8s.io/queue-name", "gpu-queue")
+        .containsEntry(Names.JOB_LABEL, "shape")
+        .containsEntry(Names.METRICS_LABEL, "true");
+    assertThat(template.getMetadata().getAnnotations())
+        .containsEntry("prometheus.io/scrape", "true")
+        .containsEntry("prometheus.io/port", String.valueOf(trainer.port()))
+        .containsEntry("prometheus.io/path", "/metrics");
+    PodSpec pod = template.getSpec();
+    assertThat(pod.getRestartPolicy()).isEqualTo("Never");
+    assertThat(pod.getNodeSelector()).containsEntry("pool", "gpu");
+    assertThat(pod.getTolerations()).singleElement().satisfies(t -> assertThat(t.getKey()).isEqualTo("nvidia.com/gpu"));
+    assertThat(pod.getAffinity().getNodeAffinity()).isNotNull();
+    assertThat(pod.getPriorityClassName()).isEqualTo("training");
+    assertThat(pod.getServiceAccountName()).isEqualTo("trainer");
+    assertThat(pod.getSecurityContext().getRunAsNonRoot()).isTrue();
+    assertThat(pod.getSecurityContext().getRunAsUser()).isEqualTo(1000L);
+    assertThat(pod.getSecurityContext().getSeccompProfile().getType()).isEqualTo("RuntimeDefault");
+
+    Container c = pod.getContainers().get(0);
+    assertThat(pod.getContainers()).hasSize(1);
+    assertThat(c.getName()).isEqualTo("trainer");
+    assertThat(c.getImage()).isEqualTo("registry.example/custom-trainer:1");
+    assertThat(c.getImagePullPolicy()).isEqualTo("IfNotPresent");
+    assertThat(c.getCommand()).startsWith("java").endsWith("-jar", TrainerContract.TRAINER_JAR,
+        TrainerContract.SPEC_FILE, "--output", "/workspace/runs/first");
+    assertThat(c.getCommand()).contains("-XX:+ExitOnOutOfMemoryError", "-Djava.io.tmpdir=/tmp");
+    assertThat(c.getResources().getLimits()).containsEntry("nvidia.com/gpu", new Quantity("2"))
+        .containsEntry("cpu", new Quantity("3")).containsEntry("memory", new Quantity("12Gi"));
+    assertThat(c.getResources().getRequests()).isEqualTo(c.getResources().getLimits());
+    assertThat(c.getPorts()).singleElement().satisfies(p -> {
+      assertThat(p.getName()).isEqualTo("metrics");
+      assertThat(p.getContainerPort()).isEqualTo(trainer.port());
+    });
+    Map<String, String> env = c.getEnv().stream().filter(e -> e.getValue() != null)
+        .collect(Collectors.toMap(e -> e.getName(), e -> e.getValue()));
+    assertThat(env).containsEntry("DJL_OFFLINE", "true")
+        .containsEntry(TrainerContract.ENV_PORT, String.valueOf(trainer.port()))
+        .containsEntry(TrainerContract.ENV_TERMINATION_LOG, "/dev/termination-log");
+    assertThat(c.getEnv()).anySatisfy(e -> {
+      assertThat(e.getName()).isEqualTo(TrainerContract.ENV_JUDGE_API_KEY);
+      assertThat(e.getValueFrom().getSecretKeyRef().getName()).isEqualTo("judge");
+      assertThat(e.getValueFrom().getSecretKeyRef().getKey()).isEqualTo("token");
+    });
+    assertThat(c.getTerminationMessagePath()).isEqualTo("/dev/termination-log");
+    assertThat(c.getTerminationMessagePolicy()).isEqualTo("FallbackToLogsOnError");
+    var sc = c.getSecurityContext();
+    assertThat(sc.getRunAsNonRoot()).isTrue();
+    assertThat(sc.getReadOnlyRootFilesystem()).isTrue();
+    assertThat(sc.getAllowPrivilegeEscalation()).isFalse();
+    assertThat(sc.getCapabilities().getDrop()).containsExactly("ALL");
+    assertThat(sc.getSeccompProfile().getType()).isEqualTo("RuntimeDefault");
+
+    Map<String, VolumeMount> mounts = c.getVolumeMounts().stream()
+        .collect(Collectors.toMap(VolumeMount::getMountPath, m -> m));
+    Map<String, Volume> volumes = pod.getVolumes().stream().collect(Collectors.toMap(Volume::getName, v -> v));
+    assertThat(mounts).containsKeys(TrainerContract.WORKSPACE, "/etc/finetune", TrainerContract.SCRATCH,
+        TrainerContract.MODEL_MOUNT, TrainerContract.DATA_CONFIGMAP_MOUNT);
+    assertThat(volumes.get(mounts.get(TrainerContract.WORKSPACE).getName()).getPersistentVolumeClaim().getClaimName())
+        .isEqualTo("shape-checkpoints");
+    assertThat(volumes.get(mounts.get(TrainerContract.SCRATCH).getName()).getEmptyDir()).isNotNull();
+    Volume model = volumes.get(mounts.get(TrainerContract.MODEL_MOUNT).getName());
+    assertThat(model.getPersistentVolumeClaim().getClaimName()).isEqualTo("models");
+    assertThat(model.getPersistentVolumeClaim().getReadOnly()).isTrue();
+    assertThat(mounts.get(TrainerContract.MODEL_MOUNT).getReadOnly()).isTrue();
+    assertThat(volumes.get(mounts.get(TrainerContract.DATA_CONFIGMAP_MOUNT).getName()).getConfigMap().getName())
+        .isEqualTo("records");
+    Volume spec = volumes.get(mounts.get("/etc/finetune").getName());
+    assertThat(spec.getConfigMap().getName()).isEqualTo("shape-spec");
+    assertThat(spec.getConfigMap().getItems()).singleElement()
+        .satisfies(i -> assertThat(i.getKey() + "->" + i.getPath()).isEqualTo("job.yaml->job.yaml"));
+
+    ConfigMap cm = client.configMaps().inNamespace(ns).withName("shape-spec").get();
+    assertOwnedBy(cm.getMetadata().getOwnerReferences(), uid);
+    FineTuneJob mounted = FineTuneJobs.parse(cm.getData().get(TrainerContract.SPEC_KEY));
+    assertThat(mounted.getMetadata().getName()).isEqualTo("shape");
+    assertThat(FineTuneJobs.toJson(mounted.getSpec())).isEqualTo(FineTuneJobs.toJson(ftj.getSpec()));
+    assertThat(cm.getData().get(TrainerContract.SPEC_KEY)).doesNotContain("status:", "uid:", "resourceVersion");
+
+    PersistentVolumeClaim pvc = client.persistentVolumeClaims().inNamespace(ns).withName("shape-checkpoints").get();
+    assertOwnedBy(pvc.getMetadata().getOwnerReferences(), uid);
+    assertThat(pvc.getSpec().getResources().getRequests()).containsEntry("storage", new Quantity("1Gi"));
+    assertThat(pvc.getSpec().getStorageClassName()).isEqualTo("fast");
+    assertThat(pvc.getSpec().getAccessModes()).containsExactly("ReadWriteOnce");
+
+    FineTuneJob st = awaitStatus(ns, "shape", j -> j.getStatus().phase == Phase.Pending);
+    assertThat(st.getStatus().jobName).isEqualTo("shape-train");
+    assertThat(st.getStatus().progress).isEqualTo("0/3");
+    assertThat(st.getStatus().observedGeneration).isEqualTo(st.getMetadata().getGeneration());
+    await().untilAsserted(() -> assertThat(reasons(ns, "shape")).containsExactly("Created"));
+  }
+
+  @Test
+  void defaultsComeFromTheOperatorsConfigAndExistingClaimsAreNotCreated() {
+    String ns = "defaults";
+    FineTuneJob ftj = Jobs.small("existing-claim", ns);
+    ftj.getSpec().resources.cpu = null;
+    ftj.getSpec().resources.memory = null;
+    ftj.getSpec().checkpoints.claimName = "shared-results";
+    create(ftj);
+    Job job = awaitJob(ns, "existing-claim");
+    Container c = job.getSpec().getTemplate().getSpec().getContainers().get(0);
+    assertThat(c.getImage()).isEqualTo("registry.example/trainer:test");
+    assertThat(c.getResources().getLimits()).containsEntry("cpu", new Quantity("3"))
+        .containsEntry("memory", new Quantity("5Gi")).doesNotContainKey("nvidia.com/gpu");
+    assertThat(c.getCommand()).endsWith("--output", "/workspace/existing-claim");
+    assertThat(job.getSpec().getTemplate().getSpec().getVolumes()).anySatisfy(v ->
+        assertThat(v.getPersistentVolumeClaim() == null ? null : v.getPersistentVolumeClaim().getClaimName())
+            .isEqualTo("shared-results"));
+    assertThat(client.persistentVolumeClaims().inNamespace(ns).list().getItems()).isEmpty();
+
+    FineTuneJob retained = Jobs.small("retained", ns);
+    retained.getSpec().checkpoints.retainClaim = true;
+    create(retained);
+    awaitJob(ns, "retained");
+    PersistentVolumeClaim pvc = client.persistentVolumeClaims().inNamespace(ns).withName("retained-checkpoints").get();
+    assertThat(pvc).isNotNull();
+    assertThat(pvc.getMetadata().getOwnerReferences()).as("a retained claim has no owner").isEmpty();
+  }
+
+  @Test
+  void invalidSpecFailsWithoutAJob() {
+    String ns = "invalid";
+    FineTuneJob ftj = Jobs.small("broken", ns);
+    ftj.getSpec().dataset.path = "data.json"; // a second source next to synthetic
+    ftj.getSpec().training.epochs = 0;
+    create(ftj);
+    FineTuneJob st = awaitStatus(ns, "broken", j -> j.getStatus().phase == Phase.Failed);
+    assertThat(st.getStatus().reason).isEqualTo("InvalidSpec");
+    assertThat(st.getStatus().message).contains("spec.dataset").contains("spec.training.epochs");
+    assertThat(st.getStatus().conditions).anySatisfy(c -> {
+      assertThat(c.getType()).isEqualTo("Failed");
+      assertThat(c.getStatus()).isEqualTo("True");
+      assertThat(c.getReason()).isEqualTo("InvalidSpec");
+      assertThat(c.getMessage()).isEqualTo(st.getStatus().message);
+    });
+    await().untilAsserted(() -> assertThat(events(ns, "broken")).singleElement().satisfies(e -> {
+      assertThat(e.getType()).isEqualTo("Warning");
+      assertThat(e.getReason()).isEqualTo("InvalidSpec");
+      assertThat(e.getMessage()).contains("spec.training.epochs");
+    }));
+    assertThat(client.batch().v1().jobs().inNamespace(ns).list().getItems()).isEmpty();
+    assertThat(client.configMaps().inNamespace(ns).list().getItems()).isEmpty();
+    assertThat(client.persistentVolumeClaims().inNamespace(ns).list().getItems()).isEmpty();
+
+    // fixing the spec (a new generation) starts the job: nothing was created for the broken one
+    FineTuneJob live = get(ns, "broken");
+    live.getSpec().dataset.path = null;
+    live.getSpec().training.epochs = 2;
+    client.resource(live).update();
+    awaitJob(ns, "broken");
+    awaitStatus(ns, "broken", j -> j.getStatus().phase == Phase.Pending && "2".equals(j.getStatus().progress.split("/")[1]));
+  }
+
+  @Test
+  void progressIsPolledThenTheTerminationMessageFinishesTheStatus() {
+    String ns = "progress";
+    create(Jobs.small("run", ns));
+    Job job = awaitJob(ns, "run");
+    trainer.set(Jobs.progress(1, 3));
+    Pod pod = createPod(job, "a1b2c", p -> {
+      Jobs.running(p, "127.0.0.1");
+      return p;
+    });
+    FineTuneJob st = awaitStatus(ns, "run", j -> j.getStatus().phase == Phase.Running && j.getStatus().epoch != null);
+    assertThat(st.getStatus().epoch).isEqualTo(1);
+    assertThat(st.getStatus().progress).isEqualTo("1/3");
+    assertThat(st.getStatus().trainLoss).isEqualTo(3.0);
+    assertThat(st.getStatus().validationLoss).isEqualTo(3.5);
+    assertThat(st.getStatus().startTime).isNotNull();
+    assertThat(st.getStatus().conditions).anySatisfy(c -> assertThat(c.getType() + c.getStatus()).isEqualTo("RunningTrue"));
+
+    // the next epoch arrives at the next poll, without any Kubernetes event
+    int polls = trainer.polls();
+    TrainerProgress two = Jobs.progress(2, 3);
+    two.checkpoint = new dev.finetune.api.CheckpointStatus();
+    two.checkpoint.latest = "checkpoints/epoch-0002";
+    two.checkpoint.best = "best";
+    trainer.set(two);
+    st = awaitStatus(ns, "run", j -> Integer.valueOf(2).equals(j.getStatus().epoch));
+    assertThat(st.getStatus().history).extracting(r -> r.epoch).containsExactly(1, 2);
+    assertThat(st.getStatus().bestEpoch).isEqualTo(2);
+    assertThat(st.getStatus().checkpoint.latest).isEqualTo("checkpoints/epoch-0002");
+    assertThat(trainer.polls()).isGreaterThan(polls);
+
+    // steady interval, no hot loop: about one poll a second
+    int before = trainer.polls();
+    sleep(3000);
+    assertThat(trainer.polls() - before).isBetween(1, 6);
+
+    // the trainer finishes epoch 3 and stops early before the operator polls again: only the summary says so
+    TrainerSummary summary = Jobs.summary("Succeeded", "EarlyStopped", 3, 5);
+    summary.earlyStopped = true;
+    summary.bestEpoch = 2;
+    summary.bestValidationLoss = 1.75;
+    summary.evaluation = new dev.finetune.api.EvaluationStatus();
+    summary.evaluation.responses = 11;
+    setPodStatus(pod, p -> {
+      Jobs.terminated(p, 0, FineTuneJobs.toJson(summary));
+      return p;
+    });
+    setJobCondition(job, "Complete");
+    st = awaitStatus(ns, "run", j -> j.getStatus().phase == Phase.Succeeded);
+    var s = st.getStatus();
+    assertThat(s.reason).isEqualTo("EarlyStopped");
+    assertThat(s.epoch).isEqualTo(3);
+    assertThat(s.epochs).isEqualTo(5);
+    assertThat(s.progress).isEqualTo("3/5");
+    assertThat(s.history).extracting(r -> r.epoch).containsExactly(1, 2, 3);
+    assertThat(s.bestEpoch).isEqualTo(2);
+    assertThat(s.bestValidationLoss).isEqualTo(1.75);
+    assertThat(s.earlyStopped).isTrue();
+    assertThat(s.evaluation.responses).isEqualTo(11);
+    assertThat(s.completionTime).isNotNull();
+    assertThat(s.restarts).isZero();
+    assertThat(s.conditions).anySatisfy(c -> assertThat(c.getType() + c.getStatus()).isEqualTo("SucceededTrue"));
+    assertThat(s.conditions).anySatisfy(c -> assertThat(c.getType() + c.getStatus()).isEqualTo("EarlyStoppedTrue"));
+    assertThat(s.conditions).anySatisfy(c -> assertThat(c.getType() + c.getStatus()).isEqualTo("RunningFalse"));
+    await().untilAsserted(() -> assertThat(reasons(ns, "run")).containsExactly(
+        "Created", "Started", "EpochFinished", "EpochFinished", "EpochFinished", "EarlyStopped", "Succeeded"));
+    assertThat(events(ns, "run").stream().filter(e -> e.getReason().equals("EpochFinished")).map(Event::getMessage))
+        .contains("Epoch 1/3 finished: train loss 3.0000, validation loss 3.5000");
+
+    // final: deleting the finished Job does not bring it back, and status stays
+    client.batch().v1().jobs().resource(job).delete();
+    await().until(() -> client.batch().v1().jobs().inNamespace(ns).withName("run-train").get() == null);
+    sleep(2000);
+    assertThat(client.batch().v1().jobs().inNamespace(ns).withName("run-train").get()).isNull();
+    assertThat(get(ns, "run").getStatus().phase).isEqualTo(Phase.Succeeded);
+    assertThat(reasons(ns, "run")).hasSize(7);
+  }
+
+  @Test
+  void aCrashIsRestartedAndABadJobExitFailsWithTheTrainersReason() {
+    String ns = "failing";
+    create(Jobs.small("crashy", ns));
+    Job job = awaitJob(ns, "crashy");
+    Pod first = createPod(job, "first", p -> {
+      Jobs.running(p, "127.0.0.1");
+      return p;
+    });
+    awaitStatus(ns, "crashy", j -> j.getStatus().phase == Phase.Running);
+    setPodStatus(first, p -> {
+      Jobs.terminated(p, TrainerContract.ExitCodes.CRASHED, "java.lang.OutOfMemoryError: Java heap space");
+      return p;
+    });
+    TrainerProgress resumed = Jobs.progress(1, 3);
+    resumed.checkpoint = new dev.finetune.api.CheckpointStatus();
+    resumed.checkpoint.restoredFrom = "checkpoints/epoch-0001";
+    trainer.set(resumed);
+    Pod second = createPod(job, "second", p -> {
+      Jobs.running(p, "127.0.0.1");
+      return p;
+    });
+    FineTuneJob st = awaitStatus(ns, "crashy", j -> Integer.valueOf(1).equals(j.getStatus().restarts)
+        && j.getStatus().checkpoint != null);
+    assertThat(st.getStatus().phase).isEqualTo(Phase.Running);
+    assertThat(st.getStatus().checkpoint.restoredFrom).isEqualTo("checkpoints/epoch-0001");
+    await().untilAsserted(() -> assertThat(reasons(ns, "crashy")).contains("Restarted", "CheckpointRestored"));
+    assertThat(events(ns, "crashy").stream().filter(e -> e.getReason().equals("Restarted")).findFirst().get().getMessage())
+        .contains("exited with code 1");
+    assertThat(registry.get(OperatorMetrics.RESTARTS).counter().count()).isGreaterThanOrEqualTo(1.0);
+
+    TrainerSummary bad = Jobs.summary("Failed", "Diverged", 1, 3);
+    bad.message = "the loss became NaN at step 17";
+    setPodStatus(second, p -> {
+      Jobs.terminated(p, TrainerContract.ExitCodes.DIVERGED, FineTuneJobs.toJson(bad));
+      return p;
+    });
+    setJobCondition(job, "Failed");
+    st = awaitStatus(ns, "crashy", j -> j.getStatus().phase == Phase.Failed);
+    assertThat(st.getStatus().reason).isEqualTo("Diverged");
+    assertThat(st.getStatus().message).isEqualTo("the loss became NaN at step 17");
+    assertThat(st.getStatus().restarts).isEqualTo(1);
+    assertThat(st.getStatus().conditions).anySatisfy(c -> {
+      assertThat(c.getType() + c.getStatus()).isEqualTo("FailedTrue");
+      assertThat(c.getReason()).isEqualTo("Diverged");
+    });
+    await().untilAsserted(() -> assertThat(events(ns, "crashy")).anySatisfy(e -> {
+      assertThat(e.getReason()).isEqualTo("Failed");
+      assertThat(e.getType()).isEqualTo("Warning");
+      assertThat(e.getMessage()).contains("Diverged").contains("NaN");
+    }));
+  }
+
+  @Test
+  void suspendWorksBothWays() {
+    String ns = "suspend";
+    create(Jobs.small("pausable", ns));
+    awaitJob(ns, "pausable");
+    awaitStatus(ns, "pausable", j -> j.getStatus().phase == Phase.Pending);
+
+    FineTuneJob live = get(ns, "pausable");
+    live.getSpec().suspend = true;
+    client.resource(live).update();
+    await().atMost(Duration.ofSeconds(20)).until(
+        () -> Boolean.TRUE.equals(client.batch().v1().jobs().inNamespace(ns).withName("pausable-train").get().getSpec().getSuspend()));
+    FineTuneJob st = awaitStatus(ns, "pausable", j -> j.getStatus().phase == Phase.Suspended);
+    assertThat(st.getStatus().conditions).anySatisfy(c -> assertThat(c.getType() + c.getStatus()).isEqualTo("SuspendedTrue"));
+    assertThat(st.getStatus().conditions).noneSatisfy(c -> assertThat(c.getType()).isEqualTo("SpecChangeRefused"));
+
+    live = get(ns, "pausable");
+    live.getSpec().suspend = false;
+    client.resource(live).update();
+    await().atMost(Duration.ofSeconds(20)).until(
+        () -> Boolean.FALSE.equals(client.batch().v1().jobs().inNamespace(ns).withName("pausable-train").get().getSpec().getSuspend()));
+    st = awaitStatus(ns, "pausable", j -> j.getStatus().phase == Phase.Pending);
+    assertThat(st.getStatus().conditions).anySatisfy(c -> assertThat(c.getType() + c.getStatus()).isEqualTo("SuspendedFalse"));
+    await().untilAsserted(() -> assertThat(reasons(ns, "pausable")).containsExactly("Created", "Suspended", "Resumed"));
+
+    // created suspended: the Job starts suspended
+    FineTuneJob held = Jobs.small("held", ns);
+    held.getSpec().suspend = true;
+    create(held);
+    assertThat(awaitJob(ns, "held").getSpec().getSuspend()).isTrue();
+    awaitStatus(ns, "held", j -> j.getStatus().phase == Phase.Suspended);
+  }
+
+  @Test
+  void otherSpecChangesAreRefused() {
+    String ns = "immutable";
+    create(Jobs.small("fixed", ns));
+    Job original = awaitJob(ns, "fixed");
+    awaitStatus(ns, "fixed", j -> j.getStatus().phase == Phase.Pending);
+    FineTuneJob live = get(ns, "fixed");
+    live.getSpec().training.epochs = 9;
+    live.getSpec().resources.memory = "64Gi";
+    client.resource(live).update();
+    FineTuneJob st = awaitStatus(ns, "fixed", j -> j.getStatus().conditions.stream()
+        .anyMatch(c -> c.getType().equals("SpecChangeRefused") && c.getStatus().equals("True")));
+    assertThat(st.getStatus().phase).isEqualTo(Phase.Pending);
+    assertThat(st.getStatus().observedGeneration).isEqualTo(st.getMetadata().getGeneration());
+    await().untilAsserted(() -> assertThat(events(ns, "fixed")).anySatisfy(e -> {
+      assertThat(e.getReason()).isEqualTo("SpecChangeRefused");
+      assertThat(e.getType()).isEqualTo("Warning");
+      assertThat(e.getMessage()).contains("only spec.suspend can change");
+    }));
+    Job after = client.batch().v1().jobs().inNamespace(ns).withName("fixed-train").get();
+    assertThat(after.getSpec().getTemplate()).isEqualTo(original.getSpec().getTemplate());
+
+    // changing it back clears the condition
+    live = get(ns, "fixed");
+    live.getSpec().training.epochs = 3;
+    live.getSpec().resources.memory = "1Gi";
+    client.resource(live).update();
+    awaitStatus(ns, "fixed", j -> j.getStatus().conditions.stream()
+        .anyMatch(c -> c.getType().equals("SpecChangeRefused") && c.getStatus().equals("False")));
+    assertThat(reasons(ns, "fixed").stream().filter("SpecChangeRefused"::equals)).hasSize(1);
+  }
+
+  @Test
+  void metricsCountJobsByPhase() {
+    String ns = "metrics";
+    create(Jobs.small("m1", ns));
+    FineTuneJob broken = Jobs.small("m2", ns);
+    broken.getSpec().training.epochs = -1;
+    create(broken);
+    awaitStatus(ns, "m2", j -> j.getStatus().phase == Phase.Failed);
+    awaitStatus(ns, "m1", j -> j.getStatus().phase == Phase.Pending);
+    String text = registry.scrape();
+    assertThat(text).contains("finetune_operator_jobs{phase=\"Failed\"}");
+    assertThat(registry.get(OperatorMetrics.JOBS).tag("phase", "Failed").gauge().value()).isGreaterThanOrEqualTo(1.0);
+    assertThat(registry.get(OperatorMetrics.JOBS).tag("phase", "Pending").gauge().value()).isGreaterThanOrEqualTo(1.0);
+    assertThat(text).contains("operator_sdk_reconciliations");
+  }
+
+  private static void assertOwnedBy(List<OwnerReference> refs, String uid) {
+    assertThat(refs).singleElement().satisfies(r -> {
+      assertThat(r.getKind()).isEqualTo("FineTuneJob");
+      assertThat(r.getApiVersion()).isEqualTo("finetune.dev/v1alpha1");
+      assertThat(r.getUid()).isEqualTo(uid);
+      assertThat(r.getController()).isTrue();
+    });
+  }
+
+  private static void sleep(long ms) {
+    try {
+      Thread.sleep(ms);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
+  }
+}

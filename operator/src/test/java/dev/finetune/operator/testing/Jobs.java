@@ -1,0 +1,143 @@
+package dev.finetune.operator.testing;
+
+import dev.finetune.api.EpochRecord;
+import dev.finetune.api.FineTuneJob;
+import dev.finetune.api.FineTuneJobs;
+import dev.finetune.api.trainer.TrainerProgress;
+import dev.finetune.api.trainer.TrainerSummary;
+import dev.finetune.operator.resources.Names;
+import io.fabric8.kubernetes.api.model.ContainerStatusBuilder;
+import io.fabric8.kubernetes.api.model.Pod;
+import io.fabric8.kubernetes.api.model.PodBuilder;
+import io.fabric8.kubernetes.api.model.batch.v1.Job;
+import java.time.Instant;
+import java.time.temporal.ChronoUnit;
+import java.util.ArrayList;
+import java.util.List;
+
+/** FineTuneJobs, trainer documents and kubelet-style Pod states for tests. */
+public final class Jobs {
+  private Jobs() {}
+
+  public static FineTuneJob small(String name, String namespace) {
+    FineTuneJob job = FineTuneJobs.parse("""
+        apiVersion: finetune.dev/v1alpha1
+        kind: FineTuneJob
+        metadata:
+          name: %s
+          namespace: %s
+        spec:
+          model:
+            scratch:
+              layers: 2
+              embeddingDim: 64
+              heads: 4
+              contextLength: 128
+          dataset:
+            synthetic:
+              size: 100
+            maxLength: 128
+          training:
+            epochs: 3
+            batchSize: 8
+          checkpoints:
+            size: 1Gi
+          resources:
+            cpu: "1"
+            memory: 1Gi
+        """.formatted(name, namespace));
+    return job;
+  }
+
+  public static TrainerProgress progress(int epochsDone, int epochs) {
+    TrainerProgress p = new TrainerProgress();
+    p.phase = "Training";
+    p.epoch = epochsDone + 1;
+    p.epochs = epochs;
+    p.step = 10L * epochsDone;
+    p.history = history(epochsDone);
+    if (epochsDone > 0) {
+      EpochRecord last = p.history.get(p.history.size() - 1);
+      p.trainLoss = last.trainLoss;
+      p.validationLoss = last.validationLoss;
+      p.bestValidationLoss = last.validationLoss;
+      p.bestEpoch = epochsDone;
+    }
+    return p;
+  }
+
+  public static List<EpochRecord> history(int epochs) {
+    List<EpochRecord> h = new ArrayList<>();
+    for (int e = 1; e <= epochs; e++) {
+      h.add(new EpochRecord(e, 3.0 / e, 3.5 / e));
+    }
+    return h;
+  }
+
+  public static TrainerSummary summary(String phase, String reason, int epochsDone, int epochs) {
+    TrainerSummary s = new TrainerSummary();
+    s.phase = phase;
+    s.reason = reason;
+    s.message = reason + " after " + epochsDone + " epochs";
+    s.epoch = epochsDone;
+    s.epochs = epochs;
+    s.history = history(epochsDone);
+    EpochRecord last = s.history.get(s.history.size() - 1);
+    s.trainLoss = last.trainLoss;
+    s.validationLoss = last.validationLoss;
+    s.bestValidationLoss = last.validationLoss;
+    s.bestEpoch = epochsDone;
+    return s;
+  }
+
+  /** A Pod as the Job controller makes it from the template. */
+  public static Pod podFor(Job job, String suffix) {
+    return new PodBuilder()
+        .withNewMetadata()
+        .withName(job.getMetadata().getName() + "-" + suffix)
+        .withNamespace(job.getMetadata().getNamespace())
+        .withLabels(job.getSpec().getTemplate().getMetadata().getLabels())
+        .withAnnotations(job.getSpec().getTemplate().getMetadata().getAnnotations())
+        .addNewOwnerReference()
+        .withApiVersion("batch/v1").withKind("Job").withName(job.getMetadata().getName())
+        .withUid(job.getMetadata().getUid()).withController(true).withBlockOwnerDeletion(true)
+        .endOwnerReference()
+        .endMetadata()
+        .withSpec(job.getSpec().getTemplate().getSpec())
+        .build();
+  }
+
+  /** The status a kubelet writes for a running trainer. */
+  public static void running(Pod pod, String ip) {
+    pod.setStatus(new io.fabric8.kubernetes.api.model.PodStatusBuilder()
+        .withPhase("Running")
+        .withPodIP(ip)
+        .withHostIP(ip)
+        .withStartTime(now())
+        .withContainerStatuses(new ContainerStatusBuilder()
+            .withName(Names.CONTAINER).withReady(true).withRestartCount(0).withImage("trainer").withImageID("")
+            .withNewState().withNewRunning().withStartedAt(now()).endRunning().endState()
+            .build())
+        .build());
+  }
+
+  /** The status a kubelet writes when the trainer exited. */
+  public static void terminated(Pod pod, int exitCode, String message) {
+    pod.setStatus(new io.fabric8.kubernetes.api.model.PodStatusBuilder()
+        .withPhase(exitCode == 0 ? "Succeeded" : "Failed")
+        .withPodIP(pod.getStatus() == null ? null : pod.getStatus().getPodIP())
+        .withStartTime(pod.getStatus() == null ? now() : pod.getStatus().getStartTime())
+        .withContainerStatuses(new ContainerStatusBuilder()
+            .withName(Names.CONTAINER).withReady(false).withRestartCount(0).withImage("trainer").withImageID("")
+            .withNewState().withNewTerminated()
+            .withExitCode(exitCode).withReason(exitCode == 0 ? "Completed" : "Error").withMessage(message)
+            .withStartedAt(now()).withFinishedAt(now())
+            .endTerminated().endState()
+            .build())
+        .build());
+  }
+
+  public static String now() {
+    return Instant.now().truncatedTo(ChronoUnit.SECONDS).toString();
+  }
+}
