@@ -21,7 +21,11 @@ final class Chart {
 
   /** helm template with --set values; objects in the order Helm writes them. */
   static List<HasMetadata> render(Map<String, String> values) {
-    TemplateCommand template = new Helm(DIR).template().withName(RELEASE).withNamespace(NAMESPACE);
+    return renderRelease(RELEASE, values);
+  }
+
+  static List<HasMetadata> renderRelease(String release, Map<String, String> values) {
+    TemplateCommand template = new Helm(DIR).template().withName(release).withNamespace(NAMESPACE);
     values.forEach(template::set);
     return parse(template.call());
   }

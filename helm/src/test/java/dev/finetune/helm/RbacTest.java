@@ -1,0 +1,136 @@
+package dev.finetune.helm;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.awaitility.Awaitility.await;
+
+import dev.finetune.api.FineTuneJob;
+import dev.finetune.api.FineTuneJobStatus;
+import dev.finetune.api.FineTuneJobs;
+import dev.finetune.api.testing.RealKubeApiServer;
+import dev.finetune.api.testing.Repo;
+import dev.finetune.operator.FineTuneOperator;
+import dev.finetune.operator.config.OperatorConfig;
+import io.fabric8.kubernetes.api.model.HasMetadata;
+import io.fabric8.kubernetes.api.model.NamespaceBuilder;
+import io.fabric8.kubernetes.api.model.Secret;
+import io.fabric8.kubernetes.api.model.ServiceAccount;
+import io.fabric8.kubernetes.client.Config;
+import io.fabric8.kubernetes.client.ConfigBuilder;
+import io.fabric8.kubernetes.client.KubernetesClient;
+import io.fabric8.kubernetes.client.KubernetesClientBuilder;
+import io.fabric8.kubernetes.client.KubernetesClientException;
+import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.Base64;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+/**
+ * The chart's RBAC is enough and no more: the operator runs with the token of the chart's ServiceAccount
+ * against a real kube-apiserver, reconciles a FineTuneJob, and is refused what the rules do not grant.
+ */
+class RbacTest {
+  private static RealKubeApiServer server;
+
+  @BeforeAll
+  static void start() {
+    // The controller manager issues ServiceAccount tokens.
+    server = RealKubeApiServer.start(true);
+    var applied = server.kubectl("apply", "-f", Repo.crd().toString());
+    assertThat(applied.exitCode()).as(applied.output()).isZero();
+    assertThat(server.kubectl("wait", "--for", "condition=established", "--timeout=60s", "crd/finetunejobs.finetune.dev").exitCode()).isZero();
+    server.client().namespaces().resource(new NamespaceBuilder().withNewMetadata().withName(Chart.NAMESPACE).endMetadata().build()).create();
+  }
+
+  @AfterAll
+  static void stop() {
+    if (server != null) {
+      server.close();
+    }
+  }
+
+  /** all: the ClusterRole; one: watchNamespaces=[that namespace], Roles there. */
+  @ParameterizedTest
+  @ValueSource(strings = {"all", "one"})
+  void theOperatorWorksWithTheChartsRulesAndNoMore(String scope) throws Exception {
+    String ns = "ml-" + scope;
+    String release = "ft-" + scope;
+    server.client().namespaces().resource(new NamespaceBuilder().withNewMetadata().withName(ns).endMetadata().build()).create();
+    Map<String, String> values = new HashMap<>();
+    if (scope.equals("one")) {
+      values.put("watchNamespaces[0]", ns);
+    }
+    List<HasMetadata> objects = Chart.renderRelease(release, values).stream()
+        .filter(o -> List.of("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding").contains(o.getKind()))
+        .toList();
+    objects.forEach(o -> server.client().resource(o).create());
+    String saName = Chart.ofKind(objects, ServiceAccount.class).get(0).getMetadata().getName();
+
+    try (KubernetesClient asOperator = clientFor(saName)) {
+      OperatorConfig config = OperatorConfig.fromEnv(Map.of(
+          "FINETUNE_WATCH_NAMESPACES", scope.equals("one") ? ns : "",
+          "FINETUNE_LEADER_ELECTION_NAMESPACE", Chart.NAMESPACE,
+          "FINETUNE_LEADER_ELECTION_LEASE", release + "-leader",
+          "FINETUNE_METRICS_PORT", "0"));
+      try (FineTuneOperator operator = FineTuneOperator.create(asOperator, config, new SimpleMeterRegistry()).start()) {
+        FineTuneJob job = FineTuneJobs.read(Repo.examples().resolve("small-cpu.yaml"));
+        job.getMetadata().setNamespace(ns);
+        server.client().resource(job).create();
+        await().atMost(Duration.ofSeconds(60)).untilAsserted(() -> {
+          FineTuneJob current = server.client().resources(FineTuneJob.class).inNamespace(ns).withName("small-cpu").get();
+          assertThat(current.getStatus()).isNotNull();
+          assertThat(current.getStatus().phase).isEqualTo(FineTuneJobStatus.Phase.Pending);
+          assertThat(server.client().batch().v1().jobs().inNamespace(ns).list().getItems()).hasSize(1);
+          assertThat(server.client().persistentVolumeClaims().inNamespace(ns).list().getItems()).hasSize(1);
+          assertThat(server.client().configMaps().inNamespace(ns).withLabel("app.kubernetes.io/managed-by", "finetune-operator").list().getItems()).hasSize(1);
+        });
+        // It holds the Lease and can renew it (a leader that cannot renew stops reconciling).
+        await().atMost(Duration.ofSeconds(30)).untilAsserted(() -> {
+          var lease = server.client().leases().inNamespace(Chart.NAMESPACE).withName(release + "-leader").get();
+          assertThat(lease.getSpec().getHolderIdentity()).isEqualTo(config.identity());
+          assertThat(lease.getSpec().getRenewTime()).isAfter(lease.getSpec().getAcquireTime());
+        });
+      }
+      // What the rules do not grant is refused.
+      assertForbidden(() -> asOperator.secrets().inNamespace(ns).list());
+      assertForbidden(() -> asOperator.batch().v1().jobs().inNamespace(ns).withName("small-cpu").delete());
+      assertForbidden(() -> asOperator.apps().deployments().inNamespace(ns).list());
+      assertForbidden(() -> asOperator.leases().inNamespace(ns).list());
+      if (scope.equals("one")) {
+        assertForbidden(() -> asOperator.resources(FineTuneJob.class).inNamespace("default").list());
+      }
+    }
+  }
+
+  private static void assertForbidden(Runnable request) {
+    assertThatThrownBy(request::run).isInstanceOfSatisfying(KubernetesClientException.class,
+        e -> assertThat(e.getCode()).isEqualTo(403));
+  }
+
+  /** A client that authenticates with the ServiceAccount's token, as the operator Pod would. */
+  private static KubernetesClient clientFor(String serviceAccount) {
+    String token = await().atMost(Duration.ofSeconds(30)).until(() -> {
+      ServiceAccount sa = server.client().serviceAccounts().inNamespace(Chart.NAMESPACE).withName(serviceAccount).get();
+      if (sa == null || sa.getSecrets() == null || sa.getSecrets().isEmpty()) {
+        return null;
+      }
+      Secret secret = server.client().secrets().inNamespace(Chart.NAMESPACE).withName(sa.getSecrets().get(0).getName()).get();
+      return secret == null || secret.getData() == null ? null
+          : new String(Base64.getDecoder().decode(secret.getData().get("token")), StandardCharsets.UTF_8);
+    }, t -> t != null);
+    Config config = new ConfigBuilder(Config.empty())
+        .withMasterUrl(server.url())
+        .withCaCertFile(server.caCertificate().toString())
+        .withOauthToken(token)
+        .withNamespace(Chart.NAMESPACE)
+        .build();
+    return new KubernetesClientBuilder().withConfig(config).build();
+  }
+}
