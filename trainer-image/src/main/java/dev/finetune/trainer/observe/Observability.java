@@ -1,0 +1,552 @@
+package dev.finetune.trainer.observe;
+
+import dev.finetune.api.CheckpointStatus;
+import dev.finetune.api.EpochRecord;
+import dev.finetune.api.EvaluationStatus;
+import dev.finetune.api.FineTuneJob;
+import dev.finetune.api.FineTuneJobs;
+import dev.finetune.api.trainer.TrainerContract;
+import dev.finetune.api.trainer.TrainerProgress;
+import dev.finetune.api.trainer.TrainerSummary;
+import dev.finetune.trainer.Record;
+import dev.finetune.trainer.TrainingListener;
+import java.io.IOException;
+import java.net.InetAddress;
+import java.net.InetSocketAddress;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Everything a person or the operator sees of a training run, behind one {@link TrainingListener}: the HTTP
+ * port ({@code /metrics}, {@code /progress}, {@code /healthz}), {@code loss.svg} after every epoch, and at the
+ * end {@code summary.json} plus the same summary cut to 4 KiB in the termination log.
+ *
+ * <p>Use in the trainer's main:
+ * <pre>{@code
+ * try (Observability obs = Observability.fromEnvironment()) {   // before the spec is read: failures are reported too
+ *   listeners.add(obs);
+ *   FineTuneJob job = FineTuneJobs.readValid(file);
+ *   obs.bind(job, outputDir);                                    // labels, where summary.json goes
+ *   Result r = new Trainer(job, jobDir, outputDir, TrainingListener.all(listeners)).run();
+ *   Evaluation.afterTraining(r, obs);                            // responses.jsonl, judge scores; never throws
+ * } // on errors call obs.onError(e, exitCode) before leaving the block
+ * }</pre>
+ *
+ * <p>The port: {@code FINETUNE_PORT} (the operator sets it), else {@link TrainerContract#DEFAULT_PORT}, so a local
+ * run serves its metrics on localhost too; {@code 0} turns the server off. A port that cannot be bound is
+ * reported on stderr and training goes on without the server. The termination log: {@code
+ * FINETUNE_TERMINATION_LOG}, else {@code /dev/termination-log} when that file exists (the kubelet creates it in a
+ * Pod; a local run does not write into {@code /dev}).
+ *
+ * <p>Every callback catches its own failures (a full disk must not fail training because of a plot) and
+ * reports them on stderr. The summary is written at {@code onFinish} and {@code onError}, again when the
+ * evaluation ends, and at {@link #close()}.
+ */
+public final class Observability implements TrainingListener, AutoCloseable {
+  public static final String STARTING = "Starting";
+  public static final String TRAINING = "Training";
+  public static final String EVALUATING = "Evaluating";
+  public static final String SUCCEEDED = "Succeeded";
+  public static final String FAILED = "Failed";
+
+  /** Steps over which tokens/s is measured. */
+  static final int THROUGHPUT_WINDOW = 20;
+
+  private final ObservabilityServer server;
+  private final Path terminationLog;
+  private volatile TrainerMetrics metrics;
+  private volatile FineTuneJob job;
+  private volatile Path outputDir;
+  private volatile List<Record> test = List.of();
+
+  // Run state, guarded by this.
+  private String phase = STARTING;
+  private int epoch;
+  private Integer epochs;
+  private long step;
+  private Long steps;
+  private Double stepLoss;
+  private Double learningRate;
+  private Double trainLoss;
+  private Double validationLoss;
+  private Double bestValidationLoss;
+  private Integer bestEpoch;
+  private Double tokensPerSecond;
+  private Double etaSeconds;
+  private boolean earlyStopped;
+  private List<EpochRecord> history = new ArrayList<>();
+  private String latestCheckpoint;
+  private String bestCheckpoint;
+  private String restoredFrom;
+  private String finalPhase;
+  private String reason;
+  private String message;
+  private EvaluationStatus evaluation;
+  private boolean closed;
+  private final long[] windowNanos = new long[THROUGHPUT_WINDOW + 1];
+  private final long[] windowTokens = new long[THROUGHPUT_WINDOW + 1];
+  private int windowSize;
+  private int windowNext;
+
+  private Observability(InetSocketAddress address, Path terminationLog) {
+    this.terminationLog = terminationLog;
+    ObservabilityServer s = null;
+    if (address != null) {
+      try {
+        s = new ObservabilityServer(address, this::scrape, this::progressJson);
+      } catch (IOException | RuntimeException e) {
+        System.err.println("observability: cannot serve /metrics and /progress on " + address + ": " + e
+            + "; training goes on without them (set " + TrainerContract.ENV_PORT + " to a free port, or 0)");
+      }
+    }
+    this.server = s;
+  }
+
+  /**
+   * Starts serving on {@code port} on all interfaces (0: no server) and reports the summary to
+   * {@code terminationLog} (null: none). Bind a job later with {@link #bind} or through {@code onStart}.
+   */
+  public static Observability start(int port, Path terminationLog) {
+    if (port < 0 || port > 65535) {
+      throw new IllegalArgumentException("port " + port + " is not 0 (off) or 1-65535");
+    }
+    return new Observability(port == 0 ? null : new InetSocketAddress(port), terminationLog);
+  }
+
+  /** {@link #start(int, Path)} and {@link #bind} in one. */
+  public static Observability start(FineTuneJob job, Path outputDir, int port, Path terminationLog) {
+    Observability o = start(port, terminationLog);
+    o.bind(job, outputDir);
+    return o;
+  }
+
+  /** Serves on {@code address} exactly (port 0: a free port; null: no server); for tests and benchmarks. */
+  public static Observability on(InetSocketAddress address, Path terminationLog) {
+    return new Observability(address, terminationLog);
+  }
+
+  /** On the loopback interface, a free port. */
+  public static Observability onLoopback(Path terminationLog) {
+    return on(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0), terminationLog);
+  }
+
+  /** Port and termination log from the environment, as the class comment says. */
+  public static Observability fromEnvironment() {
+    return start(port(System.getenv()), terminationLog(System.getenv()));
+  }
+
+  /** {@code FINETUNE_PORT}, else 9090; a value that is not a port is an error that names the variable. */
+  public static int port(Map<String, String> env) {
+    String v = env.get(TrainerContract.ENV_PORT);
+    if (v == null || v.isBlank()) {
+      return TrainerContract.DEFAULT_PORT;
+    }
+    try {
+      int p = Integer.parseInt(v.strip());
+      if (p >= 0 && p <= 65535) {
+        return p;
+      }
+    } catch (NumberFormatException e) {
+      // reported below
+    }
+    throw new IllegalArgumentException(TrainerContract.ENV_PORT + "='" + v + "' is not a port (1-65535, or 0 for none)");
+  }
+
+  /** {@code FINETUNE_TERMINATION_LOG}, else /dev/termination-log if it exists, else none (null). */
+  public static Path terminationLog(Map<String, String> env) {
+    String v = env.get(TrainerContract.ENV_TERMINATION_LOG);
+    if (v != null && !v.isBlank()) {
+      return Path.of(v);
+    }
+    Path def = Path.of(TrainerContract.DEFAULT_TERMINATION_LOG);
+    return Files.isRegularFile(def) ? def : null;
+  }
+
+  /**
+   * The job being run and its run directory: the metric labels ({@code finetune_job} = metadata.name,
+   * {@code finetune_namespace} = metadata.namespace, "default" when the file names none) and where
+   * summary.json and loss.svg go. Later calls are ignored.
+   */
+  public synchronized void bind(FineTuneJob job, Path outputDir) {
+    if (metrics != null) {
+      return;
+    }
+    this.job = job;
+    this.outputDir = outputDir;
+    String name = job != null && job.getMetadata() != null && job.getMetadata().getName() != null
+        ? job.getMetadata().getName() : "job";
+    String ns = job != null && job.getMetadata() != null && job.getMetadata().getNamespace() != null
+        ? job.getMetadata().getNamespace() : "default";
+    if (job != null && job.getSpec() != null && job.getSpec().training != null && job.getSpec().training.epochs != null) {
+      epochs = job.getSpec().training.epochs;
+    }
+    TrainerMetrics m = new TrainerMetrics(name, ns);
+    m.plan(0, epochs == null ? 0 : epochs, 0, 0);
+    metrics = m;
+  }
+
+  // ---- TrainingListener ----
+
+  @Override
+  public void onStart(RunInfo run) {
+    guard("onStart", () -> {
+      bind(run.job(), run.outputDir());
+      test = run.test() == null ? List.of() : List.copyOf(run.test());
+      synchronized (this) {
+        phase = TRAINING;
+        epochs = run.epochs();
+        steps = run.totalSteps();
+        step = run.startStep();
+        epoch = Math.min(run.startEpoch() + 1, run.epochs());
+        restoredFrom = run.restoredFrom();
+        history = new ArrayList<>(run.history() == null ? List.of() : run.history());
+        double minDelta = run.job().getSpec().earlyStopping == null || run.job().getSpec().earlyStopping.minDelta == null
+            ? 0 : run.job().getSpec().earlyStopping.minDelta;
+        for (EpochRecord r : history) {
+          trainLoss = r.trainLoss;
+          validationLoss = r.validationLoss;
+          if (r.validationLoss != null && (bestValidationLoss == null || r.validationLoss < bestValidationLoss - minDelta)) {
+            bestValidationLoss = r.validationLoss;
+            bestEpoch = r.epoch;
+          }
+        }
+        long tokens = history.isEmpty() || history.get(history.size() - 1).tokens == null ? 0
+            : history.get(history.size() - 1).tokens;
+        metrics.plan(epoch, run.epochs(), run.startStep(), tokens);
+        if (trainLoss != null && validationLoss != null) {
+          metrics.epoch(trainLoss, validationLoss, bestValidationLoss);
+        }
+      }
+      if (!history.isEmpty()) {
+        writePlot();
+      }
+    });
+  }
+
+  @Override
+  public void onStep(StepInfo s) {
+    guard("onStep", () -> {
+      double rate;
+      synchronized (this) {
+        rate = throughput(s.tokens(), s.tokensPerSecond());
+        phase = TRAINING;
+        epoch = s.epoch();
+        step = s.step();
+        steps = s.totalSteps();
+        stepLoss = finite(s.loss());
+        learningRate = finite(s.learningRate());
+        tokensPerSecond = finite(rate);
+        etaSeconds = finite(s.etaSeconds());
+      }
+      TrainerMetrics m = metrics;
+      if (m != null) {
+        m.step(s.epoch(), s.step(), s.loss(), s.learningRate(), s.tokens(), rate);
+      }
+    });
+  }
+
+  /** Tokens per second over the last {@link #THROUGHPUT_WINDOW} steps; the trainer's run average at first. */
+  private double throughput(long tokens, double runAverage) {
+    long now = System.nanoTime();
+    int cap = windowNanos.length;
+    windowNanos[windowNext] = now;
+    windowTokens[windowNext] = tokens;
+    windowNext = (windowNext + 1) % cap;
+    windowSize = Math.min(windowSize + 1, cap);
+    if (windowSize < 2) {
+      return runAverage;
+    }
+    int oldest = (windowNext - windowSize + cap) % cap;
+    double seconds = (now - windowNanos[oldest]) / 1e9;
+    return seconds <= 0 ? runAverage : (tokens - windowTokens[oldest]) / seconds;
+  }
+
+  @Override
+  public void onEpoch(EpochInfo e) {
+    guard("onEpoch", () -> {
+      synchronized (this) {
+        EpochRecord r = e.record();
+        history.removeIf(old -> old.epoch != null && old.epoch.equals(r.epoch));
+        history.add(r);
+        epoch = r.epoch;
+        trainLoss = finite(r.trainLoss);
+        validationLoss = finite(r.validationLoss);
+        bestValidationLoss = finite(e.bestValidationLoss());
+        bestEpoch = e.bestEpoch() > 0 ? e.bestEpoch() : null;
+        if (bestEpoch != null) {
+          bestCheckpoint = TrainerContract.BEST_DIR;
+        }
+        if (r.step != null) {
+          step = r.step;
+        }
+        TrainerMetrics m = metrics;
+        if (m != null) {
+          m.epoch(r.trainLoss, r.validationLoss, e.bestValidationLoss());
+        }
+      }
+      writePlot();
+    });
+  }
+
+  @Override
+  public void onCheckpoint(CheckpointInfo c) {
+    guard("onCheckpoint", () -> {
+      synchronized (this) {
+        latestCheckpoint = c.name();
+        if (c.best() != null) {
+          bestCheckpoint = c.best();
+        }
+      }
+      TrainerMetrics m = metrics;
+      if (m != null) {
+        m.checkpointWritten(c.seconds());
+      }
+    });
+  }
+
+  @Override
+  public void onFinish(Result r) {
+    guard("onFinish", () -> {
+      synchronized (this) {
+        finalPhase = r.outcome() == Outcome.INTERRUPTED ? FAILED : SUCCEEDED;
+        reason = switch (r.outcome()) {
+          case COMPLETED -> Summaries.COMPLETED;
+          case EARLY_STOPPED -> Summaries.EARLY_STOPPED;
+          case INTERRUPTED -> Summaries.INTERRUPTED;
+        };
+        message = r.message();
+        phase = finalPhase;
+        earlyStopped = r.outcome() == Outcome.EARLY_STOPPED;
+        if (r.history() != null && !r.history().isEmpty()) {
+          history = new ArrayList<>(r.history());
+          EpochRecord last = history.get(history.size() - 1);
+          trainLoss = finite(last.trainLoss);
+          validationLoss = finite(last.validationLoss);
+        }
+        epoch = Math.max(epoch, r.epochsCompleted());
+        epochs = r.epochs();
+        if (r.bestEpoch() > 0) {
+          bestEpoch = r.bestEpoch();
+          bestValidationLoss = finite(r.bestValidationLoss());
+        }
+        if (r.bestModel() != null) {
+          bestCheckpoint = outputDir == null ? r.bestModel().toString()
+              : outputDir.toAbsolutePath().relativize(r.bestModel().toAbsolutePath()).toString();
+        }
+        if (r.latestCheckpoint() != null) {
+          latestCheckpoint = r.latestCheckpoint();
+        }
+      }
+      TrainerMetrics m = metrics;
+      if (m != null) {
+        m.earlyStopped(r.outcome() == Outcome.EARLY_STOPPED);
+      }
+      writePlot();
+      writeSummary();
+    });
+  }
+
+  @Override
+  public void onError(Throwable error, int exitCode) {
+    guard("onError", () -> {
+      synchronized (this) {
+        finalPhase = FAILED;
+        phase = FAILED;
+        reason = Summaries.reason(error, exitCode);
+        message = Summaries.message(error);
+      }
+      writeSummary();
+    });
+  }
+
+  // ---- evaluation ----
+
+  /** Answering the test split begins (phase Evaluating). */
+  public void evaluationStarted(int prompts) {
+    synchronized (this) {
+      phase = EVALUATING;
+    }
+  }
+
+  /** The evaluation's results go into the summary, which is rewritten. */
+  public void evaluationFinished(EvaluationStatus status) {
+    guard("evaluationFinished", () -> {
+      synchronized (this) {
+        evaluation = status;
+        phase = finalPhase == null ? phase : finalPhase;
+      }
+      writeSummary();
+    });
+  }
+
+  /** The evaluation failed (never fatal): the message is added to the summary's. */
+  public void evaluationFailed(String problem) {
+    guard("evaluationFailed", () -> {
+      synchronized (this) {
+        message = (message == null ? "" : message + "; ") + "evaluation failed: " + problem;
+        phase = finalPhase == null ? phase : finalPhase;
+      }
+      writeSummary();
+    });
+  }
+
+  // ---- what others read ----
+
+  /** The job bound by {@link #bind} or onStart; null before. */
+  public FineTuneJob job() {
+    return job;
+  }
+
+  public Path outputDir() {
+    return outputDir;
+  }
+
+  /** The test split as the trainer reported it at onStart. */
+  public List<Record> testRecords() {
+    return test;
+  }
+
+  /** The bound HTTP port, 0 when no server runs. */
+  public int port() {
+    return server == null ? 0 : server.port();
+  }
+
+  /** The Prometheus text of the metrics (empty before a job is bound). */
+  public String scrape() {
+    TrainerMetrics m = metrics;
+    return m == null ? "" : m.scrape();
+  }
+
+  public synchronized TrainerProgress progress() {
+    TrainerProgress p = new TrainerProgress();
+    p.phase = phase;
+    p.epoch = epoch;
+    p.epochs = epochs;
+    p.step = step;
+    p.steps = steps;
+    p.stepLoss = stepLoss;
+    p.learningRate = learningRate;
+    p.trainLoss = trainLoss;
+    p.validationLoss = validationLoss;
+    p.bestValidationLoss = bestValidationLoss;
+    p.bestEpoch = bestEpoch;
+    p.tokensPerSecond = tokensPerSecond;
+    p.etaSeconds = etaSeconds;
+    p.earlyStopped = earlyStopped;
+    p.history = new ArrayList<>(history);
+    p.checkpoint = checkpointStatus();
+    return p;
+  }
+
+  String progressJson() {
+    return FineTuneJobs.toJson(progress());
+  }
+
+  /** The summary as it stands (before the end: phase Failed, reason Error, "the trainer stopped ..."). */
+  public synchronized TrainerSummary summary() {
+    TrainerSummary s = new TrainerSummary();
+    s.phase = finalPhase == null ? FAILED : finalPhase;
+    s.reason = reason == null ? Summaries.ERROR : reason;
+    s.message = message == null ? "the trainer stopped before training finished, without reporting an error" : message;
+    EpochRecord last = history.isEmpty() ? null : history.get(history.size() - 1);
+    s.epoch = last == null || last.epoch == null ? 0 : last.epoch;
+    s.epochs = epochs;
+    s.trainLoss = trainLoss;
+    s.validationLoss = validationLoss;
+    s.bestValidationLoss = bestValidationLoss;
+    s.bestEpoch = bestEpoch;
+    s.earlyStopped = earlyStopped;
+    s.checkpoint = checkpointStatus();
+    s.evaluation = evaluation;
+    s.history = new ArrayList<>(history);
+    return s;
+  }
+
+  private CheckpointStatus checkpointStatus() {
+    if (latestCheckpoint == null && bestCheckpoint == null && restoredFrom == null) {
+      return null;
+    }
+    CheckpointStatus c = new CheckpointStatus();
+    c.latest = latestCheckpoint;
+    c.best = bestCheckpoint;
+    c.restoredFrom = restoredFrom;
+    return c;
+  }
+
+  /** Writes summary.json (when a run directory is known) and the termination log (when one is configured). */
+  public void writeSummary() {
+    TrainerSummary s = summary();
+    Path out = outputDir;
+    if (out != null) {
+      try {
+        Summaries.writeSummaryFile(out, s);
+      } catch (IOException | RuntimeException e) {
+        System.err.println("observability: cannot write " + out.resolve(TrainerContract.SUMMARY_FILE) + ": " + e);
+      }
+    }
+    if (terminationLog != null) {
+      try {
+        Summaries.writeTerminationLog(terminationLog, s);
+      } catch (IOException | RuntimeException e) {
+        System.err.println("observability: cannot write the termination log " + terminationLog + ": " + e);
+      }
+    }
+  }
+
+  private void writePlot() {
+    Path out = outputDir;
+    if (out == null) {
+      return;
+    }
+    List<EpochRecord> h;
+    int best;
+    synchronized (this) {
+      h = new ArrayList<>(history);
+      best = bestEpoch == null ? 0 : bestEpoch;
+    }
+    String name = job != null && job.getMetadata() != null && job.getMetadata().getName() != null
+        ? job.getMetadata().getName() : "training";
+    try {
+      LossPlot.write(out.resolve(TrainerContract.PLOT_FILE), name + ": loss per epoch", h, best);
+    } catch (IOException | RuntimeException e) {
+      System.err.println("observability: cannot write " + out.resolve(TrainerContract.PLOT_FILE) + ": " + e);
+    }
+  }
+
+  /** Writes the final summary and stops the server. Idempotent. */
+  @Override
+  public void close() {
+    synchronized (this) {
+      if (closed) {
+        return;
+      }
+      closed = true;
+      if (EVALUATING.equals(phase) && finalPhase != null) {
+        phase = finalPhase;
+      }
+    }
+    writeSummary();
+    if (server != null) {
+      server.close();
+    }
+  }
+
+  private static Double finite(double v) {
+    return Double.isFinite(v) ? v : null;
+  }
+
+  private static Double finite(Double v) {
+    return v == null || !Double.isFinite(v) ? null : v;
+  }
+
+  private void guard(String what, Runnable r) {
+    try {
+      r.run();
+    } catch (RuntimeException e) {
+      System.err.println("observability: " + what + " failed (training goes on): " + e);
+    }
+  }
+}

@@ -1,0 +1,174 @@
+package dev.finetune.trainer.observe;
+
+import dev.finetune.api.EpochRecord;
+import dev.finetune.api.FineTuneJobs;
+import dev.finetune.api.trainer.TrainerContract;
+import dev.finetune.api.trainer.TrainerContract.ExitCodes;
+import dev.finetune.api.trainer.TrainerSummary;
+import dev.finetune.api.validation.InvalidJobException;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+
+/** summary.json, the termination message cut to Kubernetes' 4 KiB, and the failure reasons. */
+public final class Summaries {
+  private Summaries() {}
+
+  public static final String COMPLETED = "Completed";
+  public static final String EARLY_STOPPED = "EarlyStopped";
+  public static final String INVALID_SPEC = "InvalidSpec";
+  public static final String INVALID_DATA = "InvalidData";
+  public static final String DIVERGED = "Diverged";
+  public static final String INTERRUPTED = "Interrupted";
+  public static final String ERROR = "Error";
+
+  /**
+   * The reason for a failure, from the exit code the process will have and the error: 4 is Diverged, 75
+   * Interrupted, 3 InvalidData when the problem is in the data set (a data exception, or a message about the
+   * dataset or its records), else InvalidSpec; anything else is Error.
+   */
+  public static String reason(Throwable error, int exitCode) {
+    if (exitCode == ExitCodes.DIVERGED) {
+      return DIVERGED;
+    }
+    if (exitCode == ExitCodes.INTERRUPTED) {
+      return INTERRUPTED;
+    }
+    if (exitCode == ExitCodes.BAD_JOB) {
+      if (error instanceof InvalidJobException) {
+        return INVALID_SPEC;
+      }
+      for (Throwable t = error; t != null; t = t.getCause()) {
+        String name = t.getClass().getSimpleName().toLowerCase(Locale.ROOT);
+        String msg = t.getMessage() == null ? "" : t.getMessage().toLowerCase(Locale.ROOT);
+        if (name.contains("data") || msg.startsWith("dataset") || msg.startsWith("invalid dataset")
+            || msg.contains("dataset file") || msg.contains("spec.dataset") || msg.contains(" records")) {
+          return INVALID_DATA;
+        }
+      }
+      return INVALID_SPEC;
+    }
+    return ERROR;
+  }
+
+  /** What a person reads first: the error's message, or its type when it has none. */
+  public static String message(Throwable error) {
+    if (error == null) {
+      return null;
+    }
+    String m = error.getMessage();
+    return m == null || m.isBlank() ? error.toString() : m.strip();
+  }
+
+  /** The whole summary as pretty JSON. */
+  public static String toJson(TrainerSummary summary) {
+    try {
+      return FineTuneJobs.json().writerWithDefaultPrettyPrinter().writeValueAsString(summary);
+    } catch (IOException e) {
+      throw new IllegalStateException("cannot write the summary as JSON", e);
+    }
+  }
+
+  /**
+   * The summary as compact JSON of at most {@code limit} UTF-8 bytes: the oldest history entries go first,
+   * then the message is shortened, then evaluation and checkpoint are dropped; phase and reason always stay.
+   */
+  public static String fit(TrainerSummary summary, int limit) {
+    TrainerSummary s = copy(summary);
+    String json = compact(s);
+    if (bytes(json) <= limit) {
+      return json;
+    }
+    List<EpochRecord> history = s.history == null ? List.of() : new ArrayList<>(s.history);
+    // Fewest oldest entries to drop: binary search over k (dropping more never makes the document longer).
+    int lo = 1;
+    int hi = history.size();
+    while (lo < hi) {
+      int mid = (lo + hi) >>> 1;
+      s.history = history.subList(mid, history.size());
+      if (bytes(compact(s)) <= limit) {
+        hi = mid;
+      } else {
+        lo = mid + 1;
+      }
+    }
+    s.history = new ArrayList<>(history.subList(Math.min(lo, history.size()), history.size()));
+    json = compact(s);
+    while (bytes(json) > limit && s.message != null && !s.message.isEmpty()) {
+      int over = bytes(json) - limit;
+      int keep = Math.max(0, s.message.length() - over - 16);
+      s.message = keep == 0 ? "" : s.message.substring(0, keep) + " ...(cut)";
+      json = compact(s);
+    }
+    if (bytes(json) > limit) {
+      s.evaluation = null;
+      s.checkpoint = null;
+      json = compact(s);
+    }
+    if (bytes(json) > limit) {
+      TrainerSummary min = new TrainerSummary();
+      min.phase = s.phase;
+      min.reason = s.reason;
+      min.history = null;
+      json = compact(min);
+    }
+    return json;
+  }
+
+  private static TrainerSummary copy(TrainerSummary in) {
+    TrainerSummary s = new TrainerSummary();
+    s.phase = in.phase;
+    s.reason = in.reason;
+    s.message = in.message;
+    s.epoch = in.epoch;
+    s.epochs = in.epochs;
+    s.trainLoss = in.trainLoss;
+    s.validationLoss = in.validationLoss;
+    s.bestValidationLoss = in.bestValidationLoss;
+    s.bestEpoch = in.bestEpoch;
+    s.earlyStopped = in.earlyStopped;
+    s.checkpoint = in.checkpoint;
+    s.evaluation = in.evaluation;
+    s.history = in.history == null ? null : new ArrayList<>(in.history);
+    return s;
+  }
+
+  private static String compact(TrainerSummary s) {
+    return FineTuneJobs.toJson(s);
+  }
+
+  static int bytes(String s) {
+    return s.getBytes(StandardCharsets.UTF_8).length;
+  }
+
+  /** Writes summary.json through a temporary file and a rename, so a reader never sees half of it. */
+  public static void writeSummaryFile(Path outputDir, TrainerSummary summary) throws IOException {
+    writeAtomically(outputDir.resolve(TrainerContract.SUMMARY_FILE), toJson(summary) + "\n");
+  }
+
+  /**
+   * Writes the cut summary to the termination log. Not through a rename: in a Pod the path is a file the
+   * kubelet bind-mounts, which cannot be replaced, only rewritten.
+   */
+  public static void writeTerminationLog(Path terminationLog, TrainerSummary summary) throws IOException {
+    Files.writeString(terminationLog, fit(summary, TrainerContract.TERMINATION_MESSAGE_LIMIT), StandardCharsets.UTF_8,
+        StandardOpenOption.CREATE, StandardOpenOption.TRUNCATE_EXISTING, StandardOpenOption.WRITE);
+  }
+
+  static void writeAtomically(Path target, String text) throws IOException {
+    Files.createDirectories(target.toAbsolutePath().getParent());
+    Path tmp = target.resolveSibling("." + target.getFileName() + ".tmp");
+    Files.writeString(tmp, text, StandardCharsets.UTF_8);
+    try {
+      Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+    } catch (IOException e) {
+      Files.move(tmp, target, StandardCopyOption.REPLACE_EXISTING);
+    }
+  }
+}
