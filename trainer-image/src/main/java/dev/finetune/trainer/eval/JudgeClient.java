@@ -139,7 +139,8 @@ public final class JudgeClient {
 
   /**
    * The integer score in a judge's reply: the whole reply ("85", "85/100", "85%", "**85**"), else the one
-   * number in it ("Score: 85", "85 out of 100"). Null when there is none, more than one, a fraction, or one outside 0-100.
+   * number in it ("Score: 85", "85 out of 100"). Null when there is none, more than one, a fraction, or one
+   * outside 0-100.
    */
   public static Integer parseScore(String reply) {
     if (reply == null) {
