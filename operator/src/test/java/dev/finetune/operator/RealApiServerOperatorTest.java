@@ -1,0 +1,209 @@
+package dev.finetune.operator;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
+
+import dev.finetune.api.FineTuneJob;
+import dev.finetune.api.FineTuneJobStatus.Phase;
+import dev.finetune.api.FineTuneJobs;
+import dev.finetune.api.testing.RealKubeApiServer;
+import dev.finetune.api.testing.RealKubeApiServer.Result;
+import dev.finetune.api.testing.Repo;
+import dev.finetune.api.trainer.TrainerContract;
+import dev.finetune.api.trainer.TrainerSummary;
+import dev.finetune.operator.config.OperatorConfig;
+import dev.finetune.operator.resources.Names;
+import dev.finetune.operator.testing.FakeTrainer;
+import dev.finetune.operator.testing.Jobs;
+import io.fabric8.kubernetes.api.model.NamespaceBuilder;
+import io.fabric8.kubernetes.api.model.Pod;
+import io.fabric8.kubernetes.api.model.batch.v1.Job;
+import io.fabric8.kubernetes.client.KubernetesClient;
+import io.micrometer.prometheusmetrics.PrometheusConfig;
+import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.Comparator;
+import java.util.List;
+import java.util.Map;
+import java.util.function.Predicate;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+/**
+ * End to end on a real kube-apiserver v1.20 with kube-controller-manager (Job controller, garbage collector):
+ * the CRD from crds/, a job applied with kubectl, the Job controller making the trainer Pods, and the test
+ * playing the kubelet (Pod status: running with a fake /progress, a crash the Job retries, then success with a
+ * termination message). Server-side apply and leader election (a Lease) are on, as in production.
+ * Skipped with a message when etcd or the Kubernetes binaries are missing.
+ */
+class RealApiServerOperatorTest {
+  private static final String NS = "training";
+  private static RealKubeApiServer kube;
+  private static KubernetesClient client;
+  private static FakeTrainer trainer;
+  private static FineTuneOperator operator;
+
+  @BeforeAll
+  static void start() throws Exception {
+    kube = RealKubeApiServer.start(true);
+    client = kube.client();
+    Result crd = kube.kubectl("apply", "-f", Repo.crd().toString());
+    assertThat(crd.exitCode()).as(crd.output()).isZero();
+    Result established = kube.kubectl("wait", "--for", "condition=established", "--timeout=60s",
+        "crd/finetunejobs.finetune.dev");
+    assertThat(established.exitCode()).as(established.output()).isZero();
+    client.namespaces().resource(new NamespaceBuilder().withNewMetadata().withName(NS).endMetadata().build()).create();
+    // the Pod admission needs the namespace's default ServiceAccount, made by the controller manager
+    await().atMost(Duration.ofSeconds(60)).until(
+        () -> client.serviceAccounts().inNamespace(NS).withName("default").get() != null);
+
+    trainer = new FakeTrainer();
+    OperatorConfig config = OperatorConfig.fromEnv(Map.of(
+        "FINETUNE_TRAINER_PORT", String.valueOf(trainer.port()),
+        "FINETUNE_PROGRESS_INTERVAL_SECONDS", "1",
+        "FINETUNE_LEADER_ELECTION_NAMESPACE", "default",
+        "POD_NAME", "operator-test"));
+    operator = FineTuneOperator.create(client, config, new PrometheusMeterRegistry(PrometheusConfig.DEFAULT)).start();
+    await().atMost(Duration.ofSeconds(60)).until(operator::isReady);
+  }
+
+  @AfterAll
+  static void stop() {
+    if (operator != null) {
+      operator.close();
+    }
+    if (trainer != null) {
+      trainer.close();
+    }
+    if (kube != null) {
+      kube.close();
+    }
+  }
+
+  @Test
+  void applyTrainCrashRetrySucceedAndDelete() throws Exception {
+    Path file = Files.createTempFile("e2e", ".yaml");
+    Files.writeString(file, """
+        apiVersion: finetune.dev/v1alpha1
+        kind: FineTuneJob
+        metadata:
+          name: e2e
+          namespace: training
+        spec:
+          model:
+            scratch: {layers: 2, embeddingDim: 64, heads: 4, contextLength: 128}
+          dataset:
+            synthetic: {size: 100}
+            maxLength: 128
+          training: {epochs: 3}
+          checkpoints: {size: 1Gi}
+          resources: {cpu: "1", memory: 1Gi}
+          labels:
+            kueue.x-k8s.io/queue-name: team-a
+        """);
+    Result applied = kube.kubectl("apply", "-f", file.toString());
+    assertThat(applied.exitCode()).as(applied.output()).isZero();
+
+    Job job = await().atMost(Duration.ofSeconds(30)).until(
+        () -> client.batch().v1().jobs().inNamespace(NS).withName("e2e-train").get(), j -> j != null);
+    assertThat(job.getMetadata().getLabels()).containsEntry("kueue.x-k8s.io/queue-name", "team-a");
+    assertThat(job.getMetadata().getOwnerReferences()).singleElement()
+        .satisfies(o -> assertThat(o.getKind()).isEqualTo("FineTuneJob"));
+    assertThat(client.configMaps().inNamespace(NS).withName("e2e-spec").get()).isNotNull();
+    assertThat(client.persistentVolumeClaims().inNamespace(NS).withName("e2e-checkpoints").get()).isNotNull();
+    // the Job controller makes the Pod from the template
+    Pod first = awaitPods(1).get(0);
+    assertThat(first.getSpec().getContainers().get(0).getCommand()).contains(TrainerContract.TRAINER_JAR);
+    awaitFtj(j -> j.getStatus().phase == Phase.Pending && "e2e-train".equals(j.getStatus().jobName));
+
+    // kubelet: the trainer runs and reports its first epoch on /progress
+    trainer.set(Jobs.progress(1, 3));
+    writeStatus(first, p -> Jobs.running(p, "127.0.0.1"));
+    FineTuneJob running = awaitFtj(j -> j.getStatus().phase == Phase.Running && Integer.valueOf(1).equals(j.getStatus().epoch));
+    assertThat(running.getStatus().trainLoss).isEqualTo(3.0);
+    Result table = kube.kubectl("get", "ftj", "e2e", "-n", NS);
+    assertThat(table.output()).as(table.output()).contains("PHASE", "EPOCH", "TRAIN-LOSS", "VAL-LOSS", "BEST");
+    assertThat(table.output().lines().skip(1).findFirst().orElseThrow().split("\\s+"))
+        .as(table.output()).startsWith("e2e", "Running", "1/3", "3", "3.5", "3.5");
+
+    // the trainer crashes; the Job controller retries with a new Pod (after its back-off)
+    writeStatus(first, p -> Jobs.terminated(p, TrainerContract.ExitCodes.CRASHED, "killed: out of memory"));
+    List<Pod> pods = await().atMost(Duration.ofSeconds(90)).until(() -> pods(), l -> l.size() == 2);
+    Pod second = pods.stream().filter(p -> !p.getMetadata().getName().equals(first.getMetadata().getName()))
+        .findFirst().orElseThrow();
+    FineTuneJob restarted = awaitFtj(j -> Integer.valueOf(1).equals(j.getStatus().restarts));
+    assertThat(restarted.getStatus().phase).isIn(Phase.Pending, Phase.Running);
+
+    trainer.set(Jobs.progress(2, 3));
+    writeStatus(second, p -> Jobs.running(p, "127.0.0.1"));
+    awaitFtj(j -> j.getStatus().phase == Phase.Running && Integer.valueOf(2).equals(j.getStatus().epoch));
+
+    // the last epoch ends between two polls: the termination message carries it
+    TrainerSummary summary = Jobs.summary("Succeeded", "Completed", 3, 3);
+    writeStatus(second, p -> Jobs.terminated(p, 0, FineTuneJobs.toJson(summary)));
+    FineTuneJob done = awaitFtj(j -> j.getStatus().phase == Phase.Succeeded);
+    assertThat(done.getStatus().epoch).isEqualTo(3);
+    assertThat(done.getStatus().history).extracting(r -> r.epoch).containsExactly(1, 2, 3);
+    assertThat(done.getStatus().bestEpoch).isEqualTo(3);
+    assertThat(done.getStatus().restarts).isEqualTo(1);
+    assertThat(done.getStatus().completionTime).isNotNull();
+    assertThat(done.getStatus().observedGeneration).isEqualTo(done.getMetadata().getGeneration());
+    table = kube.kubectl("get", "ftj", "e2e", "-n", NS);
+    assertThat(table.output().lines().skip(1).findFirst().orElseThrow().split("\\s+"))
+        .as(table.output()).startsWith("e2e", "Succeeded", "3/3", "1", String.valueOf(3.5 / 3), String.valueOf(3.5 / 3));
+    Result describe = kube.kubectl("describe", "ftj", "e2e", "-n", NS);
+    assertThat(describe.output()).as(describe.output())
+        .contains("Created", "Started", "EpochFinished", "Restarted", "Succeeded");
+
+    // deleting the FineTuneJob removes what it owns (the garbage collector follows the owner references)
+    Result deleted = kube.kubectl("delete", "ftj", "e2e", "-n", NS, "--wait=true");
+    assertThat(deleted.exitCode()).as(deleted.output()).isZero();
+    await().atMost(Duration.ofSeconds(60)).untilAsserted(() -> {
+      assertThat(client.batch().v1().jobs().inNamespace(NS).withName("e2e-train").get()).isNull();
+      assertThat(client.configMaps().inNamespace(NS).withName("e2e-spec").get()).isNull();
+      assertThat(client.persistentVolumeClaims().inNamespace(NS).withName("e2e-checkpoints").get()).satisfiesAnyOf(
+          c -> assertThat(c).isNull(), c -> assertThat(c.getMetadata().getDeletionTimestamp()).isNotNull());
+    });
+  }
+
+  @Test
+  void invalidSpecIsFailedWithoutAJob() throws Exception {
+    FineTuneJob broken = Jobs.small("bad-split", NS);
+    broken.getSpec().dataset.split.train = 0.5; // fractions must sum to 1: the schema cannot say this
+    client.resource(broken).create();
+    FineTuneJob failed = await().atMost(Duration.ofSeconds(30)).until(
+        () -> client.resources(FineTuneJob.class).inNamespace(NS).withName("bad-split").get(),
+        j -> j.getStatus() != null && j.getStatus().phase == Phase.Failed);
+    assertThat(failed.getStatus().reason).isEqualTo("InvalidSpec");
+    assertThat(failed.getStatus().message).contains("spec.dataset.split");
+    assertThat(client.batch().v1().jobs().inNamespace(NS).withName("bad-split-train").get()).isNull();
+    Result table = kube.kubectl("get", "ftj", "bad-split", "-n", NS);
+    assertThat(table.output()).contains("Failed");
+  }
+
+  private static List<Pod> pods() {
+    return client.pods().inNamespace(NS).withLabel(Names.JOB_LABEL, "e2e").list().getItems().stream()
+        .sorted(Comparator.comparing(p -> p.getMetadata().getCreationTimestamp())).toList();
+  }
+
+  private static List<Pod> awaitPods(int n) {
+    return await().atMost(Duration.ofSeconds(60)).until(RealApiServerOperatorTest::pods, l -> l.size() >= n);
+  }
+
+  private static void writeStatus(Pod pod, java.util.function.Consumer<Pod> kubelet) {
+    await().atMost(Duration.ofSeconds(10)).ignoreExceptions().untilAsserted(() -> {
+      Pod live = client.pods().inNamespace(NS).withName(pod.getMetadata().getName()).get();
+      kubelet.accept(live);
+      client.pods().inNamespace(NS).resource(live).updateStatus();
+    });
+  }
+
+  private static FineTuneJob awaitFtj(Predicate<FineTuneJob> until) {
+    return await().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(200)).until(
+        () -> client.resources(FineTuneJob.class).inNamespace(NS).withName("e2e").get(),
+        j -> j != null && j.getStatus() != null && until.test(j));
+  }
+}
