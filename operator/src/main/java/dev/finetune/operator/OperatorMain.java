@@ -30,6 +30,8 @@ public final class OperatorMain {
   private OperatorMain() {}
 
   public static void main(String[] args) throws Exception {
+    // keep the log handlers until the shutdown hook has logged (the JDK's own hook would reset them at once)
+    System.setProperty("java.util.logging.manager", KeepHandlersLogManager.class.getName());
     OperatorConfig config;
     try {
       config = OperatorConfig.fromEnv();
@@ -77,8 +79,33 @@ public final class OperatorMain {
     stopped.await();
   }
 
+  /** A LogManager whose handlers survive the JVM's shutdown, so that the last lines of a stop are written. */
+  public static final class KeepHandlersLogManager extends LogManager {
+    private volatile boolean allowReset;
+
+    @Override
+    public void reset() {
+      if (allowReset) {
+        super.reset();
+      }
+    }
+
+    void resetNow() {
+      allowReset = true;
+      try {
+        super.reset();
+      } finally {
+        allowReset = false;
+      }
+    }
+  }
+
   static void configureLogging(OperatorConfig config) {
-    LogManager.getLogManager().reset();
+    if (LogManager.getLogManager() instanceof KeepHandlersLogManager keep) {
+      keep.resetNow();
+    } else {
+      LogManager.getLogManager().reset();
+    }
     java.util.logging.Logger root = java.util.logging.Logger.getLogger("");
     Handler handler = new ConsoleHandler();
     handler.setFormatter("text".equalsIgnoreCase(config.logFormat()) ? new SimpleFormatter() : new JsonLogFormatter());

@@ -184,6 +184,72 @@ class RealApiServerOperatorTest {
     assertThat(table.output()).contains("Failed");
   }
 
+  /**
+   * The real process: OperatorMain with only environment variables, JSON logs, its own Lease and namespace,
+   * /readyz, /metrics and /healthz, a job reconciled, and a clean exit on SIGTERM.
+   */
+  @Test
+  void operatorMainServesProbesAndMetricsAndStopsOnSigterm() throws Exception {
+    String ns = "main-process";
+    client.namespaces().resource(new NamespaceBuilder().withNewMetadata().withName(ns).endMetadata().build()).create();
+    int port;
+    try (java.net.ServerSocket s = new java.net.ServerSocket(0)) {
+      port = s.getLocalPort();
+    }
+    Path log = Files.createTempFile("operator", ".log");
+    ProcessBuilder pb = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+        "-cp", System.getProperty("java.class.path"), OperatorMain.class.getName())
+        .redirectErrorStream(true).redirectOutput(log.toFile());
+    pb.environment().put("KUBECONFIG", kube.kubeconfig().toString());
+    pb.environment().put("FINETUNE_WATCH_NAMESPACES", ns);
+    pb.environment().put("FINETUNE_METRICS_PORT", String.valueOf(port));
+    pb.environment().put("FINETUNE_LEADER_ELECTION_NAMESPACE", ns);
+    pb.environment().put("FINETUNE_LEADER_ELECTION_LEASE", "main-process-test");
+    pb.environment().put("POD_NAME", "main-process-0");
+    Process process = pb.start();
+    try {
+      java.net.http.HttpClient http = java.net.http.HttpClient.newHttpClient();
+      java.util.function.Function<String, java.net.http.HttpResponse<String>> get = path -> {
+        try {
+          return http.send(java.net.http.HttpRequest.newBuilder(
+              java.net.URI.create("http://127.0.0.1:" + port + path)).build(),
+              java.net.http.HttpResponse.BodyHandlers.ofString());
+        } catch (Exception e) {
+          throw new IllegalStateException(e);
+        }
+      };
+      await().atMost(Duration.ofSeconds(60)).ignoreExceptions().until(() -> get.apply("/readyz").statusCode() == 200);
+      assertThat(get.apply("/healthz").statusCode()).isEqualTo(200);
+
+      FineTuneJob job = Jobs.small("from-main", ns);
+      client.resource(job).create();
+      await().atMost(Duration.ofSeconds(30)).until(
+          () -> client.batch().v1().jobs().inNamespace(ns).withName("from-main-train").get() != null);
+      await().atMost(Duration.ofSeconds(30)).untilAsserted(() -> {
+        String metrics = get.apply("/metrics").body();
+        assertThat(metrics).contains("finetune_operator_jobs{phase=\"Pending\"} 1.0");
+        assertThat(metrics).contains("operator_sdk_reconciliations");
+        assertThat(metrics).contains("jvm_memory_used_bytes");
+      });
+      assertThat(client.leases().inNamespace(ns).withName("main-process-test").get().getSpec().getHolderIdentity())
+          .isEqualTo("main-process-0");
+    } finally {
+      process.destroy(); // SIGTERM
+      boolean exited = process.waitFor(30, java.util.concurrent.TimeUnit.SECONDS);
+      if (!exited) {
+        process.destroyForcibly();
+      }
+      String output = Files.readString(log);
+      assertThat(exited).as("exits within 30 s of SIGTERM:\n" + output).isTrue();
+      assertThat(output).contains("shutdown requested").contains("stopping operator");
+      List<String> lines = output.lines().filter(l -> !l.isBlank()).toList();
+      assertThat(lines).as(output).isNotEmpty().allSatisfy(l -> assertThat(l).startsWith("{\"ts\":"));
+      for (String l : lines) {
+        FineTuneJobs.json().readTree(l);
+      }
+    }
+  }
+
   private static List<Pod> pods() {
     return client.pods().inNamespace(NS).withLabel(Names.JOB_LABEL, "e2e").list().getItems().stream()
         .sorted(Comparator.comparing(p -> p.getMetadata().getCreationTimestamp())).toList();
