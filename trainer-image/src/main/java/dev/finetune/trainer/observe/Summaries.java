@@ -102,8 +102,12 @@ public final class Summaries {
     json = compact(s);
     while (bytes(json) > limit && s.message != null && !s.message.isEmpty()) {
       int over = bytes(json) - limit;
-      int keep = Math.max(0, s.message.length() - over - 16);
-      s.message = keep == 0 ? "" : s.message.substring(0, keep) + " ...(cut)";
+      String base = s.message.endsWith(CUT) ? s.message.substring(0, s.message.length() - CUT.length()) : s.message;
+      String shorter = truncateUtf8(base, Math.max(0, bytes(base) - over - bytes(CUT)));
+      if (shorter.length() >= base.length()) {
+        shorter = truncateUtf8(base, bytes(base) / 2); // JSON escapes made it longer than its bytes: halve
+      }
+      s.message = shorter.isEmpty() ? "" : shorter + CUT;
       json = compact(s);
     }
     if (bytes(json) > limit) {
@@ -119,6 +123,24 @@ public final class Summaries {
       json = compact(min);
     }
     return json;
+  }
+
+  private static final String CUT = " ...(cut)";
+
+  /** The longest prefix of {@code s} of at most {@code maxBytes} UTF-8 bytes, never splitting a character. */
+  static String truncateUtf8(String s, int maxBytes) {
+    int used = 0;
+    int i = 0;
+    while (i < s.length()) {
+      int cp = s.codePointAt(i);
+      int n = cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+      if (used + n > maxBytes) {
+        break;
+      }
+      used += n;
+      i += Character.charCount(cp);
+    }
+    return s.substring(0, i);
   }
 
   private static TrainerSummary copy(TrainerSummary in) {

@@ -1,0 +1,148 @@
+package dev.finetune.trainer;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import dev.finetune.api.trainer.TrainerContract.ExitCodes;
+import dev.finetune.api.validation.InvalidJobException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** The command line: exit codes, messages and where the run directory goes. */
+class MainTest {
+
+  static final class Errors implements TrainingListener {
+    final List<Throwable> errors = new ArrayList<>();
+    final List<Integer> codes = new ArrayList<>();
+    Result result;
+
+    @Override
+    public void onError(Throwable error, int exitCode) {
+      errors.add(error);
+      codes.add(exitCode);
+    }
+
+    @Override
+    public void onFinish(Result r) {
+      result = r;
+    }
+  }
+
+  static int run(Errors e, String... args) {
+    return Main.run(args, List.of(e), null);
+  }
+
+  @Test
+  void invalidJobExits3AndNamesEveryProblem(@TempDir Path dir) throws Exception {
+    Path job = Jobs.write(dir, """
+        apiVersion: finetune.dev/v1alpha1
+        kind: FineTuneJob
+        metadata: {name: broken}
+        spec:
+          model: {}
+          dataset: {synthetic: {size: 100}}
+          training: {epochs: 0, batchSize: 8}
+        """);
+    Errors e = new Errors();
+    assertThat(run(e, job.toString())).isEqualTo(ExitCodes.BAD_JOB);
+    assertThat(e.errors.get(0)).isInstanceOf(InvalidJobException.class);
+    InvalidJobException ex = (InvalidJobException) e.errors.get(0);
+    assertThat(ex.problems()).hasSizeGreaterThanOrEqualTo(2);
+    assertThat(ex.getMessage()).contains(job.toString()).contains("spec.model").contains("spec.training.epochs");
+    assertThat(dir.resolve("runs")).doesNotExist();
+  }
+
+  @Test
+  void commandLineMistakesExit3() {
+    Errors e = new Errors();
+    assertThat(run(e)).isEqualTo(ExitCodes.BAD_JOB);
+    assertThat(run(e, "a.yaml", "b.yaml")).isEqualTo(ExitCodes.BAD_JOB);
+    assertThat(run(e, "/does/not/exist.yaml")).isEqualTo(ExitCodes.BAD_JOB);
+    assertThat(e.errors.get(0).getMessage()).contains("usage:");
+    assertThat(e.errors.get(2).getMessage()).contains("/does/not/exist.yaml");
+  }
+
+  @Test
+  void badDataExits3WithFileAndLine(@TempDir Path dir) throws Exception {
+    Files.writeString(dir.resolve("data.jsonl"), "{\"instruction\": \"a\", \"output\": \"b\"}\n{\"instruction\": \"a\"}\n");
+    Path job = Jobs.write(dir, """
+        apiVersion: finetune.dev/v1alpha1
+        kind: FineTuneJob
+        metadata: {name: baddata}
+        spec:
+          model: {scratch: {layers: 1, embeddingDim: 16, heads: 2, contextLength: 32}}
+          dataset: {path: data.jsonl, maxLength: 32}
+        """);
+    Errors e = new Errors();
+    assertThat(run(e, job.toString())).isEqualTo(ExitCodes.BAD_JOB);
+    assertThat(e.errors.get(0).getMessage()).contains(dir.resolve("data.jsonl") + " line 2: field 'output' is missing");
+  }
+
+  @Test
+  void nonFiniteLossExits4(@TempDir Path dir) throws Exception {
+    // A model whose final LayerNorm holds NaN (a corrupted or overflowed checkpoint): the first loss is NaN.
+    dev.finetune.api.ScratchModelSpec shape = new dev.finetune.api.ScratchModelSpec();
+    shape.layers = 1;
+    shape.embeddingDim = 16;
+    shape.heads = 2;
+    shape.contextLength = 64;
+    try (ai.djl.ndarray.NDManager base = ai.djl.ndarray.NDManager.newBaseManager(); Model m = Model.scratch(shape, base)) {
+      m.net().parameters().get("ln_f.weight").muli(Float.NaN);
+      m.save(dir.resolve("nan-model"));
+    }
+    Path job = Jobs.write(dir, """
+        apiVersion: finetune.dev/v1alpha1
+        kind: FineTuneJob
+        metadata: {name: diverge}
+        spec:
+          model: {path: nan-model}
+          dataset: {synthetic: {size: 100}, promptStyle: phi3, maxLength: 64}
+          training: {epochs: 1, batchSize: 4}
+        """);
+    Errors e = new Errors();
+    assertThat(run(e, job.toString())).isEqualTo(ExitCodes.DIVERGED);
+    assertThat(e.errors.get(0)).isInstanceOf(DivergedException.class);
+    assertThat(e.errors.get(0).getMessage()).contains("loss became NaN").contains("learningRate");
+    assertThat(dir.resolve("runs/diverge/checkpoints")).doesNotExist();
+  }
+
+  @Test
+  void runsAJobIntoRunsNameByDefaultAndIntoOutputWhenGiven(@TempDir Path dir) throws Exception {
+    Path job = Jobs.tiny(dir, "cli", 2, 1, 0);
+    Errors e = new Errors();
+    assertThat(run(e, job.toString())).isEqualTo(ExitCodes.SUCCEEDED);
+    Path out = dir.resolve("runs/cli");
+    assertThat(out.resolve("history.jsonl")).exists();
+    assertThat(Files.readAllLines(out.resolve("history.jsonl"))).hasSize(2);
+    assertThat(out.resolve("best/config.json")).exists();
+    assertThat(out.resolve("best/tokenizer.json")).exists();
+    assertThat(out.resolve("checkpoints/" + Checkpoints.epochName(2) + "/state.json")).exists();
+    assertThat(e.result.outcome()).isEqualTo(TrainingListener.Outcome.COMPLETED);
+    assertThat(e.result.bestModel()).isEqualTo(out.resolve("best"));
+
+    Path other = dir.resolve("elsewhere");
+    assertThat(run(new Errors(), job.toString(), "--output", other.toString())).isEqualTo(ExitCodes.SUCCEEDED);
+    assertThat(other.resolve("history.jsonl")).exists();
+  }
+
+  @Test
+  void hubModelWithoutNetworkOrCacheFailsClearly(@TempDir Path dir) throws Exception {
+    Path job = Jobs.write(dir, """
+        apiVersion: finetune.dev/v1alpha1
+        kind: FineTuneJob
+        metadata: {name: hub}
+        spec:
+          model: {hub: finetune-test/does-not-exist-xyz}
+          dataset: {synthetic: {size: 100}}
+        """);
+    Errors e = new Errors();
+    int code = run(e, job.toString());
+    // offline: a network failure (1, retry); online: the repository does not exist (3)
+    assertThat(code).isIn(ExitCodes.CRASHED, ExitCodes.BAD_JOB);
+    assertThat(e.errors.get(0).getMessage()).contains("https://huggingface.co/finetune-test/does-not-exist-xyz/resolve/main/");
+    assertThat(dir.resolve("runs/hub/model-cache")).isDirectoryNotContaining("glob:**/*.json");
+  }
+}
