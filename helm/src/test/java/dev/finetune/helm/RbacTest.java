@@ -11,19 +11,11 @@ import dev.finetune.api.testing.RealKubeApiServer;
 import dev.finetune.api.testing.Repo;
 import dev.finetune.operator.FineTuneOperator;
 import dev.finetune.operator.config.OperatorConfig;
-import io.fabric8.kubernetes.api.model.HasMetadata;
 import io.fabric8.kubernetes.api.model.NamespaceBuilder;
-import io.fabric8.kubernetes.api.model.Secret;
-import io.fabric8.kubernetes.api.model.ServiceAccount;
-import io.fabric8.kubernetes.client.Config;
-import io.fabric8.kubernetes.client.ConfigBuilder;
 import io.fabric8.kubernetes.client.KubernetesClient;
-import io.fabric8.kubernetes.client.KubernetesClientBuilder;
 import io.fabric8.kubernetes.client.KubernetesClientException;
 import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
-import java.nio.charset.StandardCharsets;
 import java.time.Duration;
-import java.util.Base64;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -46,7 +38,6 @@ class RbacTest {
     var applied = server.kubectl("apply", "-f", Repo.crd().toString());
     assertThat(applied.exitCode()).as(applied.output()).isZero();
     assertThat(server.kubectl("wait", "--for", "condition=established", "--timeout=60s", "crd/finetunejobs.finetune.dev").exitCode()).isZero();
-    server.client().namespaces().resource(new NamespaceBuilder().withNewMetadata().withName(Chart.NAMESPACE).endMetadata().build()).create();
   }
 
   @AfterAll
@@ -67,13 +58,9 @@ class RbacTest {
     if (scope.equals("one")) {
       values.put("watchNamespaces[0]", ns);
     }
-    List<HasMetadata> objects = Chart.renderRelease(release, values).stream()
-        .filter(o -> List.of("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding").contains(o.getKind()))
-        .toList();
-    objects.forEach(o -> server.client().resource(o).create());
-    String saName = Chart.ofKind(objects, ServiceAccount.class).get(0).getMetadata().getName();
+    String saName = ChartInstall.installRbac(server, release, values);
 
-    try (KubernetesClient asOperator = clientFor(saName)) {
+    try (KubernetesClient asOperator = ChartInstall.clientFor(server, saName)) {
       OperatorConfig config = OperatorConfig.fromEnv(Map.of(
           "FINETUNE_WATCH_NAMESPACES", scope.equals("one") ? ns : "",
           "FINETUNE_LEADER_ELECTION_NAMESPACE", Chart.NAMESPACE,
@@ -112,25 +99,5 @@ class RbacTest {
   private static void assertForbidden(Runnable request) {
     assertThatThrownBy(request::run).isInstanceOfSatisfying(KubernetesClientException.class,
         e -> assertThat(e.getCode()).isEqualTo(403));
-  }
-
-  /** A client that authenticates with the ServiceAccount's token, as the operator Pod would. */
-  private static KubernetesClient clientFor(String serviceAccount) {
-    String token = await().atMost(Duration.ofSeconds(30)).until(() -> {
-      ServiceAccount sa = server.client().serviceAccounts().inNamespace(Chart.NAMESPACE).withName(serviceAccount).get();
-      if (sa == null || sa.getSecrets() == null || sa.getSecrets().isEmpty()) {
-        return null;
-      }
-      Secret secret = server.client().secrets().inNamespace(Chart.NAMESPACE).withName(sa.getSecrets().get(0).getName()).get();
-      return secret == null || secret.getData() == null ? null
-          : new String(Base64.getDecoder().decode(secret.getData().get("token")), StandardCharsets.UTF_8);
-    }, t -> t != null);
-    Config config = new ConfigBuilder(Config.empty())
-        .withMasterUrl(server.url())
-        .withCaCertFile(server.caCertificate().toString())
-        .withOauthToken(token)
-        .withNamespace(Chart.NAMESPACE)
-        .build();
-    return new KubernetesClientBuilder().withConfig(config).build();
   }
 }
