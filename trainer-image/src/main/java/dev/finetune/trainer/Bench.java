@@ -1,0 +1,130 @@
+package dev.finetune.trainer;
+
+import ai.djl.engine.Engine;
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.NDScope;
+import ai.djl.ndarray.types.Shape;
+import ai.djl.pytorch.jni.JniUtils;
+import ai.djl.training.GradientCollector;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Random;
+
+/**
+ * Training-step benchmark with the same shape, data and output fields as
+ * {@code shared/bench/pytorch_reference.py}: a GPT-2 (default 4 layers, 256 wide, 4 heads, vocabulary 50257)
+ * trained with AdamW on random token batches (8 x 128, the last 8 targets -100); prints one JSON line.
+ * Options: --vocab --n-embd --n-layer --n-head --seq --batch --steps --warmup --threads (0 = one per core).
+ */
+public final class Bench {
+  private Bench() {}
+
+  public static void main(String[] args) throws Exception {
+    Map<String, Integer> o = new LinkedHashMap<>();
+    o.put("vocab", 50257);
+    o.put("n-embd", 256);
+    o.put("n-layer", 4);
+    o.put("n-head", 4);
+    o.put("seq", 128);
+    o.put("batch", 8);
+    o.put("steps", 6);
+    o.put("warmup", 2);
+    o.put("threads", 0);
+    for (int i = 0; i < args.length; i += 2) {
+      String k = args[i].replaceFirst("^--", "");
+      if (!o.containsKey(k) || i + 1 >= args.length) {
+        System.err.println("usage: Bench " + o.keySet().stream().map(s -> "[--" + s + " N]").reduce("", (a, b) -> a + " " + b));
+        System.exit(3);
+      }
+      o.put(k, Integer.parseInt(args[i + 1]));
+    }
+    int vocab = o.get("vocab");
+    int d = o.get("n-embd");
+    int layers = o.get("n-layer");
+    int heads = o.get("n-head");
+    int seq = o.get("seq");
+    int batch = o.get("batch");
+    int steps = o.get("steps");
+    int warmup = o.get("warmup");
+    int threads = o.get("threads") > 0 ? o.get("threads") : Runtime.getRuntime().availableProcessors();
+
+    try (NDManager base = NDManager.newBaseManager()) {
+      JniUtils.setNumThreads(threads);
+      GptConfig config = new GptConfig(vocab, seq, d, layers, heads, 4 * d, 1e-5, vocab - 1);
+      try (Gpt2 net = Gpt2.random(config, 0, base);
+          AdamW opt = new AdamW(net.parameters(), base, 0.9, 0.999, 1e-8, 0.1)) {
+        net.requireGradients();
+        Random rnd = new Random(0);
+        long[][] ids = new long[batch][seq];
+        long[][] targets = new long[batch][seq];
+        for (int b = 0; b < batch; b++) {
+          for (int t = 0; t < seq; t++) {
+            ids[b][t] = rnd.nextInt(vocab);
+            targets[b][t] = t >= seq - 8 ? -100 : rnd.nextInt(vocab);
+          }
+        }
+        double[] times = new double[warmup + steps];
+        double loss = 0;
+        for (int s = 0; s < warmup + steps; s++) {
+          long start = System.nanoTime();
+          try (NDManager step = base.newSubManager(); NDScope scope = new NDScope()) {
+            Gpt2.Consts k = new Gpt2.Consts(step);
+            try (GradientCollector gc = Engine.getInstance().newGradientCollector()) {
+              NDArray l = Gpt2.loss(net.forward(Trainer.ids(step, ids), k, true), targets, k);
+              gc.backward(l);
+              loss = l.getFloat();
+            }
+          }
+          opt.step(net.parameters(), 5e-5);
+          AdamW.zeroGradients(net.parameters());
+          times[s] = (System.nanoTime() - start) / 1e9;
+        }
+        double[] timed = Arrays.copyOfRange(times, warmup, times.length);
+        Arrays.sort(timed);
+        double stepS = timed[timed.length / 2];
+
+        double gemm = gemmFlops(base);
+        long params = net.parameterCount();
+        double flops = 6.0 * params * batch * seq + 12.0 * layers * batch * seq * (double) seq * d;
+        String impl = "djl-" + Engine.getDjlVersion() + "-pytorch-" + Engine.getInstance().getVersion();
+        System.out.println(String.format(Locale.ROOT,
+            "{\"impl\": \"%s\", \"threads\": %d, \"params\": %d, \"batch\": %d, \"seq\": %d, \"median_step_s\": %.4f, "
+                + "\"tokens_per_s\": %.1f, \"model_flops_per_s\": %.2f, \"gemm_gflops\": %.2f, \"mfu_vs_gemm\": %.3f, "
+                + "\"peak_rss_mb\": %.1f, \"final_loss\": %.4f}",
+            impl, JniUtils.getNumThreads(), params, batch, seq, stepS, batch * seq / stepS, flops / stepS / 1e9,
+            gemm / 1e9, flops / stepS / gemm, peakRssMb(), loss));
+      }
+    }
+  }
+
+  /** Dense 1024 x 1024 matmul FLOP/s in the same engine (3 warm-up, 10 timed), as the reference measures it. */
+  static double gemmFlops(NDManager base) {
+    int n = 1024;
+    try (NDManager m = base.newSubManager()) {
+      NDArray x = m.randomNormal(new Shape(n, n));
+      NDArray y = m.randomNormal(new Shape(n, n));
+      for (int i = 0; i < 3; i++) {
+        x.matMul(y).close();
+      }
+      long start = System.nanoTime();
+      for (int i = 0; i < 10; i++) {
+        x.matMul(y).close();
+      }
+      return 2.0 * n * n * n * 10 / ((System.nanoTime() - start) / 1e9);
+    }
+  }
+
+  static double peakRssMb() throws Exception {
+    for (String line : Files.readAllLines(Path.of("/proc/self/status"))) {
+      if (line.startsWith("VmHWM:")) {
+        return Long.parseLong(line.replaceAll("[^0-9]", "")) / 1024.0;
+      }
+    }
+    return Double.NaN;
+  }
+}

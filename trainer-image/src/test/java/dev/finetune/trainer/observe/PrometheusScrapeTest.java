@@ -1,0 +1,290 @@
+package dev.finetune.trainer.observe;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.finetune.api.EpochRecord;
+import dev.finetune.api.FineTuneJob;
+import dev.finetune.api.FineTuneJobStatus;
+import dev.finetune.api.FineTuneJobs;
+import dev.finetune.api.trainer.MetricNames;
+import dev.finetune.api.trainer.TrainerContract;
+import dev.finetune.api.trainer.TrainerProgress;
+import dev.finetune.api.trainer.TrainerSummary;
+import dev.finetune.trainer.Trainer;
+import dev.finetune.trainer.TrainingListener;
+import dev.finetune.trainer.eval.Evaluation;
+import java.io.IOException;
+import java.net.InetAddress;
+import java.net.ServerSocket;
+import java.net.URLEncoder;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Assumptions;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * A real Prometheus (Debian's {@code /usr/bin/prometheus}, or {@code PROMETHEUS_BIN}) scrapes a real training run
+ * in this JVM every second: a scratch 1-layer GPT-2 on synthetic tasks, four epochs, with the observability
+ * listener. After each epoch the test waits until Prometheus has scraped that epoch's validation loss (so every
+ * epoch is scraped however fast the machine is) and reads /progress. Then PromQL range selectors return the raw
+ * samples of the epoch losses for the job's labels: collapsed to their changes they are exactly the losses of
+ * history.jsonl, one value per epoch. Evaluation with the best weights follows; the summary, termination message,
+ * responses.jsonl and loss.svg are checked against the run.
+ */
+class PrometheusScrapeTest {
+  static final ObjectMapper JSON = new ObjectMapper();
+  static final String NAME = "prom-scrape";
+  static final String NAMESPACE = "ml-team";
+  static final int EPOCHS = 4;
+  static final String JOB = """
+      apiVersion: finetune.dev/v1alpha1
+      kind: FineTuneJob
+      metadata:
+        name: %s
+        namespace: %s
+      spec:
+        model:
+          scratch:
+            layers: 1
+            embeddingDim: 32
+            heads: 2
+            contextLength: 96
+            seed: 5
+        dataset:
+          synthetic:
+            size: 120
+            seed: 3
+          promptStyle: phi3
+          maskPrompt: true
+          maxLength: 96
+        training:
+          epochs: %d
+          batchSize: 8
+          learningRate: 0.003
+          warmupSteps: 3
+          schedule: cosine
+          maxGradNorm: 1.0
+          seed: 11
+        checkpoints:
+          keep: 2
+        evaluation:
+          maxNewTokens: 8
+      """;
+
+  @TempDir
+  Path dir;
+  Process prometheus;
+  String promUrl;
+
+  @AfterEach
+  void stopPrometheus() throws InterruptedException {
+    if (prometheus != null) {
+      prometheus.destroy();
+      if (!prometheus.waitFor(10, TimeUnit.SECONDS)) {
+        prometheus.destroyForcibly().waitFor(5, TimeUnit.SECONDS);
+      }
+    }
+  }
+
+  static Path prometheusBinary() {
+    String env = System.getenv("PROMETHEUS_BIN");
+    Path p = Path.of(env != null && !env.isBlank() ? env : "/usr/bin/prometheus");
+    return Files.isExecutable(p) ? p : null;
+  }
+
+  static int freePort() throws IOException {
+    try (ServerSocket s = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
+      return s.getLocalPort();
+    }
+  }
+
+  void startPrometheus(Path binary, int targetPort) throws Exception {
+    int port = freePort();
+    Path config = dir.resolve("prometheus.yml");
+    Files.writeString(config, """
+        global:
+          scrape_interval: 1s
+          scrape_timeout: 1s
+          evaluation_interval: 1s
+        scrape_configs:
+          - job_name: finetune-trainer
+            static_configs:
+              - targets: ['127.0.0.1:%d']
+        """.formatted(targetPort));
+    Path log = dir.resolve("prometheus.log");
+    prometheus = new ProcessBuilder(binary.toString(), "--config.file=" + config,
+        "--storage.tsdb.path=" + dir.resolve("tsdb"), "--web.listen-address=127.0.0.1:" + port,
+        "--storage.tsdb.retention.time=1h")
+        .redirectErrorStream(true).redirectOutput(log.toFile()).start();
+    promUrl = "http://127.0.0.1:" + port;
+    long deadline = System.nanoTime() + Duration.ofSeconds(30).toNanos();
+    while (true) {
+      if (!prometheus.isAlive()) {
+        throw new AssertionError("prometheus exited with " + prometheus.exitValue() + ":\n" + Files.readString(log));
+      }
+      try {
+        if (Http.get(promUrl + "/-/ready").statusCode() == 200 && !query("up{job=\"finetune-trainer\"} == 1").isEmpty()) {
+          return;
+        }
+      } catch (IOException e) {
+        // not up yet
+      }
+      if (System.nanoTime() > deadline) {
+        throw new AssertionError("prometheus did not scrape the trainer within 30 s:\n" + Files.readString(log));
+      }
+      Thread.sleep(200);
+    }
+  }
+
+  /** PromQL instant query; the result array. */
+  List<JsonNode> query(String promql) throws IOException, InterruptedException {
+    String body = Http.get(promUrl + "/api/v1/query?query=" + URLEncoder.encode(promql, StandardCharsets.UTF_8)).body();
+    JsonNode root = JSON.readTree(body);
+    if (!"success".equals(root.path("status").asText())) {
+      throw new AssertionError("query " + promql + " failed: " + body);
+    }
+    List<JsonNode> out = new ArrayList<>();
+    root.path("data").path("result").forEach(out::add);
+    return out;
+  }
+
+  static String selector(String metric) {
+    return metric + "{" + MetricNames.LABEL_JOB + "=\"" + NAME + "\"," + MetricNames.LABEL_NAMESPACE + "=\"" + NAMESPACE
+        + "\"}";
+  }
+
+  /** The latest value of a series, or NaN when Prometheus has none. */
+  double latest(String metric) throws IOException, InterruptedException {
+    List<JsonNode> r = query(selector(metric));
+    return r.isEmpty() ? Double.NaN : Double.parseDouble(r.get(0).path("value").path(1).asText());
+  }
+
+  /** Every raw sample Prometheus stored for the series, collapsed to the values it changed to. */
+  List<Double> changes(String metric) throws IOException, InterruptedException {
+    List<JsonNode> r = query(selector(metric) + "[10m]");
+    assertThat(r).as("one series for %s with the job's labels", metric).hasSize(1);
+    JsonNode labels = r.get(0).path("metric");
+    assertThat(labels.path(MetricNames.LABEL_JOB).asText()).isEqualTo(NAME);
+    assertThat(labels.path(MetricNames.LABEL_NAMESPACE).asText()).isEqualTo(NAMESPACE);
+    List<Double> out = new ArrayList<>();
+    for (JsonNode sample : r.get(0).path("values")) {
+      double v = Double.parseDouble(sample.path(1).asText());
+      if (out.isEmpty() || out.get(out.size() - 1) != v) {
+        out.add(v);
+      }
+    }
+    return out;
+  }
+
+  @Test
+  void prometheusScrapesOneValuePerEpochMatchingHistory() throws Exception {
+    Path binary = prometheusBinary();
+    Assumptions.assumeTrue(binary != null,
+        "no Prometheus binary at /usr/bin/prometheus (apt-get install prometheus) or PROMETHEUS_BIN: skipped");
+    Path jobFile = dir.resolve("job.yaml");
+    Files.writeString(jobFile, JOB.formatted(NAME, NAMESPACE, EPOCHS));
+    FineTuneJob job = FineTuneJobs.readValid(jobFile);
+    Path out = dir.resolve("run");
+    Path terminationLog = dir.resolve("termination-log");
+
+    try (Observability obs = Observability.onLoopback(terminationLog)) {
+      obs.bind(job, out);
+      startPrometheus(binary, obs.port());
+      String progressUrl = "http://127.0.0.1:" + obs.port() + TrainerContract.PROGRESS_PATH;
+      List<TrainerProgress> seen = new ArrayList<>();
+      TrainingListener waitForScrape = new TrainingListener() {
+        @Override
+        public void onEpoch(EpochInfo e) {
+          try {
+            long deadline = System.nanoTime() + Duration.ofSeconds(20).toNanos();
+            while (latest(MetricNames.EPOCH_VALIDATION_LOSS) != e.record().validationLoss) {
+              if (System.nanoTime() > deadline) {
+                throw new AssertionError("Prometheus did not scrape epoch " + e.record().epoch + " within 20 s");
+              }
+              Thread.sleep(100);
+            }
+            seen.add(FineTuneJobs.json().readValue(Http.get(progressUrl).body(), TrainerProgress.class));
+          } catch (IOException ex) {
+            throw new AssertionError(ex);
+          } catch (InterruptedException ex) {
+            Thread.currentThread().interrupt();
+          }
+        }
+      };
+      TrainingListener.Result result = new Trainer(job, dir, out, TrainingListener.all(List.of(obs, waitForScrape))).run();
+      assertThat(result.outcome()).isEqualTo(TrainingListener.Outcome.COMPLETED);
+      Evaluation.afterTraining(result, obs);
+
+      List<EpochRecord> history = new ArrayList<>();
+      for (String line : Files.readAllLines(out.resolve(TrainerContract.HISTORY_FILE))) {
+        history.add(FineTuneJobs.json().readValue(line, EpochRecord.class));
+      }
+      assertThat(history).hasSize(EPOCHS);
+      List<Double> train = history.stream().map(r -> r.trainLoss).toList();
+      List<Double> validation = history.stream().map(r -> r.validationLoss).toList();
+      assertThat(changes(MetricNames.EPOCH_TRAIN_LOSS)).as("scraped train losses").isEqualTo(train);
+      assertThat(changes(MetricNames.EPOCH_VALIDATION_LOSS)).as("scraped validation losses").isEqualTo(validation);
+      double best = validation.stream().mapToDouble(Double::doubleValue).min().orElseThrow();
+      assertThat(latest(MetricNames.BEST_VALIDATION_LOSS)).isEqualTo(best);
+      assertThat(latest(MetricNames.EPOCHS)).isEqualTo(EPOCHS);
+      assertThat(latest(MetricNames.STEPS)).isEqualTo(history.get(EPOCHS - 1).step.doubleValue());
+      assertThat(latest(MetricNames.TOKENS)).isEqualTo(history.get(EPOCHS - 1).tokens.doubleValue());
+      assertThat(latest(MetricNames.CHECKPOINT_WRITE_SECONDS + "_count")).isEqualTo(EPOCHS);
+      List<Double> steps = changes(MetricNames.STEPS);
+      for (int i = 1; i < steps.size(); i++) {
+        assertThat(steps.get(i)).as("the step counter only grows").isGreaterThan(steps.get(i - 1));
+      }
+
+      // /progress as the operator polled it after each epoch.
+      assertThat(seen).hasSize(EPOCHS);
+      for (int i = 0; i < EPOCHS; i++) {
+        TrainerProgress p = seen.get(i);
+        assertThat(p.phase).isEqualTo(Observability.TRAINING);
+        assertThat(p.epoch).isEqualTo(i + 1);
+        assertThat(p.epochs).isEqualTo(EPOCHS);
+        assertThat(p.history).hasSize(i + 1);
+        assertThat(p.trainLoss).isEqualTo(train.get(i));
+        assertThat(p.validationLoss).isEqualTo(validation.get(i));
+        assertThat(p.step).isEqualTo(history.get(i).step);
+        assertThat(p.tokensPerSecond).isPositive();
+      }
+    }
+
+    // Files at the end.
+    TrainerSummary summary = FineTuneJobs.json().readValue(out.resolve(TrainerContract.SUMMARY_FILE).toFile(),
+        TrainerSummary.class);
+    assertThat(summary.phase).isEqualTo("Succeeded");
+    assertThat(summary.reason).isEqualTo("Completed");
+    assertThat(summary.history).hasSize(EPOCHS);
+    assertThat(summary.checkpoint.best).isEqualTo(TrainerContract.BEST_DIR);
+    assertThat(summary.checkpoint.latest).isEqualTo("checkpoints/epoch-000" + EPOCHS);
+    assertThat(summary.evaluation).isNotNull();
+    int testRecords = summary.evaluation.responses;
+    assertThat(testRecords).isPositive();
+    List<String> responses = Files.readAllLines(out.resolve(TrainerContract.RESPONSES_FILE));
+    assertThat(responses).hasSize(testRecords);
+    for (String line : responses) {
+      JsonNode l = JSON.readTree(line);
+      assertThat(l.path("instruction").asText()).isNotBlank();
+      assertThat(l.path("output").asText()).isNotBlank();
+      assertThat(l.has("model_response")).isTrue();
+      // Byte-level tokenizer: at most maxNewTokens (8) bytes of new text.
+      assertThat(l.path("model_response").asText().getBytes(StandardCharsets.UTF_8).length).isLessThanOrEqualTo(8);
+    }
+    FineTuneJobStatus status = FineTuneJobs.json().readValue(Files.readString(terminationLog), FineTuneJobStatus.class);
+    assertThat(status.phase).isEqualTo(FineTuneJobStatus.Phase.Succeeded);
+    assertThat(status.evaluation.responses).isEqualTo(testRecords);
+    assertThat(status.bestValidationLoss).isEqualTo(summary.bestValidationLoss);
+    assertThat(LossPlotTest.points(LossPlotTest.parse(Files.readString(out.resolve(TrainerContract.PLOT_FILE))),
+        "validation")).hasSize(EPOCHS);
+  }
+}
