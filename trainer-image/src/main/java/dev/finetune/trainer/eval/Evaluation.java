@@ -135,7 +135,8 @@ public final class Evaluation {
     String lastError = null;
     for (Response r : responses) {
       JudgeClient.Score s;
-      if (unreachableInARow >= GIVE_UP_AFTER) {
+      boolean sent = unreachableInARow < GIVE_UP_AFTER;
+      if (!sent) {
         s = new JudgeClient.Score(null, "not sent: the judge was unreachable " + GIVE_UP_AFTER + " times in a row (last: "
             + lastError + ")");
       } else {
@@ -147,7 +148,9 @@ public final class Evaluation {
         sum += s.value();
       } else {
         failures++;
-        lastError = s.error();
+        if (sent) {
+          lastError = s.error();
+        }
       }
       scored.add(new Response(r.record(), r.modelResponse(), s.value(), s.error()));
     }

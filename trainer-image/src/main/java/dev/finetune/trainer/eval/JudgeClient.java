@@ -31,7 +31,7 @@ public final class JudgeClient {
   private static final ObjectMapper JSON = new ObjectMapper();
   /** The whole reply is a number, optionally "/100", "%" or a trailing period: "85", "85/100", "85.". */
   private static final Pattern WHOLE = Pattern.compile("^\\s*\\**\\s*(\\d{1,3})(?:\\s*/\\s*100|\\s*%)?\\s*\\**\\s*\\.?\\s*$");
-  private static final Pattern NUMBER = Pattern.compile("(?<![\\d.])(\\d+(?:\\.\\d+)?)(?![\\d.])");
+  private static final Pattern NUMBER = Pattern.compile("(?<!\\d)(?<!\\d\\.)(\\d+(?:\\.\\d+)?)(?!\\d|\\.\\d)");
 
   private final URI endpoint;
   private final String model;
@@ -112,7 +112,7 @@ public final class JudgeClient {
     } catch (HttpTimeoutException e) {
       return new Score(null, "timed out after " + timeout.toSeconds() + " s waiting for " + endpoint);
     } catch (ConnectException e) {
-      return new Score(null, "cannot connect to " + endpoint + ": " + e.getMessage());
+      return new Score(null, "cannot connect to " + endpoint + ": " + (e.getMessage() == null ? e : e.getMessage()));
     } catch (IOException e) {
       return new Score(null, "request to " + endpoint + " failed: " + e);
     } catch (InterruptedException e) {
