@@ -561,6 +561,20 @@ class MockOperatorTest {
   }
 
   @Test
+  void aJobDeletedBeforeItFinishedFailsAndIsNotRecreated() {
+    String ns = "deleted";
+    create(Jobs.small("gone", ns));
+    Job job = awaitJob(ns, "gone");
+    awaitStatus(ns, "gone", j -> j.getStatus().phase == Phase.Pending);
+    client.batch().v1().jobs().resource(job).delete();
+    FineTuneJob st = awaitStatus(ns, "gone", j -> j.getStatus().phase == Phase.Failed);
+    assertThat(st.getStatus().reason).isEqualTo("JobDeleted");
+    sleep(1500);
+    assertThat(client.batch().v1().jobs().inNamespace(ns).withName("gone-train").get()).isNull();
+    assertThat(reasons(ns, "gone")).containsExactly("Created", "Failed");
+  }
+
+  @Test
   void metricsCountJobsByPhase() {
     String ns = "metrics";
     create(Jobs.small("m1", ns));

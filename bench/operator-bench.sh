@@ -1,0 +1,14 @@
+#!/bin/bash
+# Operator benchmark: N FineTuneJobs created at once against a real kube-apiserver v1.20 (../shared/k8s),
+# time until all have a Job and a Pending status, reconciliations per second, heap after GC, and the API
+# requests of an idle operator. Needs etcd (apt-get install -y etcd-server) and ../shared/k8s.
+# Usage: bench/operator-bench.sh [jobs=500] [idleSeconds=60]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mvn -q -B -pl api install -DskipTests
+mvn -q -B -pl operator test-compile dependency:build-classpath -Dmdep.includeScope=test \
+  -Dmdep.outputFile=$PWD/operator/target/bench.classpath
+CP="operator/target/classes:operator/target/test-classes:$(cat operator/target/bench.classpath)"
+exec java -Xmx1g -Dfinetune.root="$PWD" -Dfinetune.shared="$PWD/../shared" \
+  -Djava.util.logging.config.file=operator/src/test/resources/logging.properties \
+  -cp "$CP" dev.finetune.operator.bench.OperatorBench "$@"

@@ -1,0 +1,187 @@
+package dev.finetune.operator.bench;
+
+import dev.finetune.api.FineTuneJob;
+import dev.finetune.api.FineTuneJobStatus.Phase;
+import dev.finetune.api.testing.RealKubeApiServer;
+import dev.finetune.api.testing.Repo;
+import dev.finetune.operator.FineTuneOperator;
+import dev.finetune.operator.config.OperatorConfig;
+import dev.finetune.operator.testing.Jobs;
+import io.fabric8.kubernetes.api.model.NamespaceBuilder;
+import io.fabric8.kubernetes.client.Config;
+import io.fabric8.kubernetes.client.KubernetesClient;
+import io.fabric8.kubernetes.client.KubernetesClientBuilder;
+import io.fabric8.kubernetes.client.http.BasicBuilder;
+import io.fabric8.kubernetes.client.http.HttpRequest;
+import io.fabric8.kubernetes.client.http.Interceptor;
+import io.micrometer.core.instrument.Meter;
+import io.micrometer.prometheusmetrics.PrometheusConfig;
+import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
+import java.lang.management.ManagementFactory;
+import java.nio.file.Files;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.atomic.LongAdder;
+
+/**
+ * Operator benchmark on a real kube-apiserver (v1.20, no controller manager, so no Pods): N FineTuneJobs created
+ * at once; time until every one has its Job and a Pending status; reconciliations per second; heap after a full
+ * GC; then an idle period in which every API request of the operator's client is counted (watches and the
+ * leader-election Lease apart). Run with bench/operator-bench.sh. Args: [jobs=500] [idleSeconds=60].
+ */
+public final class OperatorBench {
+  /** Counts the operator client's requests by kind: "GET pods (watch)", "POST jobs", ... */
+  static final class Counter implements Interceptor {
+    final Map<String, LongAdder> counts = new ConcurrentHashMap<>();
+
+    @Override
+    public void before(BasicBuilder builder, HttpRequest request, RequestTags tags) {
+      String path = request.uri().getPath();
+      String query = request.uri().getQuery() == null ? "" : request.uri().getQuery();
+      String[] parts = path.split("/");
+      String resource = parts.length == 0 ? path : parts[parts.length - 1];
+      // .../namespaces/ns/<resource>/<name>[/status]
+      for (int i = 0; i < parts.length; i++) {
+        if (parts[i].equals("namespaces") && i + 2 < parts.length) {
+          resource = parts[i + 2] + (parts.length > i + 4 ? "/" + parts[parts.length - 1] : "");
+          if (parts.length == i + 4) {
+            resource = parts[i + 2];
+          }
+          break;
+        }
+      }
+      if (!path.contains("/namespaces/")) {
+        resource = parts.length > 0 ? parts[parts.length - 1] : path;
+      }
+      String kind = request.method() + " " + resource + (query.contains("watch=true") ? " (watch)" : "");
+      counts.computeIfAbsent(kind, k -> new LongAdder()).increment();
+    }
+
+    Map<String, Long> snapshot() {
+      Map<String, Long> m = new TreeMap<>();
+      counts.forEach((k, v) -> m.put(k, v.sum()));
+      return m;
+    }
+
+    void reset() {
+      counts.clear();
+    }
+  }
+
+  public static void main(String[] args) throws Exception {
+    int n = args.length > 0 ? Integer.parseInt(args[0]) : 500;
+    int idleSeconds = args.length > 1 ? Integer.parseInt(args[1]) : 60;
+    String ns = "bench";
+    try (RealKubeApiServer kube = RealKubeApiServer.start(false)) {
+      KubernetesClient admin = kube.client();
+      var r = kube.kubectl("apply", "-f", Repo.crd().toString());
+      if (r.exitCode() != 0) {
+        throw new IllegalStateException(r.output());
+      }
+      kube.kubectl("wait", "--for", "condition=established", "--timeout=60s", "crd/finetunejobs.finetune.dev");
+      admin.namespaces().resource(new NamespaceBuilder().withNewMetadata().withName(ns).endMetadata().build()).create();
+
+      Counter counter = new Counter();
+      Config config = Config.fromKubeconfig(null, Files.readString(kube.kubeconfig()), kube.kubeconfig().toString());
+      config.setMaxConcurrentRequests(256);
+      config.setMaxConcurrentRequestsPerHost(256);
+      KubernetesClient operatorClient = new KubernetesClientBuilder().withConfig(config)
+          .withHttpClientBuilderConsumer(b -> b.addOrReplaceInterceptor("bench-counter", counter)).build();
+      OperatorConfig oc = OperatorConfig.fromEnv(Map.of(
+          "FINETUNE_LEADER_ELECTION_NAMESPACE", "default", "POD_NAME", "bench-operator",
+          "FINETUNE_RECONCILE_THREADS", System.getenv().getOrDefault("FINETUNE_RECONCILE_THREADS", "10")));
+      System.gc();
+      long heapBefore = heapUsed();
+      PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
+      FineTuneOperator operator = FineTuneOperator.create(operatorClient, oc, registry).start();
+      while (!operator.isReady()) {
+        Thread.sleep(100);
+      }
+      Thread.sleep(2000);
+      Map<String, Long> startup = counter.snapshot();
+      counter.reset();
+
+      ExecutorService pool = Executors.newFixedThreadPool(32);
+      long t0 = System.nanoTime();
+      List<Future<?>> creates = new ArrayList<>();
+      for (int i = 0; i < n; i++) {
+        String name = String.format("job-%04d", i);
+        creates.add(pool.submit(() -> admin.resource(Jobs.small(name, ns)).create()));
+      }
+      for (Future<?> f : creates) {
+        f.get();
+      }
+      double createdSeconds = (System.nanoTime() - t0) / 1e9;
+      long done;
+      while (true) {
+        List<FineTuneJob> all = admin.resources(FineTuneJob.class).inNamespace(ns).list().getItems();
+        done = all.stream().filter(j -> j.getStatus() != null && j.getStatus().phase == Phase.Pending
+            && j.getStatus().jobName != null).count();
+        int jobs = admin.batch().v1().jobs().inNamespace(ns).list().getItems().size();
+        if (done == n && jobs == n) {
+          break;
+        }
+        if ((System.nanoTime() - t0) / 1e9 > 600) {
+          throw new IllegalStateException("timed out: " + done + " pending, " + jobs + " jobs");
+        }
+        Thread.sleep(500); // two lists of N objects: cheap enough not to slow the API server much
+      }
+      double seconds = (System.nanoTime() - t0) / 1e9;
+      pool.shutdown();
+      Thread.sleep(3000); // let the last reconciliations (triggered by the Job watch events) finish
+      Map<String, Long> burst = counter.snapshot();
+      double reconciles = reconciliations(registry);
+
+      System.gc();
+      Thread.sleep(500);
+      System.gc();
+      long heapAfter = heapUsed();
+
+      counter.reset();
+      Thread.sleep(idleSeconds * 1000L);
+      Map<String, Long> idle = counter.snapshot();
+      double reconcilesIdle = reconciliations(registry) - reconciles;
+
+      System.out.printf("%n=== operator benchmark: %d FineTuneJobs, kube-apiserver v1.20 on loopback, %d CPUs ===%n",
+          n, Runtime.getRuntime().availableProcessors());
+      System.out.printf("reconcile threads: %d%n", oc.reconcileThreads());
+      System.out.printf("created %d FineTuneJobs in %.2f s (32 client threads)%n", n, createdSeconds);
+      System.out.printf("all %d have a Job and status Pending after %.2f s (%.1f jobs/s)%n", n, seconds, n / seconds);
+      System.out.printf("reconciliations: %.0f in all, %.1f per second over that time%n", reconciles, reconciles / seconds);
+      System.out.printf("heap used after full GC: %.1f MiB (%.1f MiB before the operator started; max heap %.0f MiB)%n",
+          heapAfter / 1048576.0, heapBefore / 1048576.0, Runtime.getRuntime().maxMemory() / 1048576.0);
+      System.out.println("operator API requests at startup: " + startup);
+      System.out.println("operator API requests during the burst: " + burst);
+      System.out.printf("idle %d s with %d jobs: %.0f reconciliations; API requests: %s%n", idleSeconds, n,
+          reconcilesIdle, idle);
+      long nonWatch = idle.entrySet().stream()
+          .filter(e -> !e.getKey().contains("(watch)") && !e.getKey().contains("leases"))
+          .mapToLong(Map.Entry::getValue).sum();
+      System.out.println("idle requests other than watches and the leader-election Lease: " + nonWatch);
+      operator.close();
+      operatorClient.close();
+    }
+  }
+
+  private static double reconciliations(PrometheusMeterRegistry registry) {
+    double sum = 0;
+    for (Meter m : registry.getMeters()) {
+      if (m.getId().getName().equals("operator.sdk.reconciliations.started")) {
+        for (var measure : m.measure()) {
+          sum += measure.getValue();
+        }
+      }
+    }
+    return sum;
+  }
+
+  private static long heapUsed() {
+    return ManagementFactory.getMemoryMXBean().getHeapMemoryUsage().getUsed();
+  }
+}
