@@ -184,6 +184,19 @@ class RealApiServerOperatorTest {
     assertThat(table.output()).contains("Failed");
   }
 
+  @Test
+  void aJobTheApiServerRejectsFailsTheFineTuneJob() {
+    FineTuneJob job = Jobs.small("rejected", NS);
+    job.getSpec().nodeSelector = java.util.Map.of("not a valid key!", "x"); // only the API server checks this
+    client.resource(job).create();
+    FineTuneJob failed = await().atMost(Duration.ofSeconds(30)).until(
+        () -> client.resources(FineTuneJob.class).inNamespace(NS).withName("rejected").get(),
+        j -> j.getStatus() != null && j.getStatus().phase == Phase.Failed);
+    assertThat(failed.getStatus().reason).isEqualTo("Rejected");
+    assertThat(failed.getStatus().message).contains("nodeSelector").contains("422");
+    assertThat(client.batch().v1().jobs().inNamespace(NS).withName("rejected-train").get()).isNull();
+  }
+
   /**
    * The real process: OperatorMain with only environment variables, JSON logs, its own Lease and namespace,
    * /readyz, /metrics and /healthz, a job reconciled, and a clean exit on SIGTERM.

@@ -30,6 +30,7 @@ import io.fabric8.kubernetes.client.dsl.base.PatchType;
 import io.javaoperatorsdk.operator.api.config.informer.InformerEventSourceConfiguration;
 import io.javaoperatorsdk.operator.api.reconciler.Context;
 import io.javaoperatorsdk.operator.api.reconciler.ControllerConfiguration;
+import io.javaoperatorsdk.operator.api.reconciler.ErrorStatusUpdateControl;
 import io.javaoperatorsdk.operator.api.reconciler.EventSourceContext;
 import io.javaoperatorsdk.operator.api.reconciler.PrimaryUpdateAndCacheUtils;
 import io.javaoperatorsdk.operator.api.reconciler.Reconciler;
@@ -140,7 +141,7 @@ public class FineTuneJobReconciler implements Reconciler<FineTuneJob> {
       if (!problems.isEmpty()) {
         invalid(ftj, old, st, problems, generation);
       } else {
-        job = Optional.of(create(ftj, st, ctx, generation));
+        job = Optional.ofNullable(create(ftj, st, ctx, generation));
       }
     }
     if (job.isPresent() && (st.phase == null || !st.phase.isTerminal())) {
@@ -148,6 +149,7 @@ public class FineTuneJobReconciler implements Reconciler<FineTuneJob> {
     }
     st.observedGeneration = generation;
     st.progress = TrainerStatus.progress(st);
+    Conditions.clear(st, Conditions.READY, "Reconciled", "the last reconciliation succeeded", generation);
 
     if (!FineTuneJobs.toJson(st).equals(before)) {
       writeStatus(ftj, st, ctx);
@@ -157,6 +159,41 @@ public class FineTuneJobReconciler implements Reconciler<FineTuneJob> {
       control.rescheduleAfter(config.progressInterval());
     }
     return control;
+  }
+
+  /**
+   * A reconciliation failed (API server unreachable, forbidden, conflict...): the framework retries with back-off;
+   * the user sees condition Ready=False with the error, and one Warning Event per distinct error.
+   */
+  @Override
+  public ErrorStatusUpdateControl<FineTuneJob> updateErrorStatus(FineTuneJob ftj, Context<FineTuneJob> ctx,
+      Exception e) {
+    FineTuneJobStatus st = ftj.getStatus() == null ? new FineTuneJobStatus() : ftj.getStatus();
+    if (st.phase != null && st.phase.isTerminal()) {
+      return ErrorStatusUpdateControl.defaultErrorProcessing();
+    }
+    String message = "reconciliation failed, retrying: "
+        + (e instanceof KubernetesClientException k ? serverMessage(k) : String.valueOf(e.getMessage()));
+    if (message.length() > 1000) {
+      message = message.substring(0, 997) + "...";
+    }
+    String msg = message;
+    boolean same = Conditions.find(st, Conditions.READY)
+        .map(c -> "ReconcileError".equals(c.getReason()) && msg.equals(c.getMessage())).orElse(false);
+    LOG.warn("msg=\"reconcile failed\" namespace={} name={} error=\"{}\"", ftj.getMetadata().getNamespace(),
+        ftj.getMetadata().getName(), msg.replace("\"", "'"));
+    if (same) {
+      return ErrorStatusUpdateControl.defaultErrorProcessing();
+    }
+    Conditions.set(st, Conditions.READY, false, "ReconcileError", msg, ftj.getMetadata().getGeneration());
+    events.warning(ftj, "ReconcileError", msg);
+    ftj.setStatus(st);
+    return ErrorStatusUpdateControl.patchStatus(ftj);
+  }
+
+  private static String serverMessage(KubernetesClientException e) {
+    return e.getStatus() != null && e.getStatus().getMessage() != null
+        ? e.getCode() + " " + e.getStatus().getMessage() : e.getMessage();
   }
 
   /**
@@ -206,7 +243,27 @@ public class FineTuneJobReconciler implements Reconciler<FineTuneJob> {
     events.warning(ftj, "Failed", message);
   }
 
+  /** Creates the claim, ConfigMap and Job; null (and phase Failed) when the API server rejects one as invalid. */
   private Job create(FineTuneJob ftj, FineTuneJobStatus st, Context<FineTuneJob> ctx, Long generation) {
+    try {
+      return createAll(ftj, st, ctx, generation);
+    } catch (KubernetesClientException e) {
+      if (e.getCode() != 422) {
+        throw e; // retried by the framework; updateErrorStatus reports it
+      }
+      String message = "the API server rejected an object the job needs (check spec.labels, nodeSelector,"
+          + " tolerations, affinity and names): " + serverMessage(e);
+      st.phase = Phase.Failed;
+      st.reason = "Rejected";
+      st.message = message;
+      st.completionTime = now();
+      Conditions.set(st, Conditions.FAILED, true, "Rejected", message, generation);
+      events.warning(ftj, "Failed", "Training failed (Rejected): " + message);
+      return null;
+    }
+  }
+
+  private Job createAll(FineTuneJob ftj, FineTuneJobStatus st, Context<FineTuneJob> ctx, Long generation) {
     KubernetesClient client = ctx.getClient();
     String ns = ftj.getMetadata().getNamespace();
     StringBuilder made = new StringBuilder();
