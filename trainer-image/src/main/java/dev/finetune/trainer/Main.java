@@ -63,6 +63,7 @@ public final class Main {
   public static void main(String[] args) {
     AtomicReference<Trainer> trainer = new AtomicReference<>();
     AtomicBoolean finished = new AtomicBoolean();
+    AtomicBoolean terminating = new AtomicBoolean();
     AtomicInteger exitCode = new AtomicInteger(ExitCodes.CRASHED);
     CountDownLatch done = new CountDownLatch(1);
     // SIGTERM: ask the training thread for a checkpoint at the next step boundary, wait for it, exit with its code.
@@ -70,10 +71,13 @@ public final class Main {
       if (finished.get()) {
         return;
       }
-      Trainer t = trainer.get();
-      if (t != null) {
-        System.out.println("SIGTERM: checkpointing at the next step boundary");
-        t.requestStop();
+      System.out.println("SIGTERM: stopping at the next step boundary (after a checkpoint)");
+      synchronized (terminating) {
+        terminating.set(true);
+        Trainer t = trainer.get();
+        if (t != null) {
+          t.requestStop();
+        }
       }
       try {
         done.await();
@@ -86,7 +90,14 @@ public final class Main {
     }, "finetune-sigterm"));
     int code = ExitCodes.CRASHED;
     try {
-      code = run(args, List.of(), trainer::set);
+      code = run(args, List.of(), t -> {
+        synchronized (terminating) {
+          trainer.set(t);
+          if (terminating.get()) {
+            t.requestStop(); // SIGTERM came while the job was being read
+          }
+        }
+      });
     } finally {
       exitCode.set(code);
       done.countDown();

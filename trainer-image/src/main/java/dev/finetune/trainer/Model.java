@@ -107,7 +107,7 @@ public final class Model implements AutoCloseable {
       long[] all = concat(ids, out);
       long[] window = all.length > ctx ? Arrays.copyOfRange(all, all.length - ctx, all.length) : all;
       long next;
-      try (NDManager step = net.manager().newSubManager(); NDScope scope = new NDScope()) {
+      try (NoGrad noGrad = new NoGrad(); NDManager step = net.manager().newSubManager(); NDScope scope = new NDScope()) {
         NDArray input = step.create(window, new Shape(1, window.length));
         NDArray logits = net.forward(input, new Gpt2.Consts(step), false);
         float[] last = logits.get(0, window.length - 1).toFloatArray();

@@ -120,6 +120,9 @@ public final class Trainer {
             "already finished: " + state.epochsCompleted + " epochs in " + latestName, latestName);
       }
 
+      if (stopRequested) {
+        return finish(state, t, Outcome.INTERRUPTED, "stopped by request (SIGTERM) before training started", latestName);
+      }
       long runStart = System.nanoTime();
       long runTokens = 0;
       long runSteps = 0;
@@ -290,7 +293,7 @@ public final class Trainer {
     int n = 0;
     for (int i = 0; i < data.size(); i += batch) {
       Collator.Batch b = collator.collate(data.subList(i, Math.min(i + batch, data.size())));
-      try (NDManager step = base.newSubManager(); NDScope scope = new NDScope()) {
+      try (NoGrad noGrad = new NoGrad(); NDManager step = base.newSubManager(); NDScope scope = new NDScope()) {
         Gpt2.Consts k = new Gpt2.Consts(step);
         sum += Gpt2.loss(net.forward(ids(step, b.inputs()), k, false), b.targets(), k).getFloat();
         n++;
