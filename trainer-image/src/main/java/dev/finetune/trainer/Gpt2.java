@@ -7,6 +7,10 @@ import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import ai.djl.ndarray.types.SparseFormat;
+import ai.djl.nn.AbstractBlock;
+import ai.djl.nn.Parameter;
+import ai.djl.training.ParameterStore;
+import ai.djl.util.PairList;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
@@ -23,11 +27,15 @@ import java.util.Random;
  * and position embeddings, pre-LayerNorm blocks with fused qkv attention under a causal mask and a tanh-GELU
  * MLP, a final LayerNorm, and logits through the tied token embedding.
  *
+ * <p>It is a DJL {@link ai.djl.nn.Block}: every tensor is registered as a {@link Parameter} under its HF name, and
+ * {@code forward(parameterStore, [ids], training)} returns [logits] (the step's constants then live on the
+ * manager of {@code ids}). The trainer calls {@link #forward(NDArray, Consts, boolean)} directly.
+ *
  * <p>Weights keep HuggingFace's names and Conv1D orientation ([in, out], so {@code x.matMul(w)}), which makes
  * loading and saving an HF directory a plain copy. Every constant on the autograd path is an NDArray made on
  * the step's manager ({@link Consts}): a Java scalar there can be freed before the backward pass reads it.
  */
-public final class Gpt2 implements AutoCloseable {
+public final class Gpt2 extends AbstractBlock implements AutoCloseable {
   private final GptConfig config;
   private final NDManager manager;
   /** Parameters by HF name (without the {@code transformer.} prefix), in a fixed order. */
@@ -35,9 +43,31 @@ public final class Gpt2 implements AutoCloseable {
   private float dropout;
 
   private Gpt2(GptConfig config, NDManager manager, LinkedHashMap<String, NDArray> params) {
+    super((byte) 1);
     this.config = config;
     this.manager = manager;
     this.params = params;
+    for (Map.Entry<String, NDArray> e : params.entrySet()) {
+      String n = e.getKey();
+      Parameter.Type type = n.contains("ln_") ? (n.endsWith(".weight") ? Parameter.Type.GAMMA : Parameter.Type.BETA)
+          : n.endsWith(".bias") ? Parameter.Type.BIAS : Parameter.Type.WEIGHT;
+      addParameter(Parameter.builder().setName(n).setType(type).optArray(e.getValue()).build());
+    }
+    // Initialised already (weights from a file or the seeded init): DJL must not initialise it again.
+    inputShapes = new Shape[] {new Shape(1, config.contextLength())};
+  }
+
+  /** DJL Block entry point: [ids (int64, [B, T])] to [logits ([B, T, vocab])]. */
+  @Override
+  protected NDList forwardInternal(ParameterStore ps, NDList inputs, boolean training, PairList<String, Object> p) {
+    NDArray ids = inputs.singletonOrThrow();
+    return new NDList(forward(ids, new Consts(ids.getManager()), training));
+  }
+
+  @Override
+  public Shape[] getOutputShapes(Shape[] inputShapes) {
+    Shape in = inputShapes[0];
+    return new Shape[] {new Shape(in.get(0), in.get(1), config.vocabSize())};
   }
 
   public GptConfig config() {

@@ -89,6 +89,23 @@ class ModelIoTest {
   }
 
   @Test
+  void gpt2IsADjlBlockWithHuggingFaceParameterNames() throws Exception {
+    try (NDManager base = NDManager.newBaseManager(); Model m = Model.load(Fixtures.tinyGpt2(), base);
+        NDManager step = base.newSubManager()) {
+      ai.djl.nn.Block block = m.net();
+      assertThat(block.getParameters().keys()).hasSize(2 + 2 * 12 + 2).contains("wte.weight", "h.1.attn.c_attn.weight");
+      assertThat(block.isInitialized()).isTrue();
+      long[] ids = m.tokenizer().encode("Hello, world!");
+      NDArray x = step.create(ids, new ai.djl.ndarray.types.Shape(1, ids.length));
+      float[] viaBlock = block.forward(new ai.djl.training.ParameterStore(step, false), new ai.djl.ndarray.NDList(x), false)
+          .singletonOrThrow().toFloatArray();
+      assertThat(viaBlock).containsExactly(logits(m, base, ids));
+      assertThat(block.getOutputShapes(new ai.djl.ndarray.types.Shape[] {x.getShape()})[0])
+          .isEqualTo(new ai.djl.ndarray.types.Shape(1, ids.length, 50257));
+    }
+  }
+
+  @Test
   void missingFilesAreReportedClearly(@TempDir Path dir) throws Exception {
     Files.copy(Fixtures.tinyGpt2().resolve("config.json"), dir.resolve("config.json"));
     try (NDManager base = NDManager.newBaseManager()) {
