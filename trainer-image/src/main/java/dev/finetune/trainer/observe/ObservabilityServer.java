@@ -18,6 +18,16 @@ import java.util.function.Supplier;
  * paths answer 404, other methods 405.
  */
 public final class ObservabilityServer implements AutoCloseable {
+  static {
+    // The JDK server writes headers and body as separate segments: with Nagle's algorithm and the client's
+    // delayed ACK, every response on a kept-alive connection (Prometheus, the operator's poller) waits ~40 ms.
+    // TCP_NODELAY on accepted sockets removes that (measured: 48 ms -> 3 ms median). Read when the JDK's server
+    // configuration first loads, so it must be set before any HttpServer of this JVM starts.
+    if (System.getProperty("sun.net.httpserver.nodelay") == null) {
+      System.setProperty("sun.net.httpserver.nodelay", "true");
+    }
+  }
+
   private final HttpServer server;
   private final ExecutorService executor;
 
