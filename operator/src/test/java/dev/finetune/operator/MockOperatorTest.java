@@ -529,6 +529,33 @@ class MockOperatorTest {
   }
 
   @Test
+  void aJobHeldByAQueueIsLeftAloneUntilAdmitted() {
+    String ns = "kueue";
+    FineTuneJob ftj = Jobs.small("queued", ns);
+    ftj.getSpec().labels = Map.of("kueue.x-k8s.io/queue-name", "team-a");
+    create(ftj);
+    Job job = awaitJob(ns, "queued");
+    awaitStatus(ns, "queued", j -> j.getStatus().phase == Phase.Pending);
+    // Kueue suspends the Job until the workload is admitted
+    client.batch().v1().jobs().inNamespace(ns).withName("queued-train").edit(j -> {
+      j.getSpec().setSuspend(true);
+      return j;
+    });
+    FineTuneJob st = awaitStatus(ns, "queued", j -> "Queued".equals(j.getStatus().reason));
+    assertThat(st.getStatus().phase).isEqualTo(Phase.Pending);
+    sleep(1500);
+    assertThat(client.batch().v1().jobs().resource(job).get().getSpec().getSuspend())
+        .as("the operator does not undo the queue's suspend").isTrue();
+    // admitted
+    client.batch().v1().jobs().inNamespace(ns).withName("queued-train").edit(j -> {
+      j.getSpec().setSuspend(false);
+      return j;
+    });
+    awaitStatus(ns, "queued", j -> "WaitingForPod".equals(j.getStatus().reason));
+    assertThat(reasons(ns, "queued")).containsExactly("Created");
+  }
+
+  @Test
   void otherSpecChangesAreRefused() {
     String ns = "immutable";
     create(Jobs.small("fixed", ns));

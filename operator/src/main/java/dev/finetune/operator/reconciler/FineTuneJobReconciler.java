@@ -346,7 +346,7 @@ public class FineTuneJobReconciler implements Reconciler<FineTuneJob> {
       phase = Phase.Succeeded;
     } else if (jobCondition(job, "Failed")) {
       phase = Phase.Failed;
-    } else if (Boolean.TRUE.equals(job.getSpec().getSuspend())) {
+    } else if (Boolean.TRUE.equals(job.getSpec().getSuspend()) && Boolean.TRUE.equals(ftj.getSpec().suspend)) {
       phase = Phase.Suspended;
     } else if (running.isPresent() || finishing(pods)) {
       phase = Phase.Running;
@@ -358,9 +358,14 @@ public class FineTuneJobReconciler implements Reconciler<FineTuneJob> {
     switch (phase) {
       case Pending -> {
         st.phase = Phase.Pending;
-        st.reason = pods.isEmpty() ? "WaitingForPod" : waitingReason(pods.get(pods.size() - 1));
-        st.message = pods.isEmpty() ? "waiting for the Job to create the trainer Pod"
-            : "trainer Pod " + pods.get(pods.size() - 1).getMetadata().getName() + " is not running yet";
+        if (Boolean.TRUE.equals(job.getSpec().getSuspend())) {
+          st.reason = "Queued";
+          st.message = "the training Job is held suspended by its queue (e.g. Kueue) until it is admitted";
+        } else {
+          st.reason = pods.isEmpty() ? "WaitingForPod" : waitingReason(pods.get(pods.size() - 1));
+          st.message = pods.isEmpty() ? "waiting for the Job to create the trainer Pod"
+              : "trainer Pod " + pods.get(pods.size() - 1).getMetadata().getName() + " is not running yet";
+        }
         Conditions.set(st, Conditions.RUNNING, false, st.reason, st.message, generation);
         Conditions.clear(st, Conditions.SUSPENDED, "Resumed", "the training Job is not suspended", generation);
       }
@@ -397,7 +402,7 @@ public class FineTuneJobReconciler implements Reconciler<FineTuneJob> {
         }
         poll = true;
       }
-      case Succeeded, Failed -> finish(ftj, job, pods, phase, st, generation);
+      case Succeeded, Failed -> finish(ftj, job, freshPods(ftj, job, pods, ctx), phase, st, generation);
     }
     trainerEvents(ftj, old, st, generation);
     if (phase.isTerminal()) {
@@ -437,23 +442,25 @@ public class FineTuneJobReconciler implements Reconciler<FineTuneJob> {
     }
   }
 
+  /**
+   * Applies a change of spec.suspend to the Job. Only a change is applied (the last applied value is an annotation
+   * on the Job): a Job that a queue controller such as Kueue holds suspended until admission is left alone.
+   */
   private Job suspendOrResume(FineTuneJob ftj, Job job, FineTuneJobStatus st, Context<FineTuneJob> ctx,
       Long generation) {
     boolean want = Boolean.TRUE.equals(ftj.getSpec().suspend);
     boolean is = Boolean.TRUE.equals(job.getSpec().getSuspend());
-    if (want == is || jobCondition(job, "Complete") || jobCondition(job, "Failed")) {
-      return job;
-    }
-    boolean toldUnsupported = Conditions.find(st, Conditions.SUSPENDED)
-        .map(c -> "SuspendNotSupported".equals(c.getReason()) && Objects.equals(c.getObservedGeneration(), generation))
-        .orElse(false);
-    if (toldUnsupported) {
+    String applied = job.getMetadata().getAnnotations() == null ? null
+        : job.getMetadata().getAnnotations().get(Names.SUSPEND_ANNOTATION);
+    boolean appliedWant = applied == null ? is : Boolean.parseBoolean(applied);
+    if (want == appliedWant || jobCondition(job, "Complete") || jobCondition(job, "Failed")) {
       return job;
     }
     Job patched = ctx.getClient().batch().v1().jobs().inNamespace(job.getMetadata().getNamespace())
         .withName(job.getMetadata().getName())
-        .patch(PatchContext.of(PatchType.JSON_MERGE), "{\"spec\":{\"suspend\":" + want + "}}");
-    if (want && (patched.getSpec().getSuspend() == null || !patched.getSpec().getSuspend())) {
+        .patch(PatchContext.of(PatchType.JSON_MERGE), "{\"metadata\":{\"annotations\":{\"" + Names.SUSPEND_ANNOTATION
+            + "\":\"" + want + "\"}},\"spec\":{\"suspend\":" + want + "}}");
+    if (want && !Boolean.TRUE.equals(patched.getSpec().getSuspend())) {
       String message = "the cluster dropped Job.spec.suspend (Kubernetes before 1.21); the trainer keeps running";
       Conditions.set(st, Conditions.SUSPENDED, false, "SuspendNotSupported", message, generation);
       events.warning(ftj, "SuspendNotSupported", message);
@@ -463,6 +470,26 @@ public class FineTuneJobReconciler implements Reconciler<FineTuneJob> {
         ? "Suspended training Job " + job.getMetadata().getName() + "; the trainer checkpoints and stops"
         : "Resumed training Job " + job.getMetadata().getName() + "; the trainer resumes from the latest checkpoint");
     return patched;
+  }
+
+  /**
+   * The Pods to read the trainer's termination message from. The Job informer can be ahead of the Pod informer
+   * (the Job controller marks the Job complete right after it sees the Pod end), so when the cache does not yet
+   * show a terminated trainer, the Pods are listed from the API server once, at the end of the job.
+   */
+  private static List<Pod> freshPods(FineTuneJob ftj, Job job, List<Pod> cached, Context<FineTuneJob> ctx) {
+    boolean cacheHasEnd = !cached.isEmpty() && cached.get(cached.size() - 1).getStatus() != null
+        && Set.of("Succeeded", "Failed").contains(cached.get(cached.size() - 1).getStatus().getPhase())
+        && TerminationMessages.of(cached.get(cached.size() - 1)).isPresent();
+    if (cacheHasEnd) {
+      return cached;
+    }
+    String jobUid = job.getMetadata().getUid();
+    return ctx.getClient().pods().inNamespace(ftj.getMetadata().getNamespace())
+        .withLabel(Names.JOB_LABEL, ftj.getMetadata().getName()).list().getItems().stream()
+        .filter(p -> p.getMetadata().getOwnerReferences() != null && p.getMetadata().getOwnerReferences().stream()
+            .anyMatch(o -> Objects.equals(o.getUid(), jobUid)))
+        .toList();
   }
 
   private void finish(FineTuneJob ftj, Job job, List<Pod> pods, Phase phase, FineTuneJobStatus st, Long generation) {

@@ -18,6 +18,11 @@ public final class Names {
   public static final String MANAGED_SELECTOR = MANAGED_BY_LABEL + "=" + MANAGED_BY;
   /** Hash of the spec without suspend, on the Job: a different hash means a refused spec change. */
   public static final String SPEC_HASH_ANNOTATION = "finetune.dev/spec-hash";
+  /**
+   * On the Job: the spec.suspend the operator last applied. The Job's suspend is patched only when spec.suspend
+   * changes, so a queue controller (Kueue) that holds a Job suspended until admission is not overridden.
+   */
+  public static final String SUSPEND_ANNOTATION = "finetune.dev/suspend";
   public static final String CONTAINER = "trainer";
   public static final String METRICS_PORT_NAME = "metrics";
 

@@ -152,7 +152,9 @@ public final class TrainerResources {
     podAnnotations.put("kubectl.kubernetes.io/default-container", Names.CONTAINER);
 
     ObjectMeta meta = meta(ftj, Names.job(ftj), true);
-    meta.setAnnotations(new LinkedHashMap<>(Map.of(Names.SPEC_HASH_ANNOTATION, SpecHash.of(spec))));
+    meta.setAnnotations(new LinkedHashMap<>(Map.of(
+        Names.SPEC_HASH_ANNOTATION, SpecHash.of(spec),
+        Names.SUSPEND_ANNOTATION, Boolean.toString(Boolean.TRUE.equals(spec.suspend)))));
 
     return new JobBuilder()
         .withMetadata(meta)
