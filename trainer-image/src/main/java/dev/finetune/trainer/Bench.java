@@ -25,6 +25,7 @@ public final class Bench {
   private Bench() {}
 
   public static void main(String[] args) throws Exception {
+    Main.defaultOffline();
     Map<String, Integer> o = new LinkedHashMap<>();
     o.put("vocab", 50257);
     o.put("n-embd", 256);

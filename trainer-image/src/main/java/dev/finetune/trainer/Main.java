@@ -60,7 +60,18 @@ public final class Main {
     return jobDir.resolve(path != null ? path : "runs/" + name).normalize();
   }
 
+  /**
+   * DJL offline unless DJL_OFFLINE says otherwise: the engine's native library ships in lib/, and offline mode
+   * skips a telemetry probe and keeps the tokenizers' loader from fetching a CUDA build on GPU hosts.
+   */
+  static void defaultOffline() {
+    if (System.getenv("DJL_OFFLINE") == null && System.getProperty("ai.djl.offline") == null) {
+      System.setProperty("ai.djl.offline", "true");
+    }
+  }
+
   public static void main(String[] args) {
+    defaultOffline();
     AtomicReference<Trainer> trainer = new AtomicReference<>();
     AtomicBoolean finished = new AtomicBoolean();
     AtomicBoolean terminating = new AtomicBoolean();
