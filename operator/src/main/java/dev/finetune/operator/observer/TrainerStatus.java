@@ -26,7 +26,10 @@ public final class TrainerStatus {
     if (p.epochs != null) {
       status.epochs = p.epochs;
     }
-    copyLosses(status, p.trainLoss, p.validationLoss, p.bestValidationLoss, p.bestEpoch);
+    EpochRecord last = lastRecord(p.history);
+    copyLosses(status, p.trainLoss != null ? p.trainLoss : last == null ? null : last.trainLoss,
+        p.validationLoss != null ? p.validationLoss : last == null ? null : last.validationLoss,
+        p.bestValidationLoss, p.bestEpoch);
     mergeCheckpoint(status, p.checkpoint);
     if (p.earlyStopped != null) {
       status.earlyStopped = p.earlyStopped;
@@ -45,7 +48,10 @@ public final class TrainerStatus {
     if (s.epochs != null) {
       status.epochs = s.epochs;
     }
-    copyLosses(status, s.trainLoss, s.validationLoss, s.bestValidationLoss, s.bestEpoch);
+    EpochRecord last = lastRecord(s.history);
+    copyLosses(status, s.trainLoss != null ? s.trainLoss : last == null ? null : last.trainLoss,
+        s.validationLoss != null ? s.validationLoss : last == null ? null : last.validationLoss,
+        s.bestValidationLoss, s.bestEpoch);
     mergeCheckpoint(status, s.checkpoint);
     if (s.earlyStopped != null) {
       status.earlyStopped = s.earlyStopped;
@@ -103,6 +109,11 @@ public final class TrainerStatus {
     List<EpochRecord> all = new ArrayList<>(byEpoch.values());
     int from = Math.max(0, all.size() - FineTuneJobStatus.MAX_HISTORY);
     status.history = new ArrayList<>(all.subList(from, all.size()));
+  }
+
+  private static EpochRecord lastRecord(List<EpochRecord> history) {
+    return history == null ? null : history.stream().filter(r -> r != null && r.epoch != null)
+        .max((a, b) -> Integer.compare(a.epoch, b.epoch)).orElse(null);
   }
 
   private static Integer lastEpoch(List<EpochRecord> history) {
