@@ -19,7 +19,8 @@ import java.util.concurrent.atomic.AtomicReference;
  * after a checkpoint (retry resumes).
  */
 public final class Main {
-  static final String USAGE = "usage: java -jar finetune-trainer.jar JOB.yaml [--output DIR]";
+  static final String USAGE = "usage: java -jar finetune-trainer.jar JOB.yaml [--output DIR]\n"
+      + "       java -jar finetune-trainer.jar --check-engine   (load libtorch and tokenizers, train one tiny step)";
 
   private Main() {}
 
@@ -123,6 +124,15 @@ public final class Main {
    * before it starts, e.g. to wire a stop request.
    */
   public static int run(String[] args, List<TrainingListener> extra, java.util.function.Consumer<Trainer> onTrainer) {
+    if (args.length == 1 && args[0].equals("--check-engine")) {
+      try {
+        return EngineCheck.run();
+      } catch (Exception | UnsatisfiedLinkError e) {
+        System.err.println("error: engine check failed: " + e);
+        e.printStackTrace();
+        return ExitCodes.CRASHED;
+      }
+    }
     List<TrainingListener> listeners = new ArrayList<>();
     listeners.add(new ProgressPrinter(System.out, 2.0));
     listeners.addAll(extra);

@@ -56,6 +56,11 @@ class MainTest {
   }
 
   @Test
+  void checkEngineTrainsOneTinyStep() {
+    assertThat(run(new Errors(), "--check-engine")).isEqualTo(ExitCodes.SUCCEEDED);
+  }
+
+  @Test
   void commandLineMistakesExit3() {
     Errors e = new Errors();
     assertThat(run(e)).isEqualTo(ExitCodes.BAD_JOB);
