@@ -238,7 +238,13 @@ class PrometheusScrapeTest {
       assertThat(latest(MetricNames.EPOCHS)).isEqualTo(EPOCHS);
       assertThat(latest(MetricNames.STEPS)).isEqualTo(history.get(EPOCHS - 1).step.doubleValue());
       assertThat(latest(MetricNames.TOKENS)).isEqualTo(history.get(EPOCHS - 1).tokens.doubleValue());
+      // The last checkpoint is written after the last epoch's scrape: wait for a scrape that has it.
+      long deadline = System.nanoTime() + Duration.ofSeconds(20).toNanos();
+      while (latest(MetricNames.CHECKPOINT_WRITE_SECONDS + "_count") < EPOCHS && System.nanoTime() < deadline) {
+        Thread.sleep(100);
+      }
       assertThat(latest(MetricNames.CHECKPOINT_WRITE_SECONDS + "_count")).isEqualTo(EPOCHS);
+      assertThat(latest(MetricNames.CHECKPOINT_WRITE_SECONDS + "_sum")).isPositive();
       List<Double> steps = changes(MetricNames.STEPS);
       for (int i = 1; i < steps.size(); i++) {
         assertThat(steps.get(i)).as("the step counter only grows").isGreaterThan(steps.get(i - 1));
