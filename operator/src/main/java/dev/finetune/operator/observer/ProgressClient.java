@@ -33,6 +33,33 @@ public class ProgressClient {
     return URI.create("http://" + host + ":" + port + TrainerContract.PROGRESS_PATH);
   }
 
+  /**
+   * The progress document, fetched without blocking the caller; completes with null when the trainer is not
+   * reachable yet or answers nonsense (never exceptionally).
+   */
+  public java.util.concurrent.CompletableFuture<TrainerProgress> fetchAsync(String podIp, int port) {
+    URI uri = progressUri(podIp, port);
+    return http.sendAsync(
+            HttpRequest.newBuilder(uri).timeout(timeout).header("Accept", "application/json").GET().build(),
+            HttpResponse.BodyHandlers.ofString())
+        .thenApply(rsp -> {
+          if (rsp.statusCode() != 200) {
+            LOG.debug("msg=\"progress poll failed\" uri={} status={}", uri, rsp.statusCode());
+            return null;
+          }
+          try {
+            return FineTuneJobs.json().readValue(rsp.body(), TrainerProgress.class);
+          } catch (IOException e) {
+            LOG.debug("msg=\"progress document not understood\" uri={} error=\"{}\"", uri, e.toString());
+            return null;
+          }
+        })
+        .exceptionally(e -> {
+          LOG.debug("msg=\"progress poll failed\" uri={} error=\"{}\"", uri, e.toString());
+          return null;
+        });
+  }
+
   /** The progress document, or empty when the trainer is not reachable yet or answers nonsense. */
   public Optional<TrainerProgress> fetch(String podIp, int port) {
     URI uri = progressUri(podIp, port);

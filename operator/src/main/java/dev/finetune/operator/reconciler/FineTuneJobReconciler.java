@@ -10,6 +10,7 @@ import dev.finetune.api.validation.Problem;
 import dev.finetune.operator.config.OperatorConfig;
 import dev.finetune.operator.metrics.OperatorMetrics;
 import dev.finetune.operator.observer.ProgressClient;
+import dev.finetune.operator.observer.ProgressEventSource;
 import dev.finetune.operator.observer.TerminationMessages;
 import dev.finetune.operator.observer.TerminationMessages.Termination;
 import dev.finetune.operator.observer.TrainerStatus;
@@ -57,8 +58,9 @@ import org.slf4j.LoggerFactory;
  * Job, its Pod and the trainer's progress into the FineTuneJob's status.
  *
  * <p>Reads come from informer caches (Jobs, Pods, ConfigMaps and claims labelled as managed by this operator),
- * so an idle operator makes no API calls. A running trainer is polled at a steady interval by rescheduling the
- * reconciliation. Succeeded and Failed are final: after them nothing is created or changed.
+ * so an idle operator makes no API calls. Running trainers are polled at a steady interval by the
+ * {@link ProgressEventSource}, off the reconciler's threads; a job is reconciled when its progress changed.
+ * Succeeded and Failed are final: after them nothing is created or changed.
  */
 @ControllerConfiguration(name = FineTuneJobReconciler.NAME)
 public class FineTuneJobReconciler implements Reconciler<FineTuneJob> {
@@ -72,6 +74,7 @@ public class FineTuneJobReconciler implements Reconciler<FineTuneJob> {
   private final ProgressClient progress;
   private final OperatorMetrics metrics;
   private final EventRecorder events;
+  private volatile ProgressEventSource progressSource;
 
   public FineTuneJobReconciler(OperatorConfig config, KubernetesClient client, OperatorMetrics metrics) {
     this(config, new ProgressClient(config.progressTimeout()), metrics, new EventRecorder(client, config.identity()));
@@ -89,7 +92,9 @@ public class FineTuneJobReconciler implements Reconciler<FineTuneJob> {
   @Override
   public List<EventSource<?, FineTuneJob>> prepareEventSources(EventSourceContext<FineTuneJob> context) {
     metrics.jobsFrom(() -> context.getPrimaryCache().list());
+    progressSource = new ProgressEventSource(progress, config.progressInterval(), context::getPrimaryCache);
     return List.of(
+        progressSource,
         informer(context, Job.class, "jobs"),
         informer(context, Pod.class, "pods"),
         informer(context, ConfigMap.class, "configmaps"),
@@ -126,7 +131,6 @@ public class FineTuneJobReconciler implements Reconciler<FineTuneJob> {
       st = new FineTuneJobStatus();
     }
 
-    boolean poll = false;
     Optional<Job> job = ctx.getSecondaryResources(Job.class).stream()
         .filter(j -> Names.job(ftj).equals(j.getMetadata().getName())).findFirst();
     if (job.isEmpty() && st.jobName != null) {
@@ -145,7 +149,7 @@ public class FineTuneJobReconciler implements Reconciler<FineTuneJob> {
       }
     }
     if (job.isPresent() && (st.phase == null || !st.phase.isTerminal())) {
-      poll = observe(ftj, job.get(), old, st, ctx, generation);
+      observe(ftj, job.get(), old, st, ctx, generation);
     }
     st.observedGeneration = generation;
     st.progress = TrainerStatus.progress(st);
@@ -154,11 +158,7 @@ public class FineTuneJobReconciler implements Reconciler<FineTuneJob> {
     if (!FineTuneJobs.toJson(st).equals(before)) {
       writeStatus(ftj, st, ctx);
     }
-    UpdateControl<FineTuneJob> control = UpdateControl.noUpdate();
-    if (poll) {
-      control.rescheduleAfter(config.progressInterval());
-    }
-    return control;
+    return UpdateControl.noUpdate();
   }
 
   /**
@@ -234,6 +234,7 @@ public class FineTuneJobReconciler implements Reconciler<FineTuneJob> {
   private void jobDeleted(FineTuneJob ftj, FineTuneJobStatus st, Long generation) {
     String message = "the training Job " + st.jobName + " was deleted before it finished; it is not re-created."
         + " Create the FineTuneJob again to train again (it resumes from the checkpoints on its volume).";
+    progressSource.unwatch(ResourceID.fromResource(ftj));
     st.phase = Phase.Failed;
     st.reason = "JobDeleted";
     st.message = message;
@@ -305,8 +306,8 @@ public class FineTuneJobReconciler implements Reconciler<FineTuneJob> {
     }
   }
 
-  /** Follows the Job and its Pods; true while the trainer runs (poll again after the interval). */
-  private boolean observe(FineTuneJob ftj, Job job, FineTuneJobStatus old, FineTuneJobStatus st,
+  /** Follows the Job and its Pods; while the trainer runs, its progress comes from the {@link ProgressEventSource}. */
+  private void observe(FineTuneJob ftj, Job job, FineTuneJobStatus old, FineTuneJobStatus st,
       Context<FineTuneJob> ctx, Long generation) {
     String ns = ftj.getMetadata().getNamespace();
     st.jobName = job.getMetadata().getName();
@@ -354,7 +355,10 @@ public class FineTuneJobReconciler implements Reconciler<FineTuneJob> {
       phase = Phase.Pending;
     }
 
-    boolean poll = false;
+    ResourceID id = ResourceID.fromResource(ftj);
+    if (phase != Phase.Running || running.isEmpty()) {
+      progressSource.unwatch(id);
+    }
     switch (phase) {
       case Pending -> {
         st.phase = Phase.Pending;
@@ -398,9 +402,9 @@ public class FineTuneJobReconciler implements Reconciler<FineTuneJob> {
         }
         String ip = pod.getStatus().getPodIP();
         if (ip != null && !ip.isBlank()) {
-          progress.fetch(ip, trainerPort(pod)).ifPresent(p -> TrainerStatus.apply(st, p));
+          progressSource.watch(id, ip, trainerPort(pod));
+          progressSource.latest(id).ifPresent(p -> TrainerStatus.apply(st, p));
         }
-        poll = true;
       }
       case Succeeded, Failed -> finish(ftj, job, freshPods(ftj, job, pods, ctx), phase, st, generation);
     }
@@ -415,7 +419,6 @@ public class FineTuneJobReconciler implements Reconciler<FineTuneJob> {
       LOG.info("msg=\"phase\" namespace={} name={} from={} to={} reason={}", ns, ftj.getMetadata().getName(),
           old.phase, st.phase, st.reason);
     }
-    return poll;
   }
 
   private void checkSpecChange(FineTuneJob ftj, Job job, FineTuneJobStatus old, FineTuneJobStatus st,
