@@ -30,7 +30,8 @@ final class EngineCheck {
     System.out.printf("engine %s %s, DJL %s, GPUs %d, default device %s%n", engine.getEngineName(),
         engine.getVersion(), Engine.getDjlVersion(), engine.getGpuCount(), engine.defaultDevice());
     try (HuggingFaceTokenizer tok = HuggingFaceTokenizer.newInstance(
-        new ByteArrayInputStream(WORD_LEVEL_TOKENIZER.getBytes(StandardCharsets.UTF_8)), Map.of())) {
+        new ByteArrayInputStream(WORD_LEVEL_TOKENIZER.getBytes(StandardCharsets.UTF_8)),
+        Map.of("truncation", "false", "padding", "false"))) {
       long[] ids = tok.encode("engine ok", false, false).getIds();
       if (ids.length != 2 || ids[0] != 1 || ids[1] != 2) {
         throw new IllegalStateException("tokenizers library encodes 'engine ok' as " + java.util.Arrays.toString(ids));
