@@ -23,6 +23,15 @@ public final class TrainerContract {
   /** Where a ConfigMap data set is mounted. */
   public static final String DATA_CONFIGMAP_MOUNT = "/mnt/dataset-configmap";
 
+  /**
+   * Environment: where the operator mounted the model claim, the data claim and the data set ConfigMap. The
+   * trainer resolves spec paths against these, so a node that maps volumes elsewhere still works; without them
+   * it uses the mount points above, and in a local run the job file's directory.
+   */
+  public static final String ENV_MODEL_DIR = "FINETUNE_MODEL_DIR";
+  public static final String ENV_DATA_DIR = "FINETUNE_DATA_DIR";
+  public static final String ENV_DATASET_CONFIGMAP_DIR = "FINETUNE_DATASET_CONFIGMAP_DIR";
+
   /** The one HTTP port: /metrics, /progress, /healthz. */
   public static final int DEFAULT_PORT = 9090;
   public static final String METRICS_PATH = "/metrics";
