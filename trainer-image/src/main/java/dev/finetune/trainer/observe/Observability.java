@@ -133,9 +133,19 @@ public final class Observability implements TrainingListener, AutoCloseable {
     return on(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0), terminationLog);
   }
 
-  /** Port and termination log from the environment, as the class comment says. */
+  /**
+   * Port and termination log from the environment, as the class comment says. A {@code FINETUNE_PORT} that is
+   * not a port is reported on stderr and the default port is used: metrics are not worth failing training for.
+   */
   public static Observability fromEnvironment() {
-    return start(port(System.getenv()), terminationLog(System.getenv()));
+    int port;
+    try {
+      port = port(System.getenv());
+    } catch (IllegalArgumentException e) {
+      System.err.println("observability: " + e.getMessage() + "; using " + TrainerContract.DEFAULT_PORT);
+      port = TrainerContract.DEFAULT_PORT;
+    }
+    return start(port, terminationLog(System.getenv()));
   }
 
   /** {@code FINETUNE_PORT}, else 9090; a value that is not a port is an error that names the variable. */
