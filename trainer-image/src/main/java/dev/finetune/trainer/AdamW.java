@@ -106,20 +106,10 @@ public final class AdamW implements AutoCloseable {
 
   /** Moments as safetensors ({@code m.NAME}, {@code v.NAME}); the step count goes into the trainer state. */
   public void save(Path file) throws IOException {
-    NDList list = new NDList();
-    try (NDScope scope = new NDScope()) {
-      for (String name : m.keySet()) {
-        NDArray a = m.get(name).duplicate();
-        a.setName("m." + name);
-        list.add(a);
-        NDArray b = v.get(name).duplicate();
-        b.setName("v." + name);
-        list.add(b);
-      }
-      try (OutputStream out = Files.newOutputStream(file)) {
-        list.encode(out, NDList.Encoding.SAFETENSORS);
-      }
-    }
+    Map<String, NDArray> named = new LinkedHashMap<>();
+    m.forEach((k, a) -> named.put("m." + k, a));
+    v.forEach((k, a) -> named.put("v." + k, a));
+    SafeTensors.write(file, named);
   }
 
   public void load(Path file, long steps) throws IOException {

@@ -185,19 +185,9 @@ public final class Gpt2 extends AbstractBlock implements AutoCloseable {
 
   /** Writes the weights as HF does ({@code transformer.} names, Conv1D [in, out]; lm_head is tied, not stored). */
   public void saveWeights(Path safetensors) throws IOException {
-    NDList list = new NDList();
-    List<NDArray> copies = new ArrayList<>();
-    for (Map.Entry<String, NDArray> e : params.entrySet()) {
-      NDArray a = e.getValue().duplicate();
-      a.setName("transformer." + e.getKey());
-      copies.add(a);
-      list.add(a);
-    }
-    try (OutputStream out = Files.newOutputStream(safetensors)) {
-      list.encode(out, NDList.Encoding.SAFETENSORS);
-    } finally {
-      copies.forEach(NDArray::close);
-    }
+    LinkedHashMap<String, NDArray> named = new LinkedHashMap<>();
+    params.forEach((k, v) -> named.put("transformer." + k, v));
+    SafeTensors.write(safetensors, named);
   }
 
   /** Copies another model's weights into this one (same config), in place. */

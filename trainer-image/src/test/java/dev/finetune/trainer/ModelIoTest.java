@@ -41,6 +41,7 @@ class ModelIoTest {
       m.save(dir);
       JsonNode header = safetensorsHeader(dir.resolve("model.safetensors"));
       JsonNode original = safetensorsHeader(Fixtures.tinyGpt2().resolve("model.safetensors"));
+      assertThat(header.get("__metadata__").get("format").asText()).isEqualTo("pt");
       assertThat(header.get("transformer.h.0.attn.c_attn.weight").get("shape").toString()).isEqualTo("[32,96]");
       assertThat(header.get("transformer.h.1.mlp.c_proj.weight").get("shape").toString()).isEqualTo("[128,32]");
       original.fieldNames().forEachRemaining(name -> {
