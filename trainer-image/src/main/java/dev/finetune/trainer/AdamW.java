@@ -113,10 +113,9 @@ public final class AdamW implements AutoCloseable {
   }
 
   public void load(Path file, long steps) throws IOException {
-    try (NDManager tmp = manager.newSubManager(); InputStream in = Files.newInputStream(file)) {
-      NDList list = NDList.decode(tmp, in);
+    try (NDManager tmp = manager.newSubManager()) {
       int found = 0;
-      for (NDArray a : list) {
+      for (NDArray a : SafeTensors.read(file, tmp).values()) {
         String name = a.getName();
         Map<String, NDArray> target = name.startsWith("m.") ? m : name.startsWith("v.") ? v : null;
         NDArray dst = target == null ? null : target.get(name.substring(2));

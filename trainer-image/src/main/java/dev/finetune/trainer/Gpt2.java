@@ -144,15 +144,15 @@ public final class Gpt2 extends AbstractBlock implements AutoCloseable {
   /** Loads {@code model.safetensors} (HF names, with or without the {@code transformer.} prefix). */
   public static Gpt2 load(GptConfig c, Path safetensors, NDManager parent) throws IOException {
     NDManager m = parent.newSubManager();
-    NDList list;
-    try (InputStream in = Files.newInputStream(safetensors)) {
-      list = NDList.decode(m, in);
-    } catch (RuntimeException e) {
+    Map<String, NDArray> read;
+    try {
+      read = SafeTensors.read(safetensors, m);
+    } catch (IOException | RuntimeException e) {
       m.close();
       throw new BadJobException(safetensors + " is not a readable safetensors file: " + e.getMessage(), e);
     }
     Map<String, NDArray> byName = new LinkedHashMap<>();
-    for (NDArray a : list) {
+    for (NDArray a : read.values()) {
       String name = a.getName();
       if (name.startsWith("transformer.")) {
         name = name.substring("transformer.".length());
