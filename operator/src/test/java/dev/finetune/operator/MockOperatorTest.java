@@ -248,7 +248,10 @@ class MockOperatorTest {
         .collect(Collectors.toMap(e -> e.getName(), e -> e.getValue()));
     assertThat(env).containsEntry("DJL_OFFLINE", "true")
         .containsEntry(TrainerContract.ENV_PORT, String.valueOf(trainer.port()))
-        .containsEntry(TrainerContract.ENV_TERMINATION_LOG, "/dev/termination-log");
+        .containsEntry(TrainerContract.ENV_TERMINATION_LOG, "/dev/termination-log")
+        .containsEntry(TrainerContract.ENV_MODEL_DIR, TrainerContract.MODEL_MOUNT)
+        .containsEntry(TrainerContract.ENV_DATASET_CONFIGMAP_DIR, TrainerContract.DATA_CONFIGMAP_MOUNT)
+        .doesNotContainKey(TrainerContract.ENV_DATA_DIR);
     assertThat(c.getEnv()).anySatisfy(e -> {
       assertThat(e.getName()).isEqualTo(TrainerContract.ENV_JUDGE_API_KEY);
       assertThat(e.getValueFrom().getSecretKeyRef().getName()).isEqualTo("judge");

@@ -195,6 +195,19 @@ class RealApiServerOperatorTest {
     assertThat(failed.getStatus().reason).isEqualTo("Rejected");
     assertThat(failed.getStatus().message).contains("nodeSelector").contains("422");
     assertThat(client.batch().v1().jobs().inNamespace(NS).withName("rejected-train").get()).isNull();
+
+    // fixed: the job starts, and the trainer's file follows the fixed spec
+    client.resources(FineTuneJob.class).inNamespace(NS).withName("rejected").edit(j -> {
+      j.getSpec().nodeSelector = java.util.Map.of("pool", "cpu");
+      return j;
+    });
+    await().atMost(Duration.ofSeconds(30)).until(
+        () -> client.batch().v1().jobs().inNamespace(NS).withName("rejected-train").get() != null);
+    assertThat(client.configMaps().inNamespace(NS).withName("rejected-spec").get().getData()
+        .get(TrainerContract.SPEC_KEY)).contains("pool: cpu").doesNotContain("not a valid key");
+    await().atMost(Duration.ofSeconds(30)).until(
+        () -> client.resources(FineTuneJob.class).inNamespace(NS).withName("rejected").get().getStatus().phase
+            == Phase.Pending);
   }
 
   /**

@@ -123,7 +123,8 @@ public class FineTuneJobReconciler implements Reconciler<FineTuneJob> {
     Long generation = ftj.getMetadata().getGeneration();
 
     if (old.phase != null && old.phase.isTerminal()) {
-      boolean fixedInvalidSpec = "InvalidSpec".equals(old.reason) && old.jobName == null
+      // a job refused before any Job existed (by the validator or the API server) starts when its spec is fixed
+      boolean fixedInvalidSpec = Set.of("InvalidSpec", "Rejected").contains(old.reason) && old.jobName == null
           && !Objects.equals(generation, old.observedGeneration);
       if (!fixedInvalidSpec) {
         return UpdateControl.noUpdate(); // final: nothing is re-created or changed
@@ -273,10 +274,18 @@ public class FineTuneJobReconciler implements Reconciler<FineTuneJob> {
       createOrGet(client, resources.claim(ftj));
       made.append(", PersistentVolumeClaim ").append(Names.claim(ftj));
     }
-    if (ctx.getSecondaryResources(ConfigMap.class).stream()
-        .noneMatch(c -> Names.configMap(ftj).equals(c.getMetadata().getName()))) {
-      createOrGet(client, resources.specConfigMap(ftj));
+    ConfigMap spec = resources.specConfigMap(ftj);
+    Optional<ConfigMap> existing = ctx.getSecondaryResources(ConfigMap.class).stream()
+        .filter(c -> Names.configMap(ftj).equals(c.getMetadata().getName())).findFirst();
+    if (existing.isEmpty()) {
+      createOrGet(client, spec);
       made.append(", ConfigMap ").append(Names.configMap(ftj));
+    } else if (!Objects.equals(existing.get().getData(), spec.getData())) {
+      // left from an attempt the API server rejected; no Job uses it yet, so it follows the spec
+      client.configMaps().inNamespace(ns).withName(Names.configMap(ftj)).edit(c -> {
+        c.setData(spec.getData());
+        return c;
+      });
     }
     Job job = createOrGet(client, resources.job(ftj));
     boolean suspended = Boolean.TRUE.equals(ftj.getSpec().suspend);

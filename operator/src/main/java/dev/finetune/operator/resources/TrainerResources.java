@@ -244,6 +244,15 @@ public final class TrainerResources {
     env.add(new EnvVar("DJL_OFFLINE", "true", null));
     env.add(new EnvVar(TrainerContract.ENV_PORT, Integer.toString(config.trainerPort()), null));
     env.add(new EnvVar(TrainerContract.ENV_TERMINATION_LOG, TERMINATION_MESSAGE_PATH, null));
+    if (modelClaim(ftj) != null) {
+      env.add(new EnvVar(TrainerContract.ENV_MODEL_DIR, TrainerContract.MODEL_MOUNT, null));
+    }
+    if (dataClaim(ftj) != null) {
+      env.add(new EnvVar(TrainerContract.ENV_DATA_DIR, TrainerContract.DATA_MOUNT, null));
+    }
+    if (dataConfigMap(ftj) != null) {
+      env.add(new EnvVar(TrainerContract.ENV_DATASET_CONFIGMAP_DIR, TrainerContract.DATA_CONFIGMAP_MOUNT, null));
+    }
     EvaluationSpec eval = ftj.getSpec().evaluation;
     if (eval != null && eval.judge != null && eval.judge.apiKeySecret != null) {
       env.add(new EnvVarBuilder().withName(TrainerContract.ENV_JUDGE_API_KEY)
