@@ -51,7 +51,8 @@ public final class Datasets {
       all = read(p);
       source = p.toString();
     } else if (spec.configMap != null) {
-      Path mounted = Path.of(TrainerContract.DATA_CONFIGMAP_MOUNT, spec.configMap.key);
+      Path mounted = TrainerContract.mountDir(TrainerContract.ENV_DATASET_CONFIGMAP_DIR, TrainerContract.DATA_CONFIGMAP_MOUNT)
+          .resolve(spec.configMap.key);
       Path p = Files.exists(mounted) ? mounted : jobDir.resolve(spec.configMap.key);
       if (!Files.exists(p)) {
         throw new BadJobException("dataset ConfigMap key '" + spec.configMap.key + "' not found at " + mounted
@@ -90,7 +91,7 @@ public final class Datasets {
     if (p.isAbsolute()) {
       return p;
     }
-    Path mount = Path.of(TrainerContract.DATA_MOUNT);
+    Path mount = TrainerContract.mountDir(TrainerContract.ENV_DATA_DIR, TrainerContract.DATA_MOUNT);
     if (claimName != null && Files.isDirectory(mount)) {
       return mount.resolve(p);
     }

@@ -56,7 +56,7 @@ public final class Model implements AutoCloseable {
     }
     if (spec.path != null) {
       Path p = Path.of(spec.path);
-      Path mount = Path.of(TrainerContract.MODEL_MOUNT);
+      Path mount = TrainerContract.mountDir(TrainerContract.ENV_MODEL_DIR, TrainerContract.MODEL_MOUNT);
       if (!p.isAbsolute()) {
         p = spec.claimName != null && Files.isDirectory(mount) ? mount.resolve(p) : jobDir.resolve(p);
       }

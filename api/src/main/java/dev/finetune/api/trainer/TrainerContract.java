@@ -32,6 +32,12 @@ public final class TrainerContract {
   public static final String ENV_DATA_DIR = "FINETUNE_DATA_DIR";
   public static final String ENV_DATASET_CONFIGMAP_DIR = "FINETUNE_DATASET_CONFIGMAP_DIR";
 
+  /** Where a volume is mounted: the environment variable's value, else the default mount point. */
+  public static java.nio.file.Path mountDir(String envName, String defaultMount) {
+    String dir = System.getenv(envName);
+    return java.nio.file.Path.of(dir == null || dir.isBlank() ? defaultMount : dir);
+  }
+
   /** The one HTTP port: /metrics, /progress, /healthz. */
   public static final int DEFAULT_PORT = 9090;
   public static final String METRICS_PATH = "/metrics";
