@@ -134,6 +134,43 @@ class MainTest {
   }
 
   @Test
+  void hubModelIsTakenFromTheRunsModelCacheAndConfigMapDataFromTheJobDirectory(@TempDir Path dir) throws Exception {
+    // What a first run with network leaves behind: the three files under <output>/model-cache/<repo>@<revision>.
+    Path cache = dir.resolve("runs/hubcached/model-cache/finetune-test_tiny-gpt2@main");
+    Files.createDirectories(cache);
+    for (String f : new String[] {"config.json", "model.safetensors", "tokenizer.json"}) {
+      Files.copy(Fixtures.tinyGpt2().resolve(f), cache.resolve(f));
+    }
+    StringBuilder data = new StringBuilder();
+    for (Record r : SyntheticTasks.generate(40, 2)) {
+      data.append(FineTuneJobsJson.record(r)).append('\n');
+    }
+    Files.writeString(dir.resolve("tasks.jsonl"), data.toString());
+    Path job = Jobs.write(dir, """
+        apiVersion: finetune.dev/v1alpha1
+        kind: FineTuneJob
+        metadata: {name: hubcached}
+        spec:
+          model: {hub: finetune-test/tiny-gpt2}
+          dataset: {configMap: {name: tasks, key: tasks.jsonl}, promptStyle: alpaca, maskPrompt: true, maxLength: 128}
+          training: {epochs: 1, batchSize: 8, learningRate: 1.0e-3}
+        """);
+    Errors e = new Errors();
+    assertThat(run(e, job.toString())).isEqualTo(ExitCodes.SUCCEEDED);
+    Path best = dir.resolve("runs/hubcached/best");
+    assertThat(Files.readString(best.resolve("config.json"))).contains("\"n_embd\" : 32");
+    assertThat(Files.mismatch(best.resolve("tokenizer.json"), Fixtures.tinyGpt2().resolve("tokenizer.json"))).isEqualTo(-1);
+  }
+
+  /** One JSON Lines record. */
+  static final class FineTuneJobsJson {
+    static String record(Record r) throws Exception {
+      return new com.fasterxml.jackson.databind.ObjectMapper().writeValueAsString(
+          java.util.Map.of("instruction", r.instruction(), "input", r.input(), "output", r.output()));
+    }
+  }
+
+  @Test
   void hubModelWithoutNetworkOrCacheFailsClearly(@TempDir Path dir) throws Exception {
     Path job = Jobs.write(dir, """
         apiVersion: finetune.dev/v1alpha1
