@@ -89,6 +89,29 @@ class ResumeTest {
   }
 
   @Test
+  void periodicStepCheckpointsDoNotChangeTrainingAndArePruned(@TempDir Path dir) throws IOException {
+    Path job = Jobs.tiny(dir, "every-steps", EPOCHS, 2, 4);
+    Path out = dir.resolve("out");
+    List<String> written = new java.util.ArrayList<>();
+    TrainingListener.Result r = Jobs.run(job, out, new TrainingListener() {
+      @Override
+      public void onCheckpoint(CheckpointInfo c) {
+        written.add(c.name());
+      }
+    });
+    assertThat(r.outcome()).isEqualTo(TrainingListener.Outcome.COMPLETED);
+    // 6 steps per epoch: steps 4, 8, 16, 20 fall inside epochs (12 and 24 are epoch ends)
+    assertThat(written).containsExactly("checkpoints/step-00000004", "checkpoints/epoch-0001", "checkpoints/step-00000008",
+        "checkpoints/epoch-0002", "checkpoints/step-00000016", "checkpoints/epoch-0003", "checkpoints/step-00000020",
+        "checkpoints/epoch-0004");
+    try (Stream<Path> s = Files.list(out.resolve("checkpoints"))) {
+      assertThat(s.map(p -> p.getFileName().toString()).sorted().toList())
+          .as("the newest 2 (the best epoch is the last one)").containsExactly("epoch-0004", "step-00000020");
+    }
+    assertSameAsReference(out);
+  }
+
+  @Test
   void stoppedInsideAnEpochResumesFromTheStepCheckpoint(@TempDir Path dir) throws IOException {
     Path job = Jobs.tiny(dir, "mid-epoch", EPOCHS, 10, 0);
     Path out = dir.resolve("out");
