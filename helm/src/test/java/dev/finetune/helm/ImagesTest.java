@@ -128,6 +128,10 @@ class ImagesTest {
     int env = index(file, "ENV", "PYTORCH_FLAVOR=cu128");
     assertThat(env).isNotNegative();
     assertThat(file.get(env).args()).contains("PYTORCH_VERSION=" + libtorch.group(1));
+    // The CPU libtorch jar is gone before the engine starts, or DJL would pick it over the CUDA build.
+    String warmUp = file.get(index(file, "RUN", "--check-engine")).args();
+    assertThat(warmUp).contains("rm -f /app/lib/pytorch-native-cpu-*.jar");
+    assertThat(warmUp.indexOf("rm -f")).isLessThan(warmUp.indexOf("--check-engine"));
     // Downloading is allowed only while the image is built: DJL_OFFLINE comes after the cache is filled.
     assertThat(index(file, "ENV", "DJL_OFFLINE=true")).isGreaterThan(index(file, "RUN", "--check-engine"));
   }
