@@ -22,6 +22,7 @@ import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Collections;
 import java.util.List;
 import java.util.Optional;
@@ -62,6 +63,27 @@ public final class Trainer {
     }
   }
 
+  /**
+   * A record whose targets are all -100 after truncation (the prompt fills maxLength, and maskPrompt hides it)
+   * teaches nothing and adds a loss of 0 to the epoch mean; when every record is like that, the run would report
+   * falling losses while learning nothing. Fail that as a bad job; warn when only some are.
+   */
+  static void checkSomethingToLearn(Collator collator, List<Collator.Example> train, DatasetSpec ds) {
+    long empty = train.stream()
+        .filter(e -> Arrays.stream(collator.collate(List.of(e)).targets()[0]).allMatch(y -> y == Collator.IGNORE))
+        .count();
+    String why = "no target token within spec.dataset.maxLength (" + ds.maxLength + ")"
+        + (Boolean.TRUE.equals(ds.maskPrompt) ? " once spec.dataset.maskPrompt hides the prompt" : "");
+    if (empty == train.size()) {
+      throw new BadJobException("all " + train.size() + " training records have " + why + ": the prompt fills it. Raise"
+          + " maxLength (and the model's context length) or shorten the prompts (promptStyle phi3 is shorter than alpaca)");
+    }
+    if (empty > 0) {
+      System.out.println("warning: " + empty + " of " + train.size() + " training records have " + why
+          + " and teach nothing");
+    }
+  }
+
   private Result train(FineTuneJobSpec spec, TrainingSpec t, NDManager base, Model model) throws IOException {
     Gpt2 net = model.net();
     net.setDropout(t.dropout == null ? 0 : t.dropout);
@@ -81,6 +103,7 @@ public final class Trainer {
     Collator collator = new Collator(model.tokenizer().endOfText(), maxLength, Boolean.TRUE.equals(ds.maskPrompt));
     List<Collator.Example> train = tokenize(model.tokenizer(), ds, splits.train());
     List<Collator.Example> validation = tokenize(model.tokenizer(), ds, splits.validation());
+    checkSomethingToLearn(collator, train, ds);
 
     int batch = t.batchSize;
     int accum = t.gradientAccumulationSteps;

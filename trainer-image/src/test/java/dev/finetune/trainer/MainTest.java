@@ -87,6 +87,22 @@ class MainTest {
   }
 
   @Test
+  void promptsThatFillMaxLengthExit3(@TempDir Path dir) throws Exception {
+    // Alpaca's preamble alone is ~90 bytes: with the byte tokenizer, maxLength 64 and maskPrompt, no target is left.
+    Path job = Jobs.write(dir, """
+        apiVersion: finetune.dev/v1alpha1
+        kind: FineTuneJob
+        metadata: {name: masked}
+        spec:
+          model: {scratch: {layers: 1, embeddingDim: 16, heads: 2, contextLength: 64}}
+          dataset: {synthetic: {size: 40}, promptStyle: alpaca, maskPrompt: true, maxLength: 64}
+        """);
+    Errors e = new Errors();
+    assertThat(run(e, job.toString())).isEqualTo(ExitCodes.BAD_JOB);
+    assertThat(e.errors.get(0).getMessage()).contains("training records have no target token within spec.dataset.maxLength (64)");
+  }
+
+  @Test
   void nonFiniteLossExits4(@TempDir Path dir) throws Exception {
     // A model whose final LayerNorm holds NaN (a corrupted or overflowed checkpoint): the first loss is NaN.
     dev.finetune.api.ScratchModelSpec shape = new dev.finetune.api.ScratchModelSpec();
