@@ -6,7 +6,10 @@ import dev.finetune.api.testing.RealKubeApiServer;
 import dev.finetune.api.testing.Repo;
 import dev.finetune.operator.FineTuneOperator;
 import dev.finetune.operator.config.OperatorConfig;
+import dev.finetune.operator.testing.FakeTrainer;
 import dev.finetune.operator.testing.Jobs;
+import io.fabric8.kubernetes.api.model.Pod;
+import io.fabric8.kubernetes.api.model.batch.v1.Job;
 import io.fabric8.kubernetes.api.model.NamespaceBuilder;
 import io.fabric8.kubernetes.client.Config;
 import io.fabric8.kubernetes.client.KubernetesClient;
@@ -33,7 +36,10 @@ import java.util.concurrent.atomic.LongAdder;
  * Operator benchmark on a real kube-apiserver (v1.20, no controller manager, so no Pods): N FineTuneJobs created
  * at once; time until every one has its Job and a Pending status; reconciliations per second; heap after a full
  * GC; then an idle period in which every API request of the operator's client is counted (watches and the
- * leader-election Lease apart). Run with bench/operator-bench.sh. Args: [jobs=500] [idleSeconds=60].
+ * leader-election Lease apart); then every trainer runs (the bench writes the Pods as a kubelet would, one fake
+ * /progress serves them all): time until every status shows the reported epoch, reconciliations and API requests
+ * while progress changes and while it does not. Run with bench/operator-bench.sh. Args: [jobs=500]
+ * [idleSeconds=60]; env FINETUNE_RECONCILE_THREADS (10), FINETUNE_PROGRESS_INTERVAL_SECONDS (5).
  */
 public final class OperatorBench {
   /** Counts the operator client's requests by kind: "GET pods (watch)", "POST jobs", ... */
@@ -75,6 +81,17 @@ public final class OperatorBench {
   }
 
   public static void main(String[] args) throws Exception {
+    int code = 0;
+    try {
+      run(args);
+    } catch (Throwable t) {
+      t.printStackTrace();
+      code = 1;
+    }
+    System.exit(code); // a failed run must not hang on non-daemon threads
+  }
+
+  private static void run(String[] args) throws Exception {
     int n = args.length > 0 ? Integer.parseInt(args[0]) : 500;
     int idleSeconds = args.length > 1 ? Integer.parseInt(args[1]) : 60;
     String ns = "bench";
@@ -86,6 +103,9 @@ public final class OperatorBench {
       }
       kube.kubectl("wait", "--for", "condition=established", "--timeout=60s", "crd/finetunejobs.finetune.dev");
       admin.namespaces().resource(new NamespaceBuilder().withNewMetadata().withName(ns).endMetadata().build()).create();
+      // no controller manager here: the Pods of phase 2 need the namespace's default ServiceAccount
+      admin.serviceAccounts().inNamespace(ns).resource(new io.fabric8.kubernetes.api.model.ServiceAccountBuilder()
+          .withNewMetadata().withName("default").endMetadata().build()).create();
 
       Counter counter = new Counter();
       Config config = Config.fromKubeconfig(null, Files.readString(kube.kubeconfig()), kube.kubeconfig().toString());
@@ -93,8 +113,13 @@ public final class OperatorBench {
       config.setMaxConcurrentRequestsPerHost(256);
       KubernetesClient operatorClient = new KubernetesClientBuilder().withConfig(config)
           .withHttpClientBuilderConsumer(b -> b.addOrReplaceInterceptor("bench-counter", counter)).build();
+      FakeTrainer trainer = new FakeTrainer();
+      trainer.set(Jobs.progress(1, 3));
+      int interval = Integer.parseInt(System.getenv().getOrDefault("FINETUNE_PROGRESS_INTERVAL_SECONDS", "5"));
       OperatorConfig oc = OperatorConfig.fromEnv(Map.of(
           "FINETUNE_LEADER_ELECTION_NAMESPACE", "default", "POD_NAME", "bench-operator",
+          "FINETUNE_TRAINER_PORT", String.valueOf(trainer.port()),
+          "FINETUNE_PROGRESS_INTERVAL_SECONDS", String.valueOf(interval),
           "FINETUNE_RECONCILE_THREADS", System.getenv().getOrDefault("FINETUNE_RECONCILE_THREADS", "10")));
       System.gc();
       long heapBefore = heapUsed();
@@ -164,8 +189,70 @@ public final class OperatorBench {
           .filter(e -> !e.getKey().contains("(watch)") && !e.getKey().contains("leases"))
           .mapToLong(Map.Entry::getValue).sum();
       System.out.println("idle requests other than watches and the leader-election Lease: " + nonWatch);
+
+      // Phase 2: every trainer runs (the bench plays kubelet: a Pod per Job, Running on 127.0.0.1 with one fake
+      // /progress for all); how long until every status shows the trainer's epoch, and what a steady poll costs.
+      ExecutorService kubelet = Executors.newFixedThreadPool(32);
+      List<Future<?>> started = new ArrayList<>();
+      double r0 = reconciliations(registry);
+      long t1 = System.nanoTime();
+      for (Job job : admin.batch().v1().jobs().inNamespace(ns).list().getItems()) {
+        started.add(kubelet.submit(() -> {
+          Pod pod = admin.pods().resource(Jobs.podFor(job, "run")).create();
+          Jobs.running(pod, "127.0.0.1");
+          admin.pods().resource(pod).updateStatus();
+        }));
+      }
+      for (Future<?> f : started) {
+        f.get();
+      }
+      kubelet.shutdown();
+      double podsSeconds = (System.nanoTime() - t1) / 1e9;
+      double runningSeconds = awaitEpoch(admin, ns, n, 1, t1);
+      counter.reset();
+      long polls0 = trainer.polls();
+      double r1 = reconciliations(registry);
+      long t2 = System.nanoTime();
+      trainer.set(Jobs.progress(2, 3));
+      double epochSeconds = awaitEpoch(admin, ns, n, 2, t2);
+      Map<String, Long> epochRequests = counter.snapshot();
+      double r2 = reconciliations(registry);
+      counter.reset();
+      long polls1 = trainer.polls();
+      Thread.sleep(30_000);
+      Map<String, Long> steady = counter.snapshot();
+      double r3 = reconciliations(registry);
+      long polls2 = trainer.polls();
+      System.gc();
+      Thread.sleep(500);
+      System.gc();
+      System.out.printf("%n--- %d running trainers, /progress every %d s ---%n", n, interval);
+      System.out.printf("made %d Pods Running in %.1f s; every status shows epoch 1 after %.1f s (%.0f reconciliations)%n",
+          n, podsSeconds, runningSeconds, r1 - r0);
+      System.out.printf("the trainers report epoch 2: every status shows it after %.1f s; %.0f reconciliations, %d polls;"
+          + " API requests: %s%n", epochSeconds, r2 - r1, polls1 - polls0, epochRequests);
+      System.out.printf("steady 30 s (progress unchanged): %d polls (%.1f/s), %.0f reconciliations, API requests: %s%n",
+          polls2 - polls1, (polls2 - polls1) / 30.0, r3 - r2, steady);
+      System.out.printf("heap used after full GC with %d running trainers: %.1f MiB%n", n, heapUsed() / 1048576.0);
+      trainer.close();
       operator.close();
       operatorClient.close();
+    }
+  }
+
+  private static double awaitEpoch(KubernetesClient admin, String ns, int n, int epoch, long since)
+      throws InterruptedException {
+    while (true) {
+      long shown = admin.resources(FineTuneJob.class).inNamespace(ns).list().getItems().stream()
+          .filter(j -> j.getStatus() != null && j.getStatus().phase == Phase.Running
+              && Integer.valueOf(epoch).equals(j.getStatus().epoch)).count();
+      if (shown == n) {
+        return (System.nanoTime() - since) / 1e9;
+      }
+      if ((System.nanoTime() - since) / 1e9 > 600) {
+        throw new IllegalStateException("timed out: " + shown + " of " + n + " show epoch " + epoch);
+      }
+      Thread.sleep(500);
     }
   }
 
