@@ -446,6 +446,56 @@ class MockOperatorTest {
   }
 
   @Test
+  void aTrainerThatDoesNotAnswerDelaysNoOtherJob() throws Exception {
+    String ns = "slow";
+    // a trainer whose /progress accepts the connection and never answers
+    com.sun.net.httpserver.HttpServer hanging = com.sun.net.httpserver.HttpServer.create(
+        new java.net.InetSocketAddress(java.net.InetAddress.getLoopbackAddress(), 0), 0);
+    java.util.concurrent.CountDownLatch release = new java.util.concurrent.CountDownLatch(1);
+    hanging.setExecutor(java.util.concurrent.Executors.newCachedThreadPool());
+    hanging.createContext("/progress", x -> {
+      try {
+        release.await();
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+      }
+      x.close();
+    });
+    hanging.start();
+    try {
+      List<String> names = List.of("stuck-1", "stuck-2", "stuck-3", "stuck-4", "stuck-5", "stuck-6", "stuck-7",
+          "stuck-8", "stuck-9", "stuck-10", "stuck-11", "stuck-12");
+      for (String name : names) {
+        create(Jobs.small(name, ns));
+        Job job = awaitJob(ns, name);
+        Pod pod = Jobs.podFor(job, "x");
+        pod.getSpec().getContainers().get(0).getPorts().get(0).setContainerPort(hanging.getAddress().getPort());
+        Pod made = client.pods().resource(pod).create();
+        Jobs.running(made, "127.0.0.1");
+        client.pods().resource(made).updateStatus();
+      }
+      for (String name : names) {
+        awaitStatus(ns, name, j -> j.getStatus().phase == Phase.Running);
+      }
+      // more hanging trainers than reconciler threads; a healthy job still gets its progress within seconds
+      create(Jobs.small("healthy", ns));
+      Job job = awaitJob(ns, "healthy");
+      trainer.set(Jobs.progress(1, 3));
+      createPod(job, "ok", p -> {
+        Jobs.running(p, "127.0.0.1");
+        return p;
+      });
+      FineTuneJob st = await().atMost(Duration.ofSeconds(8)).until(() -> get(ns, "healthy"),
+          j -> j.getStatus() != null && Integer.valueOf(1).equals(j.getStatus().epoch));
+      assertThat(st.getStatus().phase).isEqualTo(Phase.Running);
+      assertThat(get(ns, "stuck-1").getStatus().epoch).isNull();
+    } finally {
+      release.countDown();
+      hanging.stop(0);
+    }
+  }
+
+  @Test
   void aCrashIsRestartedAndABadJobExitFailsWithTheTrainersReason() {
     String ns = "failing";
     create(Jobs.small("crashy", ns));
