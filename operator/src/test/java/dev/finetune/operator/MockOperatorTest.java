@@ -655,6 +655,23 @@ class MockOperatorTest {
   }
 
   @Test
+  void aForeignObjectWithTheJobsNameIsNotAdopted() {
+    String ns = "conflict";
+    client.batch().v1().jobs().inNamespace(ns).resource(new io.fabric8.kubernetes.api.model.batch.v1.JobBuilder()
+        .withNewMetadata().withName("taken-train").withNamespace(ns).endMetadata()
+        .withNewSpec().withNewTemplate().withNewSpec().addNewContainer().withName("other").withImage("busybox")
+        .endContainer().withRestartPolicy("Never").endSpec().endTemplate().endSpec().build()).create();
+    create(Jobs.small("taken", ns));
+    FineTuneJob st = awaitStatus(ns, "taken", j -> j.getStatus().phase == Phase.Failed);
+    assertThat(st.getStatus().reason).isEqualTo("NameConflict");
+    assertThat(st.getStatus().message).contains("Job taken-train").contains("not owned");
+    assertThat(st.getStatus().jobName).isNull();
+    Job other = client.batch().v1().jobs().inNamespace(ns).withName("taken-train").get();
+    assertThat(other.getSpec().getTemplate().getSpec().getContainers().get(0).getName()).isEqualTo("other");
+    assertThat(other.getMetadata().getOwnerReferences()).isEmpty();
+  }
+
+  @Test
   void metricsCountJobsByPhase() {
     String ns = "metrics";
     create(Jobs.small("m1", ns));

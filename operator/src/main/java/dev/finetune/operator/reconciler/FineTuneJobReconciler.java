@@ -124,7 +124,7 @@ public class FineTuneJobReconciler implements Reconciler<FineTuneJob> {
 
     if (old.phase != null && old.phase.isTerminal()) {
       // a job refused before any Job existed (by the validator or the API server) starts when its spec is fixed
-      boolean fixedInvalidSpec = Set.of("InvalidSpec", "Rejected").contains(old.reason) && old.jobName == null
+      boolean fixedInvalidSpec = Set.of("InvalidSpec", "Rejected", "NameConflict").contains(old.reason) && old.jobName == null
           && !Objects.equals(generation, old.observedGeneration);
       if (!fixedInvalidSpec) {
         return UpdateControl.noUpdate(); // final: nothing is re-created or changed
@@ -249,6 +249,14 @@ public class FineTuneJobReconciler implements Reconciler<FineTuneJob> {
   private Job create(FineTuneJob ftj, FineTuneJobStatus st, Context<FineTuneJob> ctx, Long generation) {
     try {
       return createAll(ftj, st, ctx, generation);
+    } catch (NameConflict e) {
+      st.phase = Phase.Failed;
+      st.reason = "NameConflict";
+      st.message = e.getMessage();
+      st.completionTime = now();
+      Conditions.set(st, Conditions.FAILED, true, "NameConflict", e.getMessage(), generation);
+      events.warning(ftj, "Failed", "Training failed (NameConflict): " + e.getMessage());
+      return null;
     } catch (KubernetesClientException e) {
       if (e.getCode() != 422) {
         throw e; // retried by the framework; updateErrorStatus reports it
@@ -271,14 +279,14 @@ public class FineTuneJobReconciler implements Reconciler<FineTuneJob> {
     StringBuilder made = new StringBuilder();
     if (Names.createsClaim(ftj) && ctx.getSecondaryResources(PersistentVolumeClaim.class).stream()
         .noneMatch(c -> Names.claim(ftj).equals(c.getMetadata().getName()))) {
-      createOrGet(client, resources.claim(ftj));
+      createOrGet(client, ftj, resources.claim(ftj));
       made.append(", PersistentVolumeClaim ").append(Names.claim(ftj));
     }
     ConfigMap spec = resources.specConfigMap(ftj);
     Optional<ConfigMap> existing = ctx.getSecondaryResources(ConfigMap.class).stream()
         .filter(c -> Names.configMap(ftj).equals(c.getMetadata().getName())).findFirst();
     if (existing.isEmpty()) {
-      createOrGet(client, spec);
+      createOrGet(client, ftj, spec);
       made.append(", ConfigMap ").append(Names.configMap(ftj));
     } else if (!Objects.equals(existing.get().getData(), spec.getData())) {
       // left from an attempt the API server rejected; no Job uses it yet, so it follows the spec
@@ -287,7 +295,7 @@ public class FineTuneJobReconciler implements Reconciler<FineTuneJob> {
         return c;
       });
     }
-    Job job = createOrGet(client, resources.job(ftj));
+    Job job = createOrGet(client, ftj, resources.job(ftj));
     boolean suspended = Boolean.TRUE.equals(ftj.getSpec().suspend);
     st.jobName = job.getMetadata().getName();
     st.phase = suspended ? Phase.Suspended : Phase.Pending;
@@ -301,13 +309,30 @@ public class FineTuneJobReconciler implements Reconciler<FineTuneJob> {
     return job;
   }
 
-  private static <T extends HasMetadata> T createOrGet(KubernetesClient client, T resource) {
+  /** An object with the name the operator needs exists and belongs to someone else. */
+  static final class NameConflict extends RuntimeException {
+    NameConflict(String message) {
+      super(message);
+    }
+  }
+
+  /** Creates the object; if it exists already (a retry after a lost reply), it must be this job's. */
+  private static <T extends HasMetadata> T createOrGet(KubernetesClient client, FineTuneJob ftj, T resource) {
     try {
       return client.resource(resource).create();
     } catch (KubernetesClientException e) {
       if (e.getCode() == 409) {
         T existing = client.resource(resource).get();
         if (existing != null) {
+          boolean ours = existing.getMetadata().getOwnerReferences() != null && existing.getMetadata()
+              .getOwnerReferences().stream().anyMatch(o -> Objects.equals(o.getUid(), ftj.getMetadata().getUid()))
+              || existing.getMetadata().getLabels() != null && ftj.getMetadata().getName().equals(
+                  existing.getMetadata().getLabels().get(Names.JOB_LABEL)) && existing.getMetadata().getOwnerReferences()
+                  .isEmpty();
+          if (!ours) {
+            throw new NameConflict(existing.getKind() + " " + existing.getMetadata().getName()
+                + " already exists and is not owned by this FineTuneJob; delete or rename it, or rename the job");
+          }
           return existing;
         }
       }
