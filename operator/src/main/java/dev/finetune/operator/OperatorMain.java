@@ -75,7 +75,13 @@ public final class OperatorMain {
         stopped.countDown();
       }
     }, "shutdown"));
-    operator.start();
+    try {
+      operator.start();
+    } catch (RuntimeException e) {
+      // e.g. the API server is unreachable or the CRD is not installed: exit, so that Kubernetes restarts us
+      log.error("msg=\"operator failed to start\" error=\"{}\"", String.valueOf(e.getMessage()).replace("\"", "'"), e);
+      System.exit(1);
+    }
     stopped.await();
   }
 
