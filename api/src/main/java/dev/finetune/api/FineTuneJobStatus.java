@@ -15,7 +15,7 @@ public class FineTuneJobStatus {
   @JsonPropertyDescription("Pending, Running, Succeeded, Failed or Suspended. Succeeded and Failed are final.")
   public Phase phase;
 
-  @JsonPropertyDescription("Conditions: Ready, Running, Succeeded, Failed, Suspended, EarlyStopped, SpecChangeRefused.")
+  @JsonPropertyDescription("Conditions: Running, Succeeded, Failed, Suspended, EarlyStopped, SpecChangeRefused, and Ready=False with reason ReconcileError while the operator cannot reach or update what the job needs.")
   public List<Condition> conditions = new ArrayList<>();
 
   @JsonPropertyDescription("The metadata.generation this status describes.")
@@ -66,7 +66,7 @@ public class FineTuneJobStatus {
   @JsonPropertyDescription("When the job reached Succeeded or Failed (RFC 3339).")
   public String completionTime;
 
-  @JsonPropertyDescription("Machine-readable reason of the current phase, e.g. InvalidSpec, InvalidData, Diverged, EarlyStopped.")
+  @JsonPropertyDescription("Machine-readable reason of the current phase: Created, WaitingForPod, Queued (held suspended by a queue such as Kueue), Training, Finishing, Completed, EarlyStopped, Suspended; when Failed: InvalidSpec, InvalidData, Diverged, Rejected (the API server refused an object the job needs), NameConflict (an object with the needed name belongs to someone else), JobDeleted, or the Job's reason.")
   public String reason;
 
   @JsonPropertyDescription("Human-readable detail of the current phase.")

@@ -27,7 +27,9 @@ import java.util.stream.Collectors;
 public final class FineTuneJobs {
   private static final ObjectMapper YAML = configure(new ObjectMapper(
       new YAMLFactory().disable(YAMLGenerator.Feature.WRITE_DOC_START_MARKER)
-          .enable(YAMLGenerator.Feature.MINIMIZE_QUOTES)));
+          .enable(YAMLGenerator.Feature.MINIMIZE_QUOTES)
+          // cpu: "1" must stay a string, or kubectl apply of the written YAML is refused
+          .enable(YAMLGenerator.Feature.ALWAYS_QUOTE_NUMBERS_AS_STRINGS)));
   private static final ObjectMapper JSON = configure(new ObjectMapper());
 
   private FineTuneJobs() {}

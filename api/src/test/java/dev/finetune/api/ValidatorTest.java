@@ -50,6 +50,13 @@ class ValidatorTest {
   }
 
   @Test
+  void writtenYamlKeepsQuantitiesAsStrings() {
+    FineTuneJob job = FineTuneJobs.parse(MINIMAL + "  resources:\n    cpu: \"1\"\n");
+    assertThat(FineTuneJobs.toYaml(job)).contains("cpu: \"1\"");
+    assertThat(FineTuneJobs.parse(FineTuneJobs.toYaml(job)).getSpec().resources.cpu).isEqualTo("1");
+  }
+
+  @Test
   void everyProblemIsReportedAtOnce() {
     FineTuneJob job = FineTuneJobs.parse(MINIMAL.replace("  dataset:\n    path: data.json\n", """
           dataset:
