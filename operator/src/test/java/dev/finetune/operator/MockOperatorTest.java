@@ -532,8 +532,11 @@ class MockOperatorTest {
       Jobs.terminated(p, TrainerContract.ExitCodes.DIVERGED, FineTuneJobs.toJson(bad));
       return p;
     });
-    setJobCondition(job, "Failed");
+    // No Failed condition on the Job: a cluster that drops the podFailurePolicy (before 1.26) would retry, so
+    // the operator fails the job itself and sets the Job's parallelism to 0.
     st = awaitStatus(ns, "crashy", j -> j.getStatus().phase == Phase.Failed);
+    assertThat(client.batch().v1().jobs().inNamespace(ns).withName(job.getMetadata().getName()).get().getSpec().getParallelism())
+        .isZero();
     assertThat(st.getStatus().reason).isEqualTo("Diverged");
     assertThat(st.getStatus().message).isEqualTo("the loss became NaN at step 17");
     assertThat(st.getStatus().restarts).isEqualTo(1);

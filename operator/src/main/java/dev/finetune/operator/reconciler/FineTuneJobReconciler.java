@@ -5,6 +5,7 @@ import dev.finetune.api.FineTuneJob;
 import dev.finetune.api.FineTuneJobStatus;
 import dev.finetune.api.FineTuneJobStatus.Phase;
 import dev.finetune.api.FineTuneJobs;
+import dev.finetune.api.trainer.TrainerContract;
 import dev.finetune.api.validation.FineTuneJobValidator;
 import dev.finetune.api.validation.Problem;
 import dev.finetune.operator.config.OperatorConfig;
@@ -43,6 +44,7 @@ import io.javaoperatorsdk.operator.processing.event.source.informer.InformerEven
 import java.io.IOException;
 import java.time.Instant;
 import java.time.temporal.ChronoUnit;
+import java.util.Arrays;
 import java.util.Comparator;
 import java.util.List;
 import java.util.Locale;
@@ -388,6 +390,11 @@ public class FineTuneJobReconciler implements Reconciler<FineTuneJob> {
     } else {
       phase = Phase.Pending;
     }
+    if (!phase.isTerminal() && badJobExit(pods)) {
+      // The podFailurePolicy fails the Job at once, but clusters before 1.26 drop it and would retry bad input.
+      stopRetries(ctx, job);
+      phase = Phase.Failed;
+    }
 
     ResourceID id = ResourceID.fromResource(ftj);
     if (phase != Phase.Running || running.isEmpty()) {
@@ -452,6 +459,21 @@ public class FineTuneJobReconciler implements Reconciler<FineTuneJob> {
     if (!Objects.equals(old.phase, st.phase)) {
       LOG.info("msg=\"phase\" namespace={} name={} from={} to={} reason={}", ns, ftj.getMetadata().getName(),
           old.phase, st.phase, st.reason);
+    }
+  }
+
+  /** A trainer Pod exited with a "bad job" code (invalid spec or data, diverged loss): retrying cannot help. */
+  static boolean badJobExit(List<Pod> pods) {
+    return pods.stream().map(TerminationMessages::of).flatMap(Optional::stream)
+        .anyMatch(t -> Arrays.stream(TrainerContract.ExitCodes.DO_NOT_RETRY).anyMatch(code -> code == t.exitCode()));
+  }
+
+  /** Parallelism 0: the Job controller starts no new Pod; the FineTuneJob is Failed and stays so. */
+  private static void stopRetries(Context<FineTuneJob> ctx, Job job) {
+    if (!Integer.valueOf(0).equals(job.getSpec().getParallelism())) {
+      ctx.getClient().batch().v1().jobs().inNamespace(job.getMetadata().getNamespace())
+          .withName(job.getMetadata().getName())
+          .patch(PatchContext.of(PatchType.JSON_MERGE), "{\"spec\":{\"parallelism\":0}}");
     }
   }
 
