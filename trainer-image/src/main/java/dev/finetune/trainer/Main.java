@@ -4,6 +4,8 @@ import dev.finetune.api.FineTuneJob;
 import dev.finetune.api.FineTuneJobs;
 import dev.finetune.api.trainer.TrainerContract.ExitCodes;
 import dev.finetune.api.validation.InvalidJobException;
+import dev.finetune.trainer.eval.Evaluation;
+import dev.finetune.trainer.observe.Observability;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -136,6 +138,9 @@ public final class Main {
     List<TrainingListener> listeners = new ArrayList<>();
     listeners.add(new ProgressPrinter(System.out, 2.0));
     listeners.addAll(extra);
+    // /metrics, /progress, /healthz (FINETUNE_PORT), loss.svg, summary.json, termination log: failures included.
+    Observability obs = Observability.fromEnvironment();
+    listeners.add(obs);
     TrainingListener all = TrainingListener.all(listeners);
     try {
       Args a = Args.parse(args);
@@ -144,11 +149,13 @@ public final class Main {
       }
       FineTuneJob job = FineTuneJobs.readValid(a.job());
       Path out = outputDir(job, a.job(), a.output());
+      obs.bind(job, out);
       Trainer trainer = new Trainer(job, a.job().getParent(), out, all);
       if (onTrainer != null) {
         onTrainer.accept(trainer);
       }
       TrainingListener.Result r = trainer.run();
+      Evaluation.afterTraining(r, obs); // responses.jsonl and judge scores; never throws
       return r.outcome() == TrainingListener.Outcome.INTERRUPTED ? ExitCodes.INTERRUPTED : ExitCodes.SUCCEEDED;
     } catch (InvalidJobException | BadJobException e) {
       System.err.println("error: " + e.getMessage());
@@ -163,6 +170,8 @@ public final class Main {
       e.printStackTrace();
       all.onError(e, ExitCodes.CRASHED);
       return ExitCodes.CRASHED;
+    } finally {
+      obs.close(); // the final summary, then the server stops
     }
   }
 }
