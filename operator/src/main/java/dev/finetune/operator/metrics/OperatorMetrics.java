@@ -16,8 +16,10 @@ import java.util.stream.Stream;
 public class OperatorMetrics {
   public static final String JOBS = "finetune.operator.jobs";
   public static final String RESTARTS = "finetune.operator.restarts";
+  public static final String RECONCILE_ERRORS = "finetune.operator.reconcile.errors";
   private final MeterRegistry registry;
   private final Counter restarts;
+  private final Counter reconcileErrors;
   private volatile Supplier<Stream<FineTuneJob>> jobs = Stream::empty;
 
   public OperatorMetrics(MeterRegistry registry) {
@@ -31,6 +33,14 @@ public class OperatorMetrics {
     this.restarts = Counter.builder(RESTARTS)
         .description("Trainer Pod restarts (crashes and evictions) seen by the operator")
         .register(registry);
+    // registered at 0, unlike JOSDK's failure counter, which appears only after the first failure
+    this.reconcileErrors = Counter.builder(RECONCILE_ERRORS)
+        .description("Reconciliations that failed and are retried (API errors)")
+        .register(registry);
+  }
+
+  public void reconcileFailed() {
+    reconcileErrors.increment();
   }
 
   /** Where the jobs come from: the controller's primary cache, once the controller is registered. */

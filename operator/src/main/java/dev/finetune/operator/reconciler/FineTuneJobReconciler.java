@@ -171,6 +171,7 @@ public class FineTuneJobReconciler implements Reconciler<FineTuneJob> {
   @Override
   public ErrorStatusUpdateControl<FineTuneJob> updateErrorStatus(FineTuneJob ftj, Context<FineTuneJob> ctx,
       Exception e) {
+    metrics.reconcileFailed();
     FineTuneJobStatus st = ftj.getStatus() == null ? new FineTuneJobStatus() : ftj.getStatus();
     if (st.phase != null && st.phase.isTerminal()) {
       return ErrorStatusUpdateControl.defaultErrorProcessing();
