@@ -1,0 +1,465 @@
+package dev.finetune.e2e;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
+
+import ai.djl.ndarray.NDManager;
+import dev.finetune.api.EpochRecord;
+import dev.finetune.api.FineTuneJob;
+import dev.finetune.api.FineTuneJobStatus;
+import dev.finetune.api.FineTuneJobStatus.Phase;
+import dev.finetune.api.FineTuneJobs;
+import dev.finetune.api.testing.RealKubeApiServer;
+import dev.finetune.api.testing.RealKubeApiServer.Result;
+import dev.finetune.api.testing.Repo;
+import dev.finetune.api.trainer.TrainerContract;
+import dev.finetune.api.trainer.TrainerProgress;
+import dev.finetune.helm.ChartInstall;
+import dev.finetune.operator.FineTuneOperator;
+import dev.finetune.operator.config.OperatorConfig;
+import dev.finetune.operator.resources.Names;
+import dev.finetune.trainer.Model;
+import io.fabric8.kubernetes.api.model.ConfigMapBuilder;
+import io.fabric8.kubernetes.api.model.NamespaceBuilder;
+import io.fabric8.kubernetes.api.model.PersistentVolumeClaimBuilder;
+import io.fabric8.kubernetes.api.model.Pod;
+import io.fabric8.kubernetes.api.model.Quantity;
+import io.fabric8.kubernetes.client.KubernetesClient;
+import io.fabric8.kubernetes.client.Watch;
+import io.fabric8.kubernetes.client.Watcher;
+import io.fabric8.kubernetes.client.WatcherException;
+import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
+import java.io.IOException;
+import java.net.ServerSocket;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.atomic.AtomicReference;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.MethodOrderer;
+import org.junit.jupiter.api.Order;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestMethodOrder;
+
+/**
+ * The mission as a user lives it, on one machine: a real control plane (kube-apiserver, etcd,
+ * kube-controller-manager with the Job controller), the chart's CRD and RBAC, the operator in-process as the
+ * chart's ServiceAccount, and this test playing the node ({@link FakeNode}) with the packaged trainer jar.
+ * Each scenario prints a line starting with {@code E2E-TIMING}.
+ */
+@TestMethodOrder(MethodOrderer.OrderAnnotation.class)
+class EndToEndTest {
+  private static final String NS = "e2e";
+  private static final Duration RUN_TIMEOUT = Duration.ofMinutes(6);
+
+  private static RealKubeApiServer server;
+  private static KubernetesClient operatorClient;
+  private static OperatorConfig config;
+  private static FineTuneOperator operator;
+  private static FakeNode node;
+  private static Path root;
+  private static int trainerPort;
+
+  @BeforeAll
+  static void start() throws IOException {
+    Path jar = Repo.root().resolve("trainer-image/target/finetune-trainer.jar");
+    assertThat(jar).as("the trainer jar: run mvn package (mvn verify builds it before these tests)").exists();
+    server = RealKubeApiServer.start(true);
+    Result crd = server.kubectl("apply", "-f", Repo.crd().toString());
+    assertThat(crd.exitCode()).as(crd.output()).isZero();
+    assertThat(server.kubectl("wait", "--for", "condition=established", "--timeout=60s", "crd/finetunejobs.finetune.dev").exitCode()).isZero();
+    server.client().namespaces().resource(new NamespaceBuilder().withNewMetadata().withName(NS).endMetadata().build()).create();
+
+    operatorClient = ChartInstall.clientFor(server, ChartInstall.installRbac(server, "finetune", Map.of()));
+    try (ServerSocket s = new ServerSocket(0)) {
+      trainerPort = s.getLocalPort();
+    }
+    config = OperatorConfig.fromEnv(Map.of(
+        "FINETUNE_TRAINER_PORT", Integer.toString(trainerPort),
+        "FINETUNE_PROGRESS_INTERVAL_SECONDS", "1",
+        "FINETUNE_TRAINER_JVM_OPTS", "-Xmx1g -XX:+ExitOnOutOfMemoryError",
+        "FINETUNE_LEADER_ELECTION_NAMESPACE", "finetune-system",
+        "FINETUNE_METRICS_PORT", "0"));
+    operator = startOperator();
+
+    root = Files.createTempDirectory("e2e-node");
+    // The node's "image": a copy of the built jar and its libraries, so a rebuild cannot change a running trainer.
+    Path image = Files.createDirectories(root.resolve("image"));
+    copyTree(jar.getParent().resolve("lib"), image.resolve("lib"));
+    jar = Files.copy(jar, image.resolve(jar.getFileName()));
+    String djlCache = System.getenv().getOrDefault("DJL_CACHE_DIR", Path.of(System.getProperty("user.home"), ".djl.ai").toString());
+    node = new FakeNode(server.client(), root, Map.of(TrainerContract.TRAINER_JAR, jar.toString()),
+        Map.of("DJL_CACHE_DIR", djlCache)).start("app.kubernetes.io/name=finetune-trainer");
+  }
+
+  @AfterAll
+  static void stop() {
+    if (node != null) {
+      node.close();
+    }
+    if (operator != null) {
+      operator.close();
+    }
+    if (operatorClient != null) {
+      operatorClient.close();
+    }
+    if (server != null) {
+      server.close();
+    }
+    if (root != null) {
+      FakeNode.deleteRecursively(root);
+    }
+  }
+
+  private static void copyTree(Path from, Path to) throws IOException {
+    try (var files = Files.walk(from)) {
+      for (Path p : (Iterable<Path>) files::iterator) {
+        Files.copy(p, to.resolve(from.relativize(p).toString()));
+      }
+    }
+  }
+
+  private static FineTuneOperator startOperator() {
+    return FineTuneOperator.create(operatorClient, config, new SimpleMeterRegistry()).start();
+  }
+
+  // ---- scenarios ---------------------------------------------------------------------------------------------
+
+  private static List<EpochRecord> happyHistory;
+  private static byte[] happyWeights;
+
+  @Test
+  @Order(1)
+  void happyPath() throws Exception {
+    Set<Phase> phases = Collections.synchronizedSet(new LinkedHashSet<>());
+    Watch watch = recordPhases("small-cpu", phases);
+    Instant applied = Instant.now();
+    Result r = server.kubectl("apply", "-n", NS, "-f", Repo.examples().resolve("small-cpu.yaml").toString());
+    assertThat(r.exitCode()).as(r.output()).isZero();
+    Set<String> rows = new LinkedHashSet<>();
+    AtomicReference<Instant> firstEpoch = new AtomicReference<>();
+    FineTuneJob done = watchUntilTerminal("small-cpu", new LinkedHashSet<>(), rows, firstEpoch);
+    Duration wall = Duration.between(applied, Instant.now());
+    watch.close();
+
+    assertThat(done.getStatus().phase).as(describe("small-cpu")).isEqualTo(Phase.Succeeded);
+    assertThat(phases).containsSubsequence(Phase.Pending, Phase.Running, Phase.Succeeded);
+    // kubectl get ftj showed the epoch and the losses moving while it ran.
+    assertThat(rows.stream().map(row -> row.split("\\s+")[2]).filter(e -> e.matches("\\d+/4")).distinct().count())
+        .as("distinct EPOCH values seen in kubectl get ftj: " + rows).isGreaterThanOrEqualTo(2);
+    assertThat(rows).anySatisfy(row -> assertThat(row.split("\\s+")[3]).matches("\\d+\\.\\d+"));
+
+    FineTuneJobStatus s = done.getStatus();
+    assertThat(s.history).hasSize(s.epoch);
+    assertThat(s.epoch).isBetween(1, 4);
+    assertThat(s.bestEpoch).isNotNull();
+    assertThat(s.bestValidationLoss).isEqualTo(s.history.get(s.bestEpoch - 1).validationLoss);
+    assertThat(s.checkpoint.best).isNotBlank();
+    assertThat(s.checkpoint.latest).startsWith("checkpoints/");
+    assertThat(s.completionTime).isNotBlank();
+    assertThat(s.observedGeneration).isEqualTo(done.getMetadata().getGeneration());
+
+    String describe = server.kubectl("describe", "ftj", "-n", NS, "small-cpu").output();
+    assertThat(describe).contains("Events:", "Created", "Started", "EpochFinished", "Succeeded");
+
+    Path run = runDir(done);
+    assertThat(run.resolve("best/config.json")).exists();
+    assertThat(run.resolve("best/model.safetensors")).exists();
+    assertThat(run.resolve("best/tokenizer.json")).exists();
+    assertThat(run.resolve(TrainerContract.SUMMARY_FILE)).exists();
+    assertThat(run.resolve(TrainerContract.PLOT_FILE)).exists();
+    assertThat(Files.readAllLines(run.resolve(TrainerContract.RESPONSES_FILE))).isNotEmpty();
+    List<EpochRecord> history = history(run);
+    assertThat(history).hasSize(s.epoch);
+    // best/ loads again and answers.
+    try (NDManager manager = NDManager.newBaseManager(); Model model = Model.load(run.resolve("best"), manager)) {
+      assertThat(model.generate("<|User|>\nReverse the word.\nsun\n\n<|Assistant|>\n", 8)).isNotNull();
+    }
+    happyHistory = history;
+    happyWeights = Files.readAllBytes(run.resolve("best/model.safetensors"));
+
+    Pod pod = trainerPods("small-cpu").get(0);
+    timing("happy-path", wall, Duration.between(applied, node.seenAt(pod)), Duration.between(applied, firstEpoch.get()));
+  }
+
+  @Test
+  @Order(2)
+  void crashInEpochTwoResumesToTheSameResult() throws Exception {
+    Instant applied = Instant.now();
+    FineTuneJob job = FineTuneJobs.read(Repo.examples().resolve("small-cpu.yaml"));
+    job.getMetadata().setName("crash");
+    job.getMetadata().setNamespace(NS);
+    server.client().resource(job).create();
+
+    // Kill the trainer (SIGKILL) in the middle of epoch 2, as an OOM kill or a node crash would.
+    await().atMost(RUN_TIMEOUT).pollInterval(Duration.ofMillis(50)).until(() -> {
+      TrainerProgress p = progress();
+      return p != null && p.epoch != null && p.epoch == 2 && p.steps != null && p.step != null
+          && p.step > p.steps / p.epochs + 2;
+    });
+    assertThat(node.kill(pod -> "crash".equals(pod.getMetadata().getLabels().get(Names.JOB_LABEL)))).isEqualTo(1);
+
+    FineTuneJob done = watchUntilTerminal("crash", new LinkedHashSet<>(), new LinkedHashSet<>(), new AtomicReference<>());
+    assertThat(done.getStatus().phase).as(describe("crash")).isEqualTo(Phase.Succeeded);
+    assertThat(trainerPods("crash")).hasSize(2);
+    assertThat(done.getStatus().restarts).isGreaterThanOrEqualTo(1);
+    assertThat(server.kubectl("describe", "ftj", "-n", NS, "crash").output()).contains("CheckpointRestored");
+
+    Path run = runDir(done);
+    List<EpochRecord> history = history(run);
+    assertThat(history).hasSameSizeAs(happyHistory);
+    for (int i = 0; i < history.size(); i++) {
+      assertThat(history.get(i).trainLoss).as("epoch %d train loss", i + 1).isEqualTo(happyHistory.get(i).trainLoss);
+      assertThat(history.get(i).validationLoss).as("epoch %d validation loss", i + 1).isEqualTo(happyHistory.get(i).validationLoss);
+    }
+    assertThat(Files.readAllBytes(run.resolve("best/model.safetensors"))).as("final weights").isEqualTo(happyWeights);
+    timing("crash-and-resume", Duration.between(applied, Instant.now()), null, null);
+  }
+
+  @Test
+  @Order(3)
+  void earlyStoppingKeepsTheBestEpoch() throws Exception {
+    Instant applied = Instant.now();
+    // Training teaches "say the word", validation asks for it reversed: validation loss falls, then rises.
+    Path data = node.claimDir(NS, "datasets");
+    Files.createDirectories(data);
+    StringBuilder train = new StringBuilder();
+    StringBuilder validation = new StringBuilder();
+    java.util.Random rnd = new java.util.Random(1);
+    String[] words = {"apple", "river", "stone", "cloud", "green", "tiger", "piano", "light", "ocean", "bread"};
+    for (int i = 0; i < 96; i++) {
+      String w = words[rnd.nextInt(words.length)];
+      train.append(String.format("{\"instruction\": \"Say the word.\", \"input\": \"%s\", \"output\": \"%s\"}%n", w, w));
+    }
+    for (int i = 0; i < 16; i++) {
+      String w = words[rnd.nextInt(words.length)];
+      validation.append(String.format("{\"instruction\": \"Say the word.\", \"input\": \"%s\", \"output\": \"%s\"}%n", w,
+          new StringBuilder(w).reverse()));
+    }
+    Files.writeString(data.resolve("train.jsonl"), train);
+    Files.writeString(data.resolve("validation.jsonl"), validation);
+    server.client().persistentVolumeClaims().inNamespace(NS).resource(new PersistentVolumeClaimBuilder()
+        .withNewMetadata().withName("datasets").endMetadata()
+        .withNewSpec().withAccessModes("ReadWriteOnce").withNewResources().addToRequests("storage", new Quantity("1Gi")).endResources().endSpec()
+        .build()).create();
+    apply("""
+        apiVersion: finetune.dev/v1alpha1
+        kind: FineTuneJob
+        metadata:
+          name: early
+        spec:
+          model:
+            scratch: {layers: 1, embeddingDim: 32, heads: 2, contextLength: 64, seed: 2}
+          dataset:
+            claimName: datasets
+            files: {train: train.jsonl, validation: validation.jsonl}
+            promptStyle: phi3
+            maskPrompt: true
+            maxLength: 64
+          training: {epochs: 40, batchSize: 8, learningRate: 0.01, seed: 4}
+          earlyStopping: {patience: 2}
+          checkpoints: {keep: 1, size: 1Gi}
+          evaluation: {enabled: false}
+          resources: {cpu: "1", memory: 1Gi}
+        """);
+    FineTuneJob done = watchUntilTerminal("early", new LinkedHashSet<>(), new LinkedHashSet<>(), new AtomicReference<>());
+    FineTuneJobStatus s = done.getStatus();
+    assertThat(s.phase).as(describe("early")).isEqualTo(Phase.Succeeded);
+    assertThat(s.earlyStopped).isTrue();
+    assertThat(s.conditions).anySatisfy(c -> {
+      assertThat(c.getType()).isEqualTo("EarlyStopped");
+      assertThat(c.getStatus()).isEqualTo("True");
+    });
+    assertThat(s.epoch).isEqualTo(s.bestEpoch + 2).isLessThan(40);
+    assertThat(s.history.get(s.history.size() - 1).validationLoss).isGreaterThan(s.bestValidationLoss);
+    // best/ holds the best epoch's weights: the same tensors as that epoch's checkpoint.
+    Path run = runDir(done);
+    Path bestCheckpoint = run.resolve(String.format("checkpoints/epoch-%04d", s.bestEpoch));
+    assertThat(bestCheckpoint).isDirectory();
+    assertThat(server.kubectl("describe", "ftj", "-n", NS, "early").output()).contains("EarlyStopped");
+    timing("early-stopping", Duration.between(applied, Instant.now()), null, null);
+  }
+
+  @Test
+  @Order(4)
+  void badInputFailsWithoutRetries() throws Exception {
+    Instant applied = Instant.now();
+    StringBuilder rows = new StringBuilder();
+    for (int i = 1; i <= 20; i++) {
+      rows.append(i == 7
+          ? "{\"instruction\": \"Add the two numbers.\", \"input\": \"3 + 4\"}\n"
+          : String.format("{\"instruction\": \"Add the two numbers.\", \"input\": \"%d + 1\", \"output\": \"%d\"}%n", i, i + 1));
+    }
+    server.client().configMaps().inNamespace(NS).resource(new ConfigMapBuilder()
+        .withNewMetadata().withName("bad-data").endMetadata().addToData("data.jsonl", rows.toString()).build()).create();
+    apply("""
+        apiVersion: finetune.dev/v1alpha1
+        kind: FineTuneJob
+        metadata:
+          name: bad-data
+        spec:
+          model:
+            scratch: {layers: 1, embeddingDim: 32, heads: 2, contextLength: 64}
+          dataset:
+            configMap: {name: bad-data, key: data.jsonl}
+            promptStyle: phi3
+            maxLength: 64
+          checkpoints: {size: 1Gi}
+          backoffLimit: 3
+        """);
+    FineTuneJob done = watchUntilTerminal("bad-data", new LinkedHashSet<>(), new LinkedHashSet<>(), new AtomicReference<>());
+    assertThat(done.getStatus().phase).isEqualTo(Phase.Failed);
+    assertThat(done.getStatus().message).as(describe("bad-data")).contains("data.jsonl line 7: field 'output' is missing");
+    // Not retried: the operator stopped the Job (parallelism 0) as soon as the trainer exited with 3. Kubernetes 1.20
+    // drops the podFailurePolicy that fails the Job at once on newer clusters, and its Job controller may have
+    // started one replacement Pod before the operator's patch landed; no Pod comes after that.
+    int pods = trainerPods("bad-data").size();
+    assertThat(pods).isBetween(1, 2);
+    Thread.sleep(12_000); // longer than the Job controller's back-off
+    assertThat(trainerPods("bad-data")).as("bad input is not retried").hasSize(pods);
+    assertThat(server.client().batch().v1().jobs().inNamespace(NS).withName("bad-data-train").get().getSpec().getParallelism()).isZero();
+
+    // An invalid spec is refused by the API server when its schema can say so, else ends Failed/InvalidSpec.
+    Result refused = server.kubectl("apply", "-n", NS, "-f", Repo.root().resolve("api/src/test/resources/broken/negative-epochs.yaml").toString());
+    assertThat(refused.exitCode()).isNotZero();
+    assertThat(refused.output()).contains("spec.training.epochs");
+    Result accepted = server.kubectl("apply", "-n", NS, "-f", Repo.root().resolve("api/src/test/resources/broken/split-not-one.yaml").toString());
+    assertThat(accepted.exitCode()).as(accepted.output()).isZero();
+    FineTuneJob invalid = watchUntilTerminal("split-not-one", new LinkedHashSet<>(), new LinkedHashSet<>(), new AtomicReference<>());
+    assertThat(invalid.getStatus().phase).isEqualTo(Phase.Failed);
+    assertThat(invalid.getStatus().reason).isEqualTo("InvalidSpec");
+    assertThat(invalid.getStatus().message).contains("spec.dataset.split: fractions sum to 1.2");
+    assertThat(server.client().batch().v1().jobs().inNamespace(NS).withLabel(Names.JOB_LABEL, "split-not-one").list().getItems()).isEmpty();
+    timing("bad-input", Duration.between(applied, Instant.now()), null, null);
+  }
+
+  @Test
+  @Order(5)
+  void operatorRestartMidRunMakesNoSecondJobAndCatchesUp() throws Exception {
+    Instant applied = Instant.now();
+    FineTuneJob job = FineTuneJobs.read(Repo.examples().resolve("small-cpu.yaml"));
+    job.getMetadata().setName("restart");
+    job.getMetadata().setNamespace(NS);
+    server.client().resource(job).create();
+    await().atMost(RUN_TIMEOUT).until(() -> {
+      FineTuneJob j = get("restart");
+      return j.getStatus() != null && j.getStatus().epoch != null && j.getStatus().epoch >= 1;
+    });
+    operator.close();
+    Thread.sleep(3_000);
+    operator = startOperator();
+    FineTuneJob done = watchUntilTerminal("restart", new LinkedHashSet<>(), new LinkedHashSet<>(), new AtomicReference<>());
+    assertThat(done.getStatus().phase).as(describe("restart")).isEqualTo(Phase.Succeeded);
+    assertThat(server.client().batch().v1().jobs().inNamespace(NS).withLabel(Names.JOB_LABEL, "restart").list().getItems()).hasSize(1);
+    assertThat(trainerPods("restart")).hasSize(1);
+    assertThat(done.getStatus().history).hasSize(done.getStatus().epoch);
+    assertThat(done.getStatus().history).extracting(e -> e.validationLoss)
+        .containsExactlyElementsOf(happyHistory.stream().map(e -> e.validationLoss).toList());
+    timing("operator-restart", Duration.between(applied, Instant.now()), null, null);
+  }
+
+  // ---- helpers -----------------------------------------------------------------------------------------------
+
+  private static void apply(String yaml) throws IOException {
+    Path file = Files.createTempFile(root, "job", ".yaml");
+    Files.writeString(file, yaml);
+    Result r = server.kubectl("apply", "-n", NS, "-f", file.toString());
+    assertThat(r.exitCode()).as(r.output()).isZero();
+  }
+
+  private static FineTuneJob get(String name) {
+    return server.client().resources(FineTuneJob.class).inNamespace(NS).withName(name).get();
+  }
+
+  /** Every phase the job's status passes through, from a watch (a poll can miss a short Pending). */
+  private static Watch recordPhases(String name, Set<Phase> phases) {
+    return server.client().resources(FineTuneJob.class).inNamespace(NS).withField("metadata.name", name).watch(new Watcher<>() {
+      @Override
+      public void eventReceived(Action action, FineTuneJob job) {
+        if (job.getStatus() != null && job.getStatus().phase != null) {
+          phases.add(job.getStatus().phase);
+        }
+      }
+
+      @Override
+      public void onClose(WatcherException cause) {}
+    });
+  }
+
+  /** Polls status and kubectl get until Succeeded or Failed, collecting phases and table rows on the way. */
+  private static FineTuneJob watchUntilTerminal(String name, Set<Phase> phases, Set<String> rows, AtomicReference<Instant> firstEpoch) {
+    AtomicReference<FineTuneJob> last = new AtomicReference<>();
+    await().atMost(RUN_TIMEOUT).pollInterval(Duration.ofMillis(500)).until(() -> {
+      FineTuneJob j = get(name);
+      last.set(j);
+      if (j != null && j.getStatus() != null && j.getStatus().phase != null) {
+        phases.add(j.getStatus().phase);
+        Result table = server.kubectl("get", "ftj", "-n", NS, name, "--no-headers");
+        table.output().lines().filter(l -> l.startsWith(name + " ")).forEach(rows::add);
+        if (j.getStatus().epoch != null && firstEpoch.get() == null) {
+          firstEpoch.set(Instant.now());
+        }
+        return j.getStatus().phase.isTerminal();
+      }
+      return false;
+    });
+    return last.get();
+  }
+
+  private static List<Pod> trainerPods(String job) {
+    return server.client().pods().inNamespace(NS).withLabel(Names.JOB_LABEL, job).list().getItems();
+  }
+
+  private static Path runDir(FineTuneJob job) {
+    String claim = server.client().batch().v1().jobs().inNamespace(NS).withLabel(Names.JOB_LABEL, job.getMetadata().getName())
+        .list().getItems().get(0).getSpec().getTemplate().getSpec().getVolumes().stream()
+        .filter(v -> v.getPersistentVolumeClaim() != null && !"datasets".equals(v.getPersistentVolumeClaim().getClaimName()))
+        .findFirst().orElseThrow().getPersistentVolumeClaim().getClaimName();
+    return node.claimDir(NS, claim).resolve(Names.runDir(job));
+  }
+
+  static List<EpochRecord> history(Path run) throws IOException {
+    List<EpochRecord> out = new ArrayList<>();
+    for (String line : Files.readAllLines(run.resolve(TrainerContract.HISTORY_FILE))) {
+      out.add(FineTuneJobs.json().readValue(line, EpochRecord.class));
+    }
+    return out;
+  }
+
+  /** The running trainer's /progress, as the operator reads it; null between processes. */
+  private static TrainerProgress progress() {
+    try {
+      HttpResponse<String> r = HttpClient.newHttpClient().send(
+          HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + trainerPort + TrainerContract.PROGRESS_PATH))
+              .timeout(Duration.ofSeconds(1)).build(), HttpResponse.BodyHandlers.ofString());
+      return r.statusCode() == 200 ? FineTuneJobs.json().readValue(r.body(), TrainerProgress.class) : null;
+    } catch (IOException e) {
+      return null;
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      return null;
+    }
+  }
+
+  private static String describe(String name) {
+    return server.kubectl("describe", "ftj", "-n", NS, name).output();
+  }
+
+  private static void timing(String scenario, Duration wall, Duration podCreated, Duration firstEpoch) {
+    System.out.printf("E2E-TIMING scenario=%s wall=%.1fs%s%s%n", scenario, wall.toMillis() / 1000.0,
+        podCreated == null ? "" : String.format(" applyToPod=%.2fs", podCreated.toMillis() / 1000.0),
+        firstEpoch == null ? "" : String.format(" applyToFirstEpochInKubectl=%.1fs", firstEpoch.toMillis() / 1000.0));
+  }
+}

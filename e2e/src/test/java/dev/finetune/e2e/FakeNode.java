@@ -1,0 +1,312 @@
+package dev.finetune.e2e;
+
+import io.fabric8.kubernetes.api.model.BindingBuilder;
+import io.fabric8.kubernetes.api.model.ConfigMap;
+import io.fabric8.kubernetes.api.model.Container;
+import io.fabric8.kubernetes.api.model.ContainerStateBuilder;
+import io.fabric8.kubernetes.api.model.ContainerStatusBuilder;
+import io.fabric8.kubernetes.api.model.EnvVar;
+import io.fabric8.kubernetes.api.model.NodeBuilder;
+import io.fabric8.kubernetes.api.model.Pod;
+import io.fabric8.kubernetes.api.model.PodCondition;
+import io.fabric8.kubernetes.api.model.PodConditionBuilder;
+import io.fabric8.kubernetes.api.model.PodStatus;
+import io.fabric8.kubernetes.api.model.PodStatusBuilder;
+import io.fabric8.kubernetes.api.model.Volume;
+import io.fabric8.kubernetes.api.model.VolumeMount;
+import io.fabric8.kubernetes.client.KubernetesClient;
+import io.fabric8.kubernetes.client.informers.ResourceEventHandler;
+import io.fabric8.kubernetes.client.informers.SharedIndexInformer;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.function.Predicate;
+
+/**
+ * Plays the one node of the test cluster, as a kubelet would, for trainer Pods: binds each new Pod to itself,
+ * runs the container's command as a local process (java from this JVM, the trainer jar from the build) with
+ * the Pod's environment, its volumes mapped to local directories (a PVC to a directory that outlives the Pod,
+ * ConfigMaps written out as files, emptyDirs), and writes the Pod's status: Running with podIP 127.0.0.1, then
+ * Succeeded or Failed with the exit code and the termination message. A deleted Pod's process gets SIGTERM.
+ */
+final class FakeNode implements AutoCloseable {
+  static final String NODE = "e2e-node";
+  private static final String TERMINATION_LOG = "/dev/termination-log";
+  private static final int MESSAGE_LIMIT = 4096;
+
+  private final KubernetesClient client;
+  private final Path root;
+  private final Map<String, String> jarPaths;
+  private final Map<String, String> extraEnv;
+  private final ExecutorService runner = Executors.newCachedThreadPool();
+  private final Map<String, Process> processes = new ConcurrentHashMap<>();
+  private final Map<String, Instant> seen = new ConcurrentHashMap<>();
+  private SharedIndexInformer<Pod> informer;
+
+  /**
+   * @param root where volumes and Pod directories go
+   * @param jarPaths image paths to local files, e.g. /app/finetune-trainer.jar to the built jar
+   * @param extraEnv set for every process (e.g. a shared DJL cache, standing in for the image's baked one)
+   */
+  FakeNode(KubernetesClient client, Path root, Map<String, String> jarPaths, Map<String, String> extraEnv) {
+    this.client = client;
+    this.root = root;
+    this.jarPaths = jarPaths;
+    this.extraEnv = extraEnv;
+  }
+
+  FakeNode start(String podLabelSelector) {
+    if (client.nodes().withName(NODE).get() == null) {
+      client.nodes().resource(new NodeBuilder().withNewMetadata().withName(NODE).endMetadata().build()).create();
+    }
+    String[] kv = podLabelSelector.split("=");
+    informer = client.pods().inAnyNamespace().withLabel(kv[0], kv[1]).inform(new ResourceEventHandler<>() {
+      @Override
+      public void onAdd(Pod pod) {
+        accept(pod);
+      }
+
+      @Override
+      public void onUpdate(Pod oldPod, Pod pod) {
+        accept(pod);
+      }
+
+      @Override
+      public void onDelete(Pod pod, boolean unknownFinalState) {
+        Process p = processes.get(pod.getMetadata().getUid());
+        if (p != null) {
+          p.destroy(); // SIGTERM, as the kubelet does before the grace period ends
+        }
+      }
+    });
+    return this;
+  }
+
+  /** When this node first saw the Pod. */
+  Instant seenAt(Pod pod) {
+    return seen.get(pod.getMetadata().getUid());
+  }
+
+  /** Directory that backs a PersistentVolumeClaim: it outlives Pods, like a real volume. */
+  Path claimDir(String namespace, String claim) {
+    return root.resolve("volumes").resolve(namespace).resolve(claim);
+  }
+
+  /** SIGKILLs the running processes of the Pods that match, as a node crash or OOM kill would. */
+  int kill(Predicate<Pod> which) {
+    int killed = 0;
+    for (Pod pod : informer.getStore().list()) {
+      Process p = processes.get(pod.getMetadata().getUid());
+      if (p != null && p.isAlive() && which.test(pod)) {
+        p.destroyForcibly();
+        killed++;
+      }
+    }
+    return killed;
+  }
+
+  private void accept(Pod pod) {
+    String uid = pod.getMetadata().getUid();
+    if (pod.getSpec().getNodeName() == null && pod.getMetadata().getDeletionTimestamp() == null
+        && seen.putIfAbsent(uid, Instant.now()) == null) {
+      runner.submit(() -> run(pod));
+    }
+  }
+
+  private void run(Pod pod) {
+    String ns = pod.getMetadata().getNamespace();
+    String name = pod.getMetadata().getName();
+    Path podDir = root.resolve("pods").resolve(pod.getMetadata().getUid());
+    try {
+      client.bindings().inNamespace(ns).resource(new BindingBuilder()
+          .withNewMetadata().withName(name).endMetadata()
+          .withNewTarget().withKind("Node").withName(NODE).endTarget().build()).create();
+      Container c = pod.getSpec().getContainers().get(0);
+      Map<String, Path> mounts = mounts(pod, c, podDir);
+      Path terminationLog = podDir.resolve("termination-log");
+      Files.createDirectories(podDir);
+      Files.deleteIfExists(terminationLog);
+      mounts.put(c.getTerminationMessagePath() == null ? TERMINATION_LOG : c.getTerminationMessagePath(), terminationLog);
+
+      List<String> command = new ArrayList<>();
+      if (c.getCommand() != null) {
+        c.getCommand().forEach(command::add);
+      }
+      if (c.getArgs() != null) {
+        c.getArgs().forEach(command::add);
+      }
+      command.replaceAll(arg -> map(arg, mounts));
+      if (command.get(0).equals("java")) {
+        command.set(0, ProcessHandle.current().info().command().orElse("java"));
+      }
+      ProcessBuilder pb = new ProcessBuilder(command).directory(podDir.toFile())
+          .redirectErrorStream(true).redirectOutput(podDir.resolve("log").toFile());
+      Map<String, String> env = pb.environment();
+      env.keySet().removeIf(k -> k.startsWith("FINETUNE_") || k.startsWith("DJL_"));
+      for (EnvVar e : c.getEnv() == null ? List.<EnvVar>of() : c.getEnv()) {
+        if (e.getValue() != null) {
+          env.put(e.getName(), map(e.getValue(), mounts));
+        } else if (e.getValueFrom() != null && e.getValueFrom().getFieldRef() != null) {
+          String path = e.getValueFrom().getFieldRef().getFieldPath();
+          env.put(e.getName(), path.equals("metadata.name") ? name : path.equals("metadata.namespace") ? ns : "127.0.0.1");
+        }
+      }
+      env.put("HOME", podDir.toString());
+      env.putAll(extraEnv);
+
+      Instant started = Instant.now();
+      Process process = pb.start();
+      processes.put(pod.getMetadata().getUid(), process);
+      writeStatus(ns, name, running(c, started));
+      int exit = process.waitFor();
+      processes.remove(pod.getMetadata().getUid());
+      String message = terminationMessage(terminationLog, podDir.resolve("log"), exit, c.getTerminationMessagePolicy());
+      writeStatus(ns, name, terminated(c, started, exit, message));
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    } catch (Exception e) {
+      System.err.println("fake node: cannot run pod " + ns + "/" + name + ": " + e);
+      e.printStackTrace();
+    }
+  }
+
+  /** Mount path to local path, for every volume mount of the container. */
+  private Map<String, Path> mounts(Pod pod, Container c, Path podDir) throws IOException {
+    Map<String, Volume> volumes = new HashMap<>();
+    pod.getSpec().getVolumes().forEach(v -> volumes.put(v.getName(), v));
+    Map<String, Path> mounts = new HashMap<>();
+    for (VolumeMount m : c.getVolumeMounts()) {
+      Volume v = volumes.get(m.getName());
+      Path dir;
+      if (v.getPersistentVolumeClaim() != null) {
+        dir = claimDir(pod.getMetadata().getNamespace(), v.getPersistentVolumeClaim().getClaimName());
+      } else if (v.getConfigMap() != null) {
+        dir = podDir.resolve("configmap-" + v.getName());
+        ConfigMap cm = client.configMaps().inNamespace(pod.getMetadata().getNamespace()).withName(v.getConfigMap().getName()).get();
+        Files.createDirectories(dir);
+        for (Map.Entry<String, String> e : cm.getData().entrySet()) {
+          Files.writeString(dir.resolve(e.getKey()), e.getValue());
+        }
+        if (v.getConfigMap().getItems() != null) {
+          for (var item : v.getConfigMap().getItems()) {
+            Files.writeString(dir.resolve(item.getPath()), cm.getData().get(item.getKey()));
+          }
+        }
+      } else {
+        dir = podDir.resolve("volume-" + v.getName());
+      }
+      if (m.getSubPath() != null && !m.getSubPath().isEmpty()) {
+        dir = dir.resolve(m.getSubPath());
+      }
+      Files.createDirectories(dir);
+      mounts.put(m.getMountPath(), dir);
+    }
+    return mounts;
+  }
+
+  /** Rewrites image paths in an argument: jars to local jars, mount paths to local directories. */
+  private String map(String arg, Map<String, Path> mounts) {
+    for (Map.Entry<String, String> jar : jarPaths.entrySet()) {
+      if (arg.contains(jar.getKey())) {
+        return arg.replace(jar.getKey(), jar.getValue());
+      }
+    }
+    List<String> longestFirst = mounts.keySet().stream().sorted(Comparator.comparingInt(String::length).reversed()).toList();
+    for (String mountPath : longestFirst) {
+      int at = arg.indexOf(mountPath);
+      boolean starts = at == 0 || (at > 0 && arg.charAt(at - 1) == '=');
+      int end = at + mountPath.length();
+      boolean boundary = at >= 0 && (end == arg.length() || arg.charAt(end) == '/');
+      if (starts && boundary) {
+        return arg.substring(0, at) + mounts.get(mountPath) + arg.substring(end);
+      }
+    }
+    return arg;
+  }
+
+  /** The termination message as the kubelet makes it: the file, else the log's tail on failure if asked. */
+  private static String terminationMessage(Path file, Path log, int exit, String policy) throws IOException {
+    String message = Files.exists(file) ? Files.readString(file, StandardCharsets.UTF_8) : "";
+    if (message.isEmpty() && exit != 0 && "FallbackToLogsOnError".equals(policy) && Files.exists(log)) {
+      List<String> lines = Files.readAllLines(log);
+      message = String.join("\n", lines.subList(Math.max(0, lines.size() - 80), lines.size()));
+    }
+    byte[] bytes = message.getBytes(StandardCharsets.UTF_8);
+    return bytes.length <= MESSAGE_LIMIT ? message : new String(bytes, bytes.length - MESSAGE_LIMIT, MESSAGE_LIMIT, StandardCharsets.UTF_8);
+  }
+
+  private static PodStatus running(Container c, Instant started) {
+    return new PodStatusBuilder()
+        .withPhase("Running").withHostIP("127.0.0.1").withPodIP("127.0.0.1").withStartTime(started.toString())
+        .withConditions(conditions("True", started))
+        .withContainerStatuses(new ContainerStatusBuilder()
+            .withName(c.getName()).withImage(c.getImage()).withImageID("fake://" + c.getImage())
+            .withReady(true).withStarted(true).withRestartCount(0)
+            .withState(new ContainerStateBuilder().withNewRunning().withStartedAt(started.toString()).endRunning().build())
+            .build())
+        .build();
+  }
+
+  private static PodStatus terminated(Container c, Instant started, int exit, String message) {
+    Instant finished = Instant.now();
+    return new PodStatusBuilder()
+        .withPhase(exit == 0 ? "Succeeded" : "Failed").withHostIP("127.0.0.1").withPodIP("127.0.0.1")
+        .withStartTime(started.toString())
+        .withConditions(conditions("False", finished))
+        .withContainerStatuses(new ContainerStatusBuilder()
+            .withName(c.getName()).withImage(c.getImage()).withImageID("fake://" + c.getImage())
+            .withReady(false).withStarted(false).withRestartCount(0)
+            .withState(new ContainerStateBuilder().withNewTerminated()
+                .withExitCode(exit).withReason(exit == 0 ? "Completed" : "Error").withMessage(message.isEmpty() ? null : message)
+                .withStartedAt(started.toString()).withFinishedAt(finished.toString()).endTerminated().build())
+            .build())
+        .build();
+  }
+
+  private static List<PodCondition> conditions(String ready, Instant at) {
+    List<PodCondition> list = new ArrayList<>();
+    for (String type : List.of("PodScheduled", "Initialized", "ContainersReady", "Ready")) {
+      String status = type.equals("PodScheduled") || type.equals("Initialized") ? "True" : ready;
+      list.add(new PodConditionBuilder().withType(type).withStatus(status).withLastTransitionTime(at.toString()).build());
+    }
+    return list;
+  }
+
+  private void writeStatus(String ns, String name, PodStatus status) {
+    client.pods().inNamespace(ns).withName(name).editStatus(p -> {
+      p.setStatus(status);
+      return p;
+    });
+  }
+
+  @Override
+  public void close() {
+    if (informer != null) {
+      informer.close();
+    }
+    processes.values().forEach(Process::destroyForcibly);
+    runner.shutdownNow();
+  }
+
+  static void deleteRecursively(Path dir) {
+    if (!Files.exists(dir)) {
+      return;
+    }
+    try (var files = Files.walk(dir)) {
+      files.sorted(Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+  }
+}
