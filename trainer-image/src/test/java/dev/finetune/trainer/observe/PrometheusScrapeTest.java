@@ -8,6 +8,7 @@ import dev.finetune.api.EpochRecord;
 import dev.finetune.api.FineTuneJob;
 import dev.finetune.api.FineTuneJobStatus;
 import dev.finetune.api.FineTuneJobs;
+import dev.finetune.api.testing.LocalPrometheus;
 import dev.finetune.api.trainer.MetricNames;
 import dev.finetune.api.trainer.TrainerContract;
 import dev.finetune.api.trainer.TrainerProgress;
@@ -16,18 +17,13 @@ import dev.finetune.trainer.Trainer;
 import dev.finetune.trainer.TrainingListener;
 import dev.finetune.trainer.eval.Evaluation;
 import java.io.IOException;
-import java.net.InetAddress;
-import java.net.ServerSocket;
-import java.net.URLEncoder;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -82,64 +78,21 @@ class PrometheusScrapeTest {
 
   @TempDir
   Path dir;
-  Process prometheus;
-  String promUrl;
+  LocalPrometheus prometheus;
 
   @AfterEach
-  void stopPrometheus() throws InterruptedException {
+  void stopPrometheus() {
     if (prometheus != null) {
-      prometheus.destroy();
-      if (!prometheus.waitFor(10, TimeUnit.SECONDS)) {
-        prometheus.destroyForcibly().waitFor(5, TimeUnit.SECONDS);
-      }
+      prometheus.close();
     }
   }
 
-  static Path prometheusBinary() {
-    String env = System.getenv("PROMETHEUS_BIN");
-    Path p = Path.of(env != null && !env.isBlank() ? env : "/usr/bin/prometheus");
-    return Files.isExecutable(p) ? p : null;
-  }
-
-  static int freePort() throws IOException {
-    try (ServerSocket s = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
-      return s.getLocalPort();
-    }
-  }
-
-  void startPrometheus(Path binary, int targetPort) throws Exception {
-    int port = freePort();
-    Path config = dir.resolve("prometheus.yml");
-    Files.writeString(config, """
-        global:
-          scrape_interval: 1s
-          scrape_timeout: 1s
-          evaluation_interval: 1s
-        scrape_configs:
-          - job_name: finetune-trainer
-            static_configs:
-              - targets: ['127.0.0.1:%d']
-        """.formatted(targetPort));
-    Path log = dir.resolve("prometheus.log");
-    prometheus = new ProcessBuilder(binary.toString(), "--config.file=" + config,
-        "--storage.tsdb.path=" + dir.resolve("tsdb"), "--web.listen-address=127.0.0.1:" + port,
-        "--storage.tsdb.retention.time=1h")
-        .redirectErrorStream(true).redirectOutput(log.toFile()).start();
-    promUrl = "http://127.0.0.1:" + port;
+  /** Waits until Prometheus has scraped the trainer once. */
+  void awaitFirstScrape() throws Exception {
     long deadline = System.nanoTime() + Duration.ofSeconds(30).toNanos();
-    while (true) {
-      if (!prometheus.isAlive()) {
-        throw new AssertionError("prometheus exited with " + prometheus.exitValue() + ":\n" + Files.readString(log));
-      }
-      try {
-        if (Http.get(promUrl + "/-/ready").statusCode() == 200 && !query("up{job=\"finetune-trainer\"} == 1").isEmpty()) {
-          return;
-        }
-      } catch (IOException e) {
-        // not up yet
-      }
+    while (query("up == 1").isEmpty()) {
       if (System.nanoTime() > deadline) {
-        throw new AssertionError("prometheus did not scrape the trainer within 30 s:\n" + Files.readString(log));
+        throw new AssertionError("prometheus did not scrape the trainer within 30 s");
       }
       Thread.sleep(200);
     }
@@ -147,7 +100,7 @@ class PrometheusScrapeTest {
 
   /** PromQL instant query; the result array. */
   List<JsonNode> query(String promql) throws IOException, InterruptedException {
-    String body = Http.get(promUrl + "/api/v1/query?query=" + URLEncoder.encode(promql, StandardCharsets.UTF_8)).body();
+    String body = prometheus.query(promql);
     JsonNode root = JSON.readTree(body);
     if (!"success".equals(root.path("status").asText())) {
       throw new AssertionError("query " + promql + " failed: " + body);
@@ -187,9 +140,6 @@ class PrometheusScrapeTest {
 
   @Test
   void prometheusScrapesOneValuePerEpochMatchingHistory() throws Exception {
-    Path binary = prometheusBinary();
-    Assumptions.assumeTrue(binary != null,
-        "no Prometheus binary at /usr/bin/prometheus (apt-get install prometheus) or PROMETHEUS_BIN: skipped");
     Path jobFile = dir.resolve("job.yaml");
     Files.writeString(jobFile, JOB.formatted(NAME, NAMESPACE, EPOCHS));
     FineTuneJob job = FineTuneJobs.readValid(jobFile);
@@ -198,7 +148,8 @@ class PrometheusScrapeTest {
 
     try (Observability obs = Observability.onLoopback(terminationLog)) {
       obs.bind(job, out);
-      startPrometheus(binary, obs.port());
+      prometheus = LocalPrometheus.scraping("127.0.0.1:" + obs.port());
+      awaitFirstScrape();
       String progressUrl = "http://127.0.0.1:" + obs.port() + TrainerContract.PROGRESS_PATH;
       List<TrainerProgress> seen = new ArrayList<>();
       TrainingListener waitForScrape = new TrainingListener() {
