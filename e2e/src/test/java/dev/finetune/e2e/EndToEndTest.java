@@ -150,7 +150,7 @@ class EndToEndTest {
     assertThat(r.exitCode()).as(r.output()).isZero();
     Set<String> rows = new LinkedHashSet<>();
     AtomicReference<Instant> firstEpoch = new AtomicReference<>();
-    FineTuneJob done = watchUntilTerminal("small-cpu", new LinkedHashSet<>(), rows, firstEpoch);
+    FineTuneJob done = watchUntilTerminal("small-cpu", rows, firstEpoch);
     Duration wall = Duration.between(applied, Instant.now());
     watch.close();
 
@@ -198,10 +198,7 @@ class EndToEndTest {
   @Order(2)
   void crashInEpochTwoResumesToTheSameResult() throws Exception {
     Instant applied = Instant.now();
-    FineTuneJob job = FineTuneJobs.read(Repo.examples().resolve("small-cpu.yaml"));
-    job.getMetadata().setName("crash");
-    job.getMetadata().setNamespace(NS);
-    server.client().resource(job).create();
+    createSmallCpu("crash");
 
     // Kill the trainer (SIGKILL) in the middle of epoch 2, as an OOM kill or a node crash would.
     await().atMost(RUN_TIMEOUT).pollInterval(Duration.ofMillis(50)).until(() -> {
@@ -211,7 +208,7 @@ class EndToEndTest {
     });
     assertThat(node.kill(pod -> "crash".equals(pod.getMetadata().getLabels().get(Names.JOB_LABEL)))).isEqualTo(1);
 
-    FineTuneJob done = watchUntilTerminal("crash", new LinkedHashSet<>(), new LinkedHashSet<>(), new AtomicReference<>());
+    FineTuneJob done = awaitTerminal("crash");
     assertThat(done.getStatus().phase).as(describe("crash")).isEqualTo(Phase.Succeeded);
     assertThat(trainerPods("crash")).hasSize(2);
     assertThat(done.getStatus().restarts).isGreaterThanOrEqualTo(1);
@@ -274,7 +271,7 @@ class EndToEndTest {
           evaluation: {enabled: false}
           resources: {cpu: "1", memory: 1Gi}
         """);
-    FineTuneJob done = watchUntilTerminal("early", new LinkedHashSet<>(), new LinkedHashSet<>(), new AtomicReference<>());
+    FineTuneJob done = awaitTerminal("early");
     FineTuneJobStatus s = done.getStatus();
     assertThat(s.phase).as(describe("early")).isEqualTo(Phase.Succeeded);
     assertThat(s.earlyStopped).isTrue();
@@ -319,7 +316,7 @@ class EndToEndTest {
           checkpoints: {size: 1Gi}
           backoffLimit: 3
         """);
-    FineTuneJob done = watchUntilTerminal("bad-data", new LinkedHashSet<>(), new LinkedHashSet<>(), new AtomicReference<>());
+    FineTuneJob done = awaitTerminal("bad-data");
     assertThat(done.getStatus().phase).isEqualTo(Phase.Failed);
     assertThat(done.getStatus().message).as(describe("bad-data")).contains("data.jsonl line 7: field 'output' is missing");
     // Not retried: the operator stopped the Job (parallelism 0) as soon as the trainer exited with 3. Kubernetes 1.20
@@ -337,7 +334,7 @@ class EndToEndTest {
     assertThat(refused.output()).contains("spec.training.epochs");
     Result accepted = server.kubectl("apply", "-n", NS, "-f", Repo.root().resolve("api/src/test/resources/broken/split-not-one.yaml").toString());
     assertThat(accepted.exitCode()).as(accepted.output()).isZero();
-    FineTuneJob invalid = watchUntilTerminal("split-not-one", new LinkedHashSet<>(), new LinkedHashSet<>(), new AtomicReference<>());
+    FineTuneJob invalid = awaitTerminal("split-not-one");
     assertThat(invalid.getStatus().phase).isEqualTo(Phase.Failed);
     assertThat(invalid.getStatus().reason).isEqualTo("InvalidSpec");
     assertThat(invalid.getStatus().message).contains("spec.dataset.split: fractions sum to 1.2");
@@ -349,10 +346,7 @@ class EndToEndTest {
   @Order(5)
   void operatorRestartMidRunMakesNoSecondJobAndCatchesUp() throws Exception {
     Instant applied = Instant.now();
-    FineTuneJob job = FineTuneJobs.read(Repo.examples().resolve("small-cpu.yaml"));
-    job.getMetadata().setName("restart");
-    job.getMetadata().setNamespace(NS);
-    server.client().resource(job).create();
+    createSmallCpu("restart");
     await().atMost(RUN_TIMEOUT).until(() -> {
       FineTuneJob j = get("restart");
       return j.getStatus() != null && j.getStatus().epoch != null && j.getStatus().epoch >= 1;
@@ -360,7 +354,7 @@ class EndToEndTest {
     operator.close();
     Thread.sleep(3_000);
     operator = startOperator();
-    FineTuneJob done = watchUntilTerminal("restart", new LinkedHashSet<>(), new LinkedHashSet<>(), new AtomicReference<>());
+    FineTuneJob done = awaitTerminal("restart");
     assertThat(done.getStatus().phase).as(describe("restart")).isEqualTo(Phase.Succeeded);
     assertThat(server.client().batch().v1().jobs().inNamespace(NS).withLabel(Names.JOB_LABEL, "restart").list().getItems()).hasSize(1);
     assertThat(trainerPods("restart")).hasSize(1);
@@ -398,14 +392,25 @@ class EndToEndTest {
     });
   }
 
-  /** Polls status and kubectl get until Succeeded or Failed, collecting phases and table rows on the way. */
-  private static FineTuneJob watchUntilTerminal(String name, Set<Phase> phases, Set<String> rows, AtomicReference<Instant> firstEpoch) {
+  /** examples/small-cpu.yaml under another name: same seeds, so the same losses and weights as the happy path. */
+  private static void createSmallCpu(String name) throws IOException {
+    FineTuneJob job = FineTuneJobs.read(Repo.examples().resolve("small-cpu.yaml"));
+    job.getMetadata().setName(name);
+    job.getMetadata().setNamespace(NS);
+    server.client().resource(job).create();
+  }
+
+  private static FineTuneJob awaitTerminal(String name) {
+    return watchUntilTerminal(name, new LinkedHashSet<>(), new AtomicReference<>());
+  }
+
+  /** Polls status and kubectl get until Succeeded or Failed, collecting the table rows on the way. */
+  private static FineTuneJob watchUntilTerminal(String name, Set<String> rows, AtomicReference<Instant> firstEpoch) {
     AtomicReference<FineTuneJob> last = new AtomicReference<>();
     await().atMost(RUN_TIMEOUT).pollInterval(Duration.ofMillis(500)).until(() -> {
       FineTuneJob j = get(name);
       last.set(j);
       if (j != null && j.getStatus() != null && j.getStatus().phase != null) {
-        phases.add(j.getStatus().phase);
         Result table = server.kubectl("get", "ftj", "-n", NS, name, "--no-headers");
         table.output().lines().filter(l -> l.startsWith(name + " ")).forEach(rows::add);
         if (j.getStatus().epoch != null && firstEpoch.get() == null) {
