@@ -13,7 +13,18 @@ import com.fasterxml.jackson.dataformat.yaml.YAMLGenerator;
 import dev.finetune.api.validation.FineTuneJobValidator;
 import dev.finetune.api.validation.InvalidJobException;
 import dev.finetune.api.validation.Problem;
+import com.fasterxml.jackson.core.JsonParser;
+import com.fasterxml.jackson.core.JsonStreamContext;
+import com.fasterxml.jackson.core.JsonToken;
+import com.fasterxml.jackson.databind.DeserializationContext;
+import com.fasterxml.jackson.databind.JsonDeserializer;
+import com.fasterxml.jackson.databind.deser.DeserializationProblemHandler;
 import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.charset.CharacterCodingException;
+import java.nio.charset.CodingErrorAction;
+import java.util.ArrayList;
+import java.util.Set;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -46,40 +57,220 @@ public final class FineTuneJobs {
     return JSON;
   }
 
-  /** Parses a FineTuneJob; a malformed document or a wrong type fails with the field's path. */
+  /**
+   * Parses a FineTuneJob; a malformed document, an unknown field or a wrong type fails with the field's path
+   * and line (every unknown field and wrong value at once).
+   */
   public static FineTuneJob parse(String text) {
-    try {
-      FineTuneJob job = text.isBlank() ? null : YAML.readValue(text, FineTuneJob.class);
-      if (job == null) {
-        throw new InvalidJobException(List.of(new Problem("", "the document is empty; write a FineTuneJob (see examples/)")));
-      }
-      if (job.getSpec() == null) {
-        throw new InvalidJobException(List.of(new Problem("spec", "is missing; a FineTuneJob needs spec.model and spec.dataset")));
-      }
-      return job;
-    } catch (JsonProcessingException e) {
-      throw new InvalidJobException(List.of(describe(e)));
+    Parsed parsed = parseCollecting(text);
+    if (!parsed.problems().isEmpty()) {
+      throw new InvalidJobException(parsed.problems());
     }
+    return parsed.job();
   }
 
-  /** Reads and parses a FineTuneJob file; problems name the file. */
+  /** Reads and parses a FineTuneJob file; problems name the file (and a byte that is not UTF-8, its line). */
   public static FineTuneJob read(Path file) throws IOException {
-    String text = Files.readString(file, StandardCharsets.UTF_8);
     try {
-      return parse(text);
+      return parse(readUtf8(file));
     } catch (InvalidJobException e) {
       throw e.in(file.toString());
     }
   }
 
-  /** Parses and checks a FineTuneJob; throws with every problem at once. */
+  /**
+   * Parses and checks a FineTuneJob; throws with every problem at once: unknown fields, wrong types and what
+   * the validator finds in the rest.
+   */
   public static FineTuneJob readValid(Path file) throws IOException {
-    FineTuneJob job = read(file);
-    List<Problem> problems = FineTuneJobValidator.validate(job);
+    Parsed parsed;
+    try {
+      parsed = parseCollecting(readUtf8(file));
+    } catch (InvalidJobException e) {
+      throw e.in(file.toString());
+    }
+    List<Problem> problems = new ArrayList<>(parsed.problems());
+    // a field the parser already refused (and left empty) is not reported twice
+    Set<String> reported = problems.stream().map(Problem::field).collect(Collectors.toSet());
+    FineTuneJobValidator.validate(parsed.job()).stream().filter(p -> !reported.contains(p.field())).forEach(problems::add);
     if (!problems.isEmpty()) {
       throw new InvalidJobException(problems).in(file.toString());
     }
-    return job;
+    return parsed.job();
+  }
+
+  /** A parsed job and what the parser refused in it (unknown fields, values of the wrong type). */
+  private record Parsed(FineTuneJob job, List<Problem> problems) {}
+
+  private static Parsed parseCollecting(String text) {
+    ProblemCollector collector = new ProblemCollector(text);
+    try {
+      FineTuneJob job = text.isBlank() ? null : YAML.readerFor(FineTuneJob.class).withHandler(collector).readValue(text);
+      if (job == null) {
+        throw new InvalidJobException(List.of(new Problem("", "the document is empty; write a FineTuneJob (see examples/)")));
+      }
+      if (job.getSpec() == null && collector.problems.isEmpty()) {
+        throw new InvalidJobException(List.of(new Problem("spec", "is missing; a FineTuneJob needs spec.model and spec.dataset")));
+      }
+      return new Parsed(job, List.copyOf(collector.problems));
+    } catch (JsonProcessingException e) {
+      List<Problem> problems = new ArrayList<>(collector.problems);
+      problems.add(describe(e));
+      throw new InvalidJobException(problems);
+    }
+  }
+
+  /** The file's text; a byte that is not UTF-8 is bad input, named by line. */
+  private static String readUtf8(Path file) throws IOException {
+    byte[] bytes = Files.readAllBytes(file);
+    try {
+      return StandardCharsets.UTF_8.newDecoder().onMalformedInput(CodingErrorAction.REPORT)
+          .onUnmappableCharacter(CodingErrorAction.REPORT).decode(ByteBuffer.wrap(bytes)).toString();
+    } catch (CharacterCodingException e) {
+      throw new InvalidJobException(List.of(new Problem("", notUtf8(bytes))));
+    }
+  }
+
+  /**
+   * Where the first byte that is not UTF-8 is, in words: "line 7, byte 12 (0xE9) is not UTF-8; ...". For every
+   * text file the job reads (job files, data files).
+   */
+  public static String notUtf8(byte[] bytes) {
+    var decoder = StandardCharsets.UTF_8.newDecoder().onMalformedInput(CodingErrorAction.REPORT)
+        .onUnmappableCharacter(CodingErrorAction.REPORT);
+    ByteBuffer in = ByteBuffer.wrap(bytes);
+    java.nio.CharBuffer out = java.nio.CharBuffer.allocate(bytes.length + 1);
+    var result = decoder.decode(in, out, true);
+    int offset = result.isError() ? in.position() : bytes.length;
+    int line = 1;
+    int lineStart = 0;
+    for (int i = 0; i < offset; i++) {
+      if (bytes[i] == '\n') {
+        line++;
+        lineStart = i + 1;
+      }
+    }
+    String value = offset < bytes.length ? String.format(" (0x%02X)", bytes[offset] & 0xff) : "";
+    return "line " + line + ", byte " + (offset - lineStart + 1) + value
+        + " is not UTF-8; save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)";
+  }
+
+  /** Records every unknown field and wrong value instead of stopping at the first; the value is left empty. */
+  private static final class ProblemCollector extends DeserializationProblemHandler {
+    final List<Problem> problems = new ArrayList<>();
+    private final List<String> lines;
+
+    ProblemCollector(String text) {
+      this.lines = text.lines().toList();
+    }
+
+    @Override
+    public boolean handleUnknownProperty(DeserializationContext ctxt, JsonParser p, JsonDeserializer<?> deser,
+        Object beanOrClass, String name) throws IOException {
+      List<String> known = deser == null || deser.getKnownPropertyNames() == null ? List.of()
+          : deser.getKnownPropertyNames().stream().map(String::valueOf).sorted().toList();
+      String field = fieldPath(p);
+      String suggestion = closest(name, known).map(k -> "; did you mean " + k + "?").orElse("");
+      problems.add(new Problem(field, "unknown field" + keyLine(p, name) + suggestion
+          + (known.isEmpty() ? "" : " (known fields here: " + String.join(", ", known) + ")")));
+      p.skipChildren();
+      return true;
+    }
+
+    @Override
+    public Object handleWeirdStringValue(DeserializationContext ctxt, Class<?> type, String value, String msg) {
+      JsonParser p = ctxt.getParser();
+      problems.add(new Problem(fieldPath(p), "'" + value + "' is not " + typeName(type) + line(p) + enumValues(type)));
+      return null;
+    }
+
+    @Override
+    public Object handleWeirdNumberValue(DeserializationContext ctxt, Class<?> type, Number value, String msg) {
+      JsonParser p = ctxt.getParser();
+      problems.add(new Problem(fieldPath(p), "'" + value + "' is not " + typeName(type) + line(p) + enumValues(type)));
+      return null;
+    }
+
+    /**
+     * The line of a field's name: the parser stands on its value, which for a nested block starts on a later
+     * line, so look back from there for the name.
+     */
+    private String keyLine(JsonParser p, String name) {
+      if (p.currentTokenLocation() == null) {
+        return "";
+      }
+      int valueLine = p.currentTokenLocation().getLineNr();
+      java.util.regex.Pattern key = java.util.regex.Pattern.compile("(^|[\\s{,])[\"']?" + java.util.regex.Pattern.quote(name) + "[\"']?\\s*:");
+      for (int i = Math.min(valueLine, lines.size()); i >= 1; i--) {
+        if (key.matcher(lines.get(i - 1)).find()) {
+          return " (line " + i + ")";
+        }
+      }
+      return " (line " + valueLine + ")";
+    }
+
+    private static String line(JsonParser p) {
+      return p.currentTokenLocation() == null ? "" : " (line " + p.currentTokenLocation().getLineNr() + ")";
+    }
+  }
+
+  /** The closest of the known names, when it is close enough to be the intended one. */
+  static java.util.Optional<String> closest(String name, List<String> known) {
+    String best = null;
+    int bestDistance = Integer.MAX_VALUE;
+    for (String k : known) {
+      int d = distance(name.toLowerCase(java.util.Locale.ROOT), k.toLowerCase(java.util.Locale.ROOT));
+      if (d < bestDistance) {
+        best = k;
+        bestDistance = d;
+      }
+    }
+    return best != null && bestDistance <= Math.max(1, Math.min(3, name.length() / 3)) ? java.util.Optional.of(best)
+        : java.util.Optional.empty();
+  }
+
+  /** Levenshtein distance, with a swap of two neighbours counted as one edit. */
+  private static int distance(String a, String b) {
+    int[][] d = new int[a.length() + 1][b.length() + 1];
+    for (int i = 0; i <= a.length(); i++) {
+      d[i][0] = i;
+    }
+    for (int j = 0; j <= b.length(); j++) {
+      d[0][j] = j;
+    }
+    for (int i = 1; i <= a.length(); i++) {
+      for (int j = 1; j <= b.length(); j++) {
+        int cost = a.charAt(i - 1) == b.charAt(j - 1) ? 0 : 1;
+        d[i][j] = Math.min(Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1), d[i - 1][j - 1] + cost);
+        if (i > 1 && j > 1 && a.charAt(i - 1) == b.charAt(j - 2) && a.charAt(i - 2) == b.charAt(j - 1)) {
+          d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
+        }
+      }
+    }
+    return d[a.length()][b.length()];
+  }
+
+  /** The field path of a parser position: spec.training.epochs, spec.tolerations[0].key. */
+  private static String path(JsonStreamContext context) {
+    java.util.Deque<String> parts = new java.util.ArrayDeque<>();
+    for (JsonStreamContext c = context; c != null && !c.inRoot(); c = c.getParent()) {
+      if (c.inObject() && c.getCurrentName() != null) {
+        parts.addFirst("." + c.getCurrentName());
+      } else if (c.inArray()) {
+        parts.addFirst("[" + Math.max(0, c.getCurrentIndex()) + "]");
+      }
+    }
+    String joined = String.join("", parts);
+    return joined.startsWith(".") ? joined.substring(1) : joined;
+  }
+
+  /** The path of the value under the parser (an object or list value opens a context of its own). */
+  private static String fieldPath(JsonParser p) {
+    JsonStreamContext c = p.getParsingContext();
+    if (p.currentToken() == JsonToken.START_OBJECT || p.currentToken() == JsonToken.START_ARRAY) {
+      c = c.getParent();
+    }
+    return path(c);
   }
 
   public static String toYaml(Object value) {

@@ -84,6 +84,69 @@ class ValidatorTest {
   }
 
   @Test
+  void typosAndBadValuesAreReportedTogetherWithADidYouMean(@TempDir Path dir) throws IOException {
+    Path file = dir.resolve("job.yaml");
+    Files.writeString(file, MINIMAL.replace("    path: data.json\n", "    path: data.json\n    promptstyle: phi3\n")
+        + "  trainig:\n    epochs: 3\n  evaluation:\n    maxNewTokens: 0\n    temprature: 0.5\n"
+        + "  checkpoints:\n    keep: many\n  earlyStopping: {patience: 0}\n");
+    assertThatThrownBy(() -> FineTuneJobs.readValid(file))
+        .isInstanceOf(InvalidJobException.class)
+        .satisfies(e -> assertThat(((InvalidJobException) e).problems()).extracting(Problem::toString).containsExactlyInAnyOrder(
+            "spec.dataset.promptstyle: unknown field (line 10); did you mean promptStyle? (known fields here: claimName,"
+                + " configMap, files, maskPrompt, maxLength, path, promptStyle, split, synthetic, url)",
+            "spec.trainig: unknown field (line 11); did you mean training? (known fields here: activeDeadlineSeconds,"
+                + " affinity, backoffLimit, checkpoints, dataset, earlyStopping, evaluation, image, imagePullPolicy, labels,"
+                + " model, nodeSelector, priorityClassName, resources, serviceAccountName, suspend, tolerations, training,"
+                + " ttlSecondsAfterFinished)",
+            "spec.evaluation.temprature: unknown field (line 15); did you mean temperature? (known fields here: enabled,"
+                + " judge, maxNewTokens, seed, temperature, topK)",
+            "spec.checkpoints.keep: 'many' is not an integer (line 17)",
+            "spec.evaluation.maxNewTokens: is 0, must be between 1 and 8192",
+            "spec.earlyStopping.patience: is 0, must be at least 1"))
+        .hasMessageContaining("invalid FineTuneJob in " + file + " (6 problems)");
+  }
+
+  @Test
+  void aNameFarFromEveryFieldGetsNoGuess() {
+    assertThatThrownBy(() -> FineTuneJobs.parse(MINIMAL + "  colour: blue\n"))
+        .hasMessageContaining("spec.colour: unknown field (line 10) (known fields here: ")
+        .hasMessageNotContaining("did you mean");
+  }
+
+  @Test
+  void numbersThatFloat32CannotHoldAreRefused() {
+    FineTuneJob job = FineTuneJobs.parse(MINIMAL + """
+          training:
+            epsilon: 1.0e-50
+            beta2: 0.99999999999
+            learningRate: 1.0e-12
+            maxGradNorm: 1.0e+300
+          earlyStopping:
+            minDelta: 1.0e+400
+        """);
+    assertThat(FineTuneJobValidator.validate(job)).extracting(Problem::toString).containsExactlyInAnyOrder(
+        "spec.training.epsilon: is 1.0E-50, too small for float32, where training computes (the smallest normal float32"
+            + " is 1.2e-38; this would be 0 or lose its precision); typical: 1e-8",
+        "spec.training.beta2: is 0.99999999999, which is 1 in float32 (the optimiser would stop averaging); use at most"
+            + " 0.9999999 (typical: 0.9 for beta1, 0.999 for beta2)",
+        "spec.training.learningRate: is 1.0E-12, too small to change float32 weights (an AdamW step moves a weight by"
+            + " about learningRate; a weight of 0.02 moves only by 2e-9 or more); typical: 5e-5 to 1e-3",
+        "spec.training.maxGradNorm: is 1.0E300, too large for float32 (at most 3.4e38); typical: 1.0",
+        "spec.earlyStopping.minDelta: is Infinity, must be a finite number (typical: 0 or 0.001)");
+  }
+
+  @Test
+  void aJobFileThatIsNotUtf8NamesTheLine(@TempDir Path dir) throws IOException {
+    Path file = dir.resolve("job.yaml");
+    byte[] text = MINIMAL.replace("name: minimal", "name: caf\u00e9").getBytes(java.nio.charset.StandardCharsets.ISO_8859_1);
+    Files.write(file, text);
+    assertThatThrownBy(() -> FineTuneJobs.readValid(file))
+        .isInstanceOf(InvalidJobException.class)
+        .hasMessage("invalid FineTuneJob in " + file + ": line 4, byte 12 (0xE9) is not UTF-8; save the file as UTF-8"
+            + " (e.g. iconv -f latin1 -t utf-8)");
+  }
+
+  @Test
   void aFileNamesItselfInTheError(@TempDir Path dir) throws IOException {
     Path file = dir.resolve("job.yaml");
     Files.writeString(file, MINIMAL.replace("name: minimal", "name: Not_A_Name"));

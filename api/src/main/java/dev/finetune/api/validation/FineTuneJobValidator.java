@@ -26,6 +26,8 @@ public final class FineTuneJobValidator {
   private static final String DNS_LABEL = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
   private static final String QUANTITY = "[0-9]+(\\.[0-9]+)?(m|Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?";
   private static final double SUM_TOLERANCE = 1e-6;
+  /** Below this an AdamW step (about lr per weight) is under a float32 weight's resolution (0.02 * 2^-23). */
+  private static final double MIN_LEARNING_RATE = 1e-9;
 
   private final List<Problem> problems = new ArrayList<>();
 
@@ -195,6 +197,22 @@ public final class FineTuneJobValidator {
     if (t.dropout != null && !(t.dropout >= 0 && t.dropout < 1)) {
       add("spec.training.dropout", "is " + t.dropout + ", must be at least 0 and below 1");
     }
+    float32("spec.training.learningRate", t.learningRate, "5e-5 to 1e-3");
+    if (t.learningRate != null && t.learningRate > 0 && t.learningRate < MIN_LEARNING_RATE && !reported("spec.training.learningRate")) {
+      add("spec.training.learningRate", "is " + t.learningRate + ", too small to change float32 weights (an AdamW step moves a"
+          + " weight by about learningRate; a weight of 0.02 moves only by 2e-9 or more); typical: 5e-5 to 1e-3");
+    }
+    float32("spec.training.weightDecay", t.weightDecay, "0.01 to 0.1");
+    float32("spec.training.epsilon", t.epsilon, "1e-8");
+    float32("spec.training.minLearningRate", t.minLearningRate, "0 or about a tenth of learningRate");
+    float32("spec.training.maxGradNorm", t.maxGradNorm, "1.0");
+    float32("spec.training.dropout", t.dropout, "0 to 0.2");
+    for (var beta : Map.of("spec.training.beta1", value(t.beta1, 0.9), "spec.training.beta2", value(t.beta2, 0.999)).entrySet()) {
+      if (beta.getValue() < 1 && (float) (double) beta.getValue() == 1.0f && !reported(beta.getKey())) {
+        add(beta.getKey(), "is " + beta.getValue() + ", which is 1 in float32 (the optimiser would stop averaging);"
+            + " use at most 0.9999999 (typical: 0.9 for beta1, 0.999 for beta2)");
+      }
+    }
   }
 
   private void earlyStopping(EarlyStoppingSpec e) {
@@ -205,6 +223,7 @@ public final class FineTuneJobValidator {
     if (e.minDelta != null && !(e.minDelta >= 0)) {
       add("spec.earlyStopping.minDelta", "is " + e.minDelta + ", must be 0 or more");
     }
+    float32("spec.earlyStopping.minDelta", e.minDelta, "0 or 0.001");
   }
 
   private void checkpoints(CheckpointSpec c) {
@@ -233,6 +252,7 @@ public final class FineTuneJobValidator {
     if (e.temperature != null && !(e.temperature >= 0 && e.temperature <= 10)) {
       add("spec.evaluation.temperature", "is " + e.temperature + ", must be between 0 (greedy) and 10");
     }
+    float32("spec.evaluation.temperature", e.temperature, "0 (greedy) or 0.7");
     if (e.judge != null) {
       if (e.judge.url == null || !e.judge.url.matches("https?://\\S+")) {
         add("spec.evaluation.judge.url", (e.judge.url == null ? "is missing" : "'" + e.judge.url + "' is not an http(s) URL")
@@ -275,6 +295,28 @@ public final class FineTuneJobValidator {
         add("spec.labels." + k, "'" + v + "' is not a valid label value (at most 63 letters, digits, '-', '_', '.')");
       }
     });
+  }
+
+  /**
+   * Training computes in float32: a number that is 0, a denormal or infinite there would silently change the
+   * run (epsilon 1e-50 becomes 0 and the optimiser divides by zero), so it is refused with a typical value.
+   */
+  private void float32(String field, Double value, String typical) {
+    if (value == null || value == 0 || reported(field)) {
+      return;
+    }
+    if (!Double.isFinite(value)) {
+      add(field, "is " + value + ", must be a finite number (typical: " + typical + ")");
+    } else if (Math.abs(value) < Float.MIN_NORMAL) {
+      add(field, "is " + value + ", too small for float32, where training computes (the smallest normal float32 is"
+          + " 1.2e-38; this would be 0 or lose its precision); typical: " + typical);
+    } else if (Math.abs(value) > Float.MAX_VALUE) {
+      add(field, "is " + value + ", too large for float32 (at most 3.4e38); typical: " + typical);
+    }
+  }
+
+  private boolean reported(String field) {
+    return problems.stream().anyMatch(p -> p.field().equals(field));
   }
 
   private void required(String field, String value) {

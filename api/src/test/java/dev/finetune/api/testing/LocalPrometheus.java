@@ -13,7 +13,6 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.concurrent.TimeUnit;
-import org.junit.jupiter.api.Assumptions;
 
 /**
  * A real Prometheus server (Debian's {@code prometheus}, or {@code PROMETHEUS_BIN}) on loopback that scrapes
@@ -34,7 +33,7 @@ public final class LocalPrometheus implements AutoCloseable {
   public static LocalPrometheus scraping(String target) {
     String env = System.getenv("PROMETHEUS_BIN");
     Path binary = Path.of(env != null && !env.isBlank() ? env : "/usr/bin/prometheus");
-    Assumptions.assumeTrue(Files.isExecutable(binary), "no Prometheus at " + binary + ": apt-get install -y prometheus (or set PROMETHEUS_BIN)");
+    Skips.unless(Files.isExecutable(binary), "no Prometheus at " + binary + ": apt-get install -y prometheus (or set PROMETHEUS_BIN)");
     try {
       Path dir = Files.createTempDirectory("prometheus");
       Files.writeString(dir.resolve("prometheus.yml"), """

@@ -19,7 +19,6 @@ import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
-import org.junit.jupiter.api.Assumptions;
 
 /**
  * A real Kubernetes control plane for tests: etcd and kube-apiserver v1.20 (and kube-controller-manager on
@@ -51,10 +50,10 @@ public final class RealKubeApiServer implements AutoCloseable {
   /** Starts the control plane, or skips the calling test with a message when it cannot be had here. */
   public static RealKubeApiServer start(boolean withControllerManager) {
     Path k8sDir = k8sDir().orElse(null);
-    Assumptions.assumeTrue(k8sDir != null,
+    Skips.unless(k8sDir != null,
         "no real kube-apiserver: set FINETUNE_K8S_DIR to a folder with start.sh and kube-v1.20.2-linux-amd64.tar.xz "
             + "(../shared/k8s in this project's workspace)");
-    Assumptions.assumeTrue(onPath("etcd"), "no etcd on PATH: apt-get install -y etcd-server");
+    Skips.unless(onPath("etcd"), "no etcd on PATH: apt-get install -y etcd-server");
     try {
       Path bin = unpackBinaries(k8sDir);
       Path run = Files.createTempDirectory("kube-run");
@@ -80,9 +79,13 @@ public final class RealKubeApiServer implements AutoCloseable {
   public static Optional<Path> k8sDir() {
     List<Path> candidates = new ArrayList<>();
     Optional.ofNullable(System.getenv("FINETUNE_K8S_DIR")).ifPresent(d -> candidates.add(Path.of(d)));
-    Optional.ofNullable(System.getProperty("finetune.shared")).ifPresent(d -> candidates.add(Path.of(d, "k8s")));
-    candidates.add(Path.of("..", "shared", "k8s"));
-    candidates.add(Path.of("..", "..", "shared", "k8s"));
+    String shared = System.getProperty("finetune.shared");
+    if (shared != null) {
+      candidates.add(Path.of(shared, "k8s"));
+    } else {
+      candidates.add(Path.of("..", "shared", "k8s"));
+      candidates.add(Path.of("..", "..", "shared", "k8s"));
+    }
     return candidates.stream().filter(d -> Files.isRegularFile(d.resolve("start.sh"))).findFirst()
         .map(d -> d.toAbsolutePath().normalize());
   }
