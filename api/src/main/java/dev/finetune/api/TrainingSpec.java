@@ -89,6 +89,30 @@ public class TrainingSpec {
   @JsonPropertyDescription("Dropout probability; 0 disables dropout (the default, like the reference's fine-tuning).")
   public Double dropout = 0.0;
 
+  @Default("auto")
+  @JsonPropertyDescription("Arithmetic of training: auto (bf16 on GPUs of compute capability 8.0 and up, such as A100,"
+      + " H100 and H200; fp32 elsewhere), fp32, tf32 (fp32 with tensor-core matmuls on GPUs; fp32 on CPUs) or bf16"
+      + " (mixed precision: fp32 master weights, optimizer state and checkpoints, matmuls and attention in bf16).")
+  public Precision precision = Precision.AUTO;
+
+  /** Numeric precision of training; what {@code auto} resolved to is in the run's log and summary.json. */
+  public enum Precision {
+    @JsonProperty("auto")
+    AUTO,
+    @JsonProperty("fp32")
+    FP32,
+    @JsonProperty("tf32")
+    TF32,
+    @JsonProperty("bf16")
+    BF16;
+
+    /** The name as written in a job (auto, fp32, tf32, bf16). */
+    @Override
+    public String toString() {
+      return name().toLowerCase(java.util.Locale.ROOT);
+    }
+  }
+
   /** Learning-rate decay after warm-up. */
   public enum Schedule {
     @JsonProperty("constant")

@@ -40,6 +40,21 @@ class ValidatorTest {
     assertThat(spec.evaluation.enabled).isTrue();
     assertThat(spec.earlyStopping).isNull();
     assertThat(spec.backoffLimit).isEqualTo(3);
+    assertThat(spec.training.precision).isEqualTo(TrainingSpec.Precision.AUTO);
+  }
+
+  @Test
+  void precisionIsOneOfFour() {
+    String training = "  training:\n    precision: %s\n";
+    FineTuneJob bf16 = FineTuneJobs.parse(MINIMAL + training.formatted("bf16"));
+    assertThat(bf16.getSpec().training.precision).isEqualTo(TrainingSpec.Precision.BF16);
+    assertThat(FineTuneJobs.toYaml(bf16)).contains("precision: bf16");
+    assertThatThrownBy(() -> FineTuneJobs.parse(MINIMAL + training.formatted("fp16")))
+        .hasMessageContaining("spec.training.precision").hasMessageContaining("bf16");
+    FineTuneJob empty = FineTuneJobs.parse(MINIMAL);
+    empty.getSpec().training.precision = null;
+    assertThat(FineTuneJobValidator.validate(empty)).extracting(Problem::toString)
+        .containsExactly("spec.training.precision: is empty; use auto, fp32, tf32 or bf16");
   }
 
   @Test

@@ -194,6 +194,9 @@ public final class FineTuneJobValidator {
     if (t.maxGradNorm != null && !(t.maxGradNorm > 0)) {
       add("spec.training.maxGradNorm", "is " + t.maxGradNorm + ", must be above 0 (typical: 1.0), or left out for no clipping");
     }
+    if (t.precision == null) {
+      add("spec.training.precision", "is empty; use auto, fp32, tf32 or bf16");
+    }
     if (t.dropout != null && !(t.dropout >= 0 && t.dropout < 1)) {
       add("spec.training.dropout", "is " + t.dropout + ", must be at least 0 and below 1");
     }
