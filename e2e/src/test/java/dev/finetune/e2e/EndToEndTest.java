@@ -18,7 +18,7 @@ import dev.finetune.helm.ChartInstall;
 import dev.finetune.operator.FineTuneOperator;
 import dev.finetune.operator.config.OperatorConfig;
 import dev.finetune.operator.resources.Names;
-import dev.finetune.trainer.Model;
+import dev.finetune.trainer.model.Model;
 import io.fabric8.kubernetes.api.model.ConfigMapBuilder;
 import io.fabric8.kubernetes.api.model.NamespaceBuilder;
 import io.fabric8.kubernetes.api.model.PersistentVolumeClaimBuilder;

@@ -6,26 +6,26 @@ import java.io.IOException;
 import java.nio.file.Path;
 
 /** Paths of the shared fixtures (Surefire passes {@code finetune.shared}). */
-final class Fixtures {
+public final class Fixtures {
   private Fixtures() {}
 
-  static Path shared() {
+  public static Path shared() {
     return Path.of(System.getProperty("finetune.shared", "../../shared")).toAbsolutePath().normalize();
   }
 
-  static Path tinyGpt2() {
+  public static Path tinyGpt2() {
     return shared().resolve("fixtures/tiny-gpt2");
   }
 
-  static Path gpt2Tokenizer() {
+  public static Path gpt2Tokenizer() {
     return shared().resolve("fixtures/gpt2-tokenizer");
   }
 
-  static JsonNode json(Path p) throws IOException {
+  public static JsonNode json(Path p) throws IOException {
     return new ObjectMapper().readTree(p.toFile());
   }
 
-  static long[][] longs2(JsonNode n) {
+  public static long[][] longs2(JsonNode n) {
     long[][] r = new long[n.size()][];
     for (int i = 0; i < n.size(); i++) {
       r[i] = new long[n.get(i).size()];

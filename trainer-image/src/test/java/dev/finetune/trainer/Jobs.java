@@ -2,6 +2,8 @@ package dev.finetune.trainer;
 
 import dev.finetune.api.FineTuneJob;
 import dev.finetune.api.FineTuneJobs;
+import dev.finetune.trainer.train.Trainer;
+import dev.finetune.trainer.train.TrainingListener;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -9,10 +11,10 @@ import java.util.ArrayList;
 import java.util.List;
 
 /** Small job files for tests: a tiny scratch GPT-2 on synthetic tasks unless told otherwise. */
-final class Jobs {
+public final class Jobs {
   private Jobs() {}
 
-  static final String TINY = """
+  public static final String TINY = """
       apiVersion: finetune.dev/v1alpha1
       kind: FineTuneJob
       metadata:
@@ -46,36 +48,36 @@ final class Jobs {
           everySteps: %d
       """;
 
-  static Path tiny(Path dir, String name, int epochs, int keep, int everySteps) throws IOException {
+  public static Path tiny(Path dir, String name, int epochs, int keep, int everySteps) throws IOException {
     Files.createDirectories(dir);
     Path f = dir.resolve("job.yaml");
     Files.writeString(f, String.format(TINY, name, epochs, keep, everySteps));
     return f;
   }
 
-  static Path write(Path dir, String yaml) throws IOException {
+  public static Path write(Path dir, String yaml) throws IOException {
     Files.createDirectories(dir);
     Path f = dir.resolve("job.yaml");
     Files.writeString(f, yaml);
     return f;
   }
 
-  static FineTuneJob read(Path file) throws IOException {
+  public static FineTuneJob read(Path file) throws IOException {
     return FineTuneJobs.readValid(file);
   }
 
   /** Runs a job in this JVM; {@code listener} may be null. */
-  static TrainingListener.Result run(Path jobFile, Path out, TrainingListener listener) throws IOException {
+  public static TrainingListener.Result run(Path jobFile, Path out, TrainingListener listener) throws IOException {
     return new Trainer(read(jobFile), jobFile.getParent(), out, listener).run();
   }
 
   /** A listener that records epochs and can stop the trainer at a chosen epoch or step. */
-  static final class Recorder implements TrainingListener {
-    final List<EpochInfo> epochs = new ArrayList<>();
-    final List<StepInfo> steps = new ArrayList<>();
-    Trainer trainer;
-    int stopAtEpoch = -1;
-    long stopAtStep = -1;
+  public static final class Recorder implements TrainingListener {
+    public final List<EpochInfo> epochs = new ArrayList<>();
+    public final List<StepInfo> steps = new ArrayList<>();
+    public Trainer trainer;
+    public int stopAtEpoch = -1;
+    public long stopAtStep = -1;
 
     @Override
     public void onStep(StepInfo step) {
@@ -94,7 +96,7 @@ final class Jobs {
     }
   }
 
-  static TrainingListener.Result run(Path jobFile, Path out, Recorder recorder) throws IOException {
+  public static TrainingListener.Result run(Path jobFile, Path out, Recorder recorder) throws IOException {
     Trainer t = new Trainer(read(jobFile), jobFile.getParent(), out, recorder);
     recorder.trainer = t;
     return t.run();

@@ -4,6 +4,12 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.finetune.api.trainer.TrainerContract.ExitCodes;
 import dev.finetune.api.validation.InvalidJobException;
+import dev.finetune.trainer.data.Record;
+import dev.finetune.trainer.data.SyntheticTasks;
+import dev.finetune.trainer.model.Model;
+import dev.finetune.trainer.train.Checkpoints;
+import dev.finetune.trainer.train.DivergedException;
+import dev.finetune.trainer.train.TrainingListener;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;

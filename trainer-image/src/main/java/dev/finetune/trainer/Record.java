@@ -1,4 +1,0 @@
-package dev.finetune.trainer;
-
-/** One instruction example; {@code input} is empty when the task has none. */
-public record Record(String instruction, String input, String output) {}

@@ -1,0 +1,206 @@
+package dev.finetune.trainer.data;
+
+import com.fasterxml.jackson.core.JsonLocation;
+import com.fasterxml.jackson.core.JsonParser;
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.core.JsonToken;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.finetune.api.DatasetSpec;
+import dev.finetune.api.trainer.TrainerContract;
+import dev.finetune.trainer.BadJobException;
+import dev.finetune.trainer.model.Downloads;
+import java.io.IOException;
+import java.net.URI;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.security.MessageDigest;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.HexFormat;
+import java.util.List;
+import java.util.Random;
+
+/** Reads instruction records from the job's dataset source and splits them into train, validation and test. */
+public final class Datasets {
+  private static final ObjectMapper JSON = new ObjectMapper();
+
+  private Datasets() {}
+
+  /** The three splits; test may be empty. */
+  public record Splits(List<Record> train, List<Record> validation, List<Record> test, String source) {}
+
+  /**
+   * Loads the records of {@code spec}. Relative paths are resolved against the dataset volume when the job
+   * names a claim and the volume is mounted, else against the job file's directory (local runs).
+   */
+  public static Splits load(DatasetSpec spec, Path jobDir, Path outputDir) throws IOException {
+    if (spec.files != null) {
+      List<Record> train = read(resolve(spec.files.train, spec.claimName, jobDir));
+      List<Record> validation = read(resolve(spec.files.validation, spec.claimName, jobDir));
+      List<Record> test = spec.files.test == null ? List.of() : read(resolve(spec.files.test, spec.claimName, jobDir));
+      return new Splits(train, validation, test, "files " + spec.files.train + ", " + spec.files.validation
+          + (spec.files.test == null ? "" : ", " + spec.files.test));
+    }
+    List<Record> all;
+    String source;
+    if (spec.synthetic != null) {
+      all = SyntheticTasks.generate(spec.synthetic.size, spec.synthetic.seed);
+      source = "synthetic tasks (" + spec.synthetic.size + " records, seed " + spec.synthetic.seed + ")";
+    } else if (spec.path != null) {
+      Path p = resolve(spec.path, spec.claimName, jobDir);
+      all = read(p);
+      source = p.toString();
+    } else if (spec.configMap != null) {
+      Path mounted = TrainerContract.mountDir(TrainerContract.ENV_DATASET_CONFIGMAP_DIR, TrainerContract.DATA_CONFIGMAP_MOUNT)
+          .resolve(spec.configMap.key);
+      Path p = Files.exists(mounted) ? mounted : jobDir.resolve(spec.configMap.key);
+      if (!Files.exists(p)) {
+        throw new BadJobException("dataset ConfigMap key '" + spec.configMap.key + "' not found at " + mounted
+            + " (in a local run, put the file at " + p + ")");
+      }
+      all = read(p);
+      source = "ConfigMap " + spec.configMap.name + "/" + spec.configMap.key;
+    } else if (spec.url != null) {
+      Path p = download(spec.url, outputDir.resolve("data-cache"));
+      all = read(p);
+      source = spec.url;
+    } else {
+      throw new BadJobException("spec.dataset names no source; set one of path, configMap, url, synthetic or files");
+    }
+    return split(all, spec.split, source);
+  }
+
+  /**
+   * Splits by fractions after an optional seeded shuffle. As the reference does: train is the first part,
+   * test the next, validation the rest (so rounding goes to validation).
+   */
+  public static Splits split(List<Record> all, DatasetSpec.SplitSpec s, String source) {
+    List<Record> records = new ArrayList<>(all);
+    if (Boolean.TRUE.equals(s.shuffle)) {
+      Collections.shuffle(records, new Random(s.seed));
+    }
+    int n = records.size();
+    int train = (int) (n * s.train);
+    int test = (int) (n * s.test);
+    return new Splits(List.copyOf(records.subList(0, train)), List.copyOf(records.subList(train + test, n)),
+        List.copyOf(records.subList(train, train + test)), source);
+  }
+
+  static Path resolve(String path, String claimName, Path jobDir) {
+    Path p = Path.of(path);
+    if (p.isAbsolute()) {
+      return p;
+    }
+    Path mount = TrainerContract.mountDir(TrainerContract.ENV_DATA_DIR, TrainerContract.DATA_MOUNT);
+    if (claimName != null && Files.isDirectory(mount)) {
+      return mount.resolve(p);
+    }
+    return jobDir.resolve(p);
+  }
+
+  /** Downloads a URL once into {@code cacheDir} (the name is a hash of the URL) and returns the file. */
+  static Path download(String url, Path cacheDir) throws IOException {
+    String hash;
+    try {
+      hash = HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(url.getBytes(StandardCharsets.UTF_8)))
+          .substring(0, 16);
+    } catch (java.security.NoSuchAlgorithmException e) {
+      throw new IllegalStateException(e);
+    }
+    String name = Path.of(URI.create(url).getPath()).getFileName() == null ? "data.json"
+        : Path.of(URI.create(url).getPath()).getFileName().toString();
+    Path target = cacheDir.resolve(hash + "-" + name);
+    if (!Files.exists(target)) {
+      Downloads.fetch(URI.create(url), target);
+    }
+    return target;
+  }
+
+  /** Reads a JSON array or JSON Lines file of records; a bad record names the file, line and field. */
+  public static List<Record> read(Path file) throws IOException {
+    if (!Files.isRegularFile(file)) {
+      throw new BadJobException("dataset file " + file + " does not exist");
+    }
+    String text = Files.readString(file, StandardCharsets.UTF_8);
+    List<String> problems = new ArrayList<>();
+    List<Record> records = new ArrayList<>();
+    if (text.stripLeading().startsWith("[")) {
+      try (JsonParser p = JSON.getFactory().createParser(text)) {
+        p.nextToken();
+        int index = 0;
+        while (p.nextToken() != JsonToken.END_ARRAY) {
+          if (p.currentToken() == null) {
+            throw new BadJobException(file + ": the JSON array is not closed");
+          }
+          JsonLocation at = p.currentTokenLocation();
+          JsonNode node = p.readValueAsTree();
+          record(node, file + " line " + at.getLineNr() + " (record " + index + ")", records, problems);
+          index++;
+        }
+      } catch (JsonProcessingException e) {
+        throw new BadJobException(file + " line " + e.getLocation().getLineNr() + ": not valid JSON: " + e.getOriginalMessage());
+      }
+    } else {
+      String[] lines = text.split("\n", -1);
+      for (int i = 0; i < lines.length; i++) {
+        if (lines[i].isBlank()) {
+          continue;
+        }
+        String where = file + " line " + (i + 1);
+        try {
+          record(JSON.readTree(lines[i]), where, records, problems);
+        } catch (JsonProcessingException e) {
+          problems.add(where + ": not valid JSON (a JSON Lines file has one record object per line): " + e.getOriginalMessage());
+        }
+        if (problems.size() >= 10) {
+          break;
+        }
+      }
+    }
+    if (!problems.isEmpty()) {
+      throw new BadJobException("invalid dataset records (each needs a string 'instruction', an optional string"
+          + " 'input' and a string 'output'):\n  " + String.join("\n  ", problems));
+    }
+    if (records.isEmpty()) {
+      throw new BadJobException("dataset file " + file + " holds no records");
+    }
+    return records;
+  }
+
+  private static void record(JsonNode node, String where, List<Record> out, List<String> problems) {
+    if (problems.size() >= 10) {
+      return;
+    }
+    if (node == null || !node.isObject()) {
+      problems.add(where + ": expected an object with instruction, input and output");
+      return;
+    }
+    String instruction = field(node, "instruction", true, where, problems);
+    String input = field(node, "input", false, where, problems);
+    String output = field(node, "output", true, where, problems);
+    if (instruction != null && instruction.isBlank()) {
+      problems.add(where + ": field 'instruction' is empty");
+      return;
+    }
+    if (instruction != null && output != null) {
+      out.add(new Record(instruction, input == null ? "" : input, output));
+    }
+  }
+
+  private static String field(JsonNode node, String name, boolean required, String where, List<String> problems) {
+    JsonNode v = node.get(name);
+    if (v == null || v.isNull()) {
+      if (required) {
+        problems.add(where + ": field '" + name + "' is missing");
+      }
+      return null;
+    }
+    if (!v.isTextual()) {
+      problems.add(where + ": field '" + name + "' must be a string, not " + v.getNodeType().toString().toLowerCase());
+      return null;
+    }
+    return v.asText();
+  }
+}

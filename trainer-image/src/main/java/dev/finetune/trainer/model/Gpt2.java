@@ -1,0 +1,342 @@
+package dev.finetune.trainer.model;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDList;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.index.NDIndex;
+import ai.djl.ndarray.types.DataType;
+import ai.djl.ndarray.types.Shape;
+import ai.djl.ndarray.types.SparseFormat;
+import ai.djl.nn.AbstractBlock;
+import ai.djl.nn.Parameter;
+import ai.djl.training.ParameterStore;
+import ai.djl.util.PairList;
+import dev.finetune.trainer.BadJobException;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+
+/**
+ * GPT-2 as HuggingFace's GPT2LMHeadModel computes it (nanoGPT style: one file, plain tensors): learned token
+ * and position embeddings, pre-LayerNorm blocks with fused qkv attention under a causal mask and a tanh-GELU
+ * MLP, a final LayerNorm, and logits through the tied token embedding.
+ *
+ * <p>It is a DJL {@link ai.djl.nn.Block}: every tensor is registered as a {@link Parameter} under its HF name, and
+ * {@code forward(parameterStore, [ids], training)} returns [logits] (the step's constants then live on the
+ * manager of {@code ids}). The trainer calls {@link #forward(NDArray, Consts, boolean)} directly.
+ *
+ * <p>Weights keep HuggingFace's names and Conv1D orientation ([in, out], so {@code x.matMul(w)}), which makes
+ * loading and saving an HF directory a plain copy. Every constant on the autograd path is an NDArray made on
+ * the step's manager ({@link Consts}): a Java scalar there can be freed before the backward pass reads it.
+ */
+public final class Gpt2 extends AbstractBlock implements AutoCloseable {
+  private final GptConfig config;
+  private final NDManager manager;
+  /** Parameters by HF name (without the {@code transformer.} prefix), in a fixed order. */
+  private final LinkedHashMap<String, NDArray> params;
+  private float dropout;
+
+  private Gpt2(GptConfig config, NDManager manager, LinkedHashMap<String, NDArray> params) {
+    super((byte) 1);
+    this.config = config;
+    this.manager = manager;
+    this.params = params;
+    for (Map.Entry<String, NDArray> e : params.entrySet()) {
+      String n = e.getKey();
+      Parameter.Type type = n.contains("ln_") ? (n.endsWith(".weight") ? Parameter.Type.GAMMA : Parameter.Type.BETA)
+          : n.endsWith(".bias") ? Parameter.Type.BIAS : Parameter.Type.WEIGHT;
+      addParameter(Parameter.builder().setName(n).setType(type).optArray(e.getValue()).build());
+    }
+    // Initialised already (weights from a file or the seeded init): DJL must not initialise it again.
+    inputShapes = new Shape[] {new Shape(1, config.contextLength())};
+  }
+
+  /** DJL Block entry point: [ids (int64, [B, T])] to [logits ([B, T, vocab])]. */
+  @Override
+  protected NDList forwardInternal(ParameterStore ps, NDList inputs, boolean training, PairList<String, Object> p) {
+    NDArray ids = inputs.singletonOrThrow();
+    return new NDList(forward(ids, new Consts(ids.getManager()), training));
+  }
+
+  @Override
+  public Shape[] getOutputShapes(Shape[] inputShapes) {
+    Shape in = inputShapes[0];
+    return new Shape[] {new Shape(in.get(0), in.get(1), config.vocabSize())};
+  }
+
+  public GptConfig config() {
+    return config;
+  }
+
+  public NDManager manager() {
+    return manager;
+  }
+
+  /** Parameters by HF name, in a stable order (the optimizer and checkpoints rely on it). */
+  public Map<String, NDArray> parameters() {
+    return params;
+  }
+
+  public long parameterCount() {
+    return params.values().stream().mapToLong(a -> a.getShape().size()).sum();
+  }
+
+  /** Dropout probability used in training forward passes; 0 turns dropout off. */
+  public void setDropout(double p) {
+    this.dropout = (float) p;
+  }
+
+  /** The names and shapes GPT-2 of this config has. */
+  static LinkedHashMap<String, Shape> shapes(GptConfig c) {
+    LinkedHashMap<String, Shape> s = new LinkedHashMap<>();
+    int d = c.embeddingDim();
+    s.put("wte.weight", new Shape(c.vocabSize(), d));
+    s.put("wpe.weight", new Shape(c.contextLength(), d));
+    for (int i = 0; i < c.layers(); i++) {
+      String p = "h." + i + ".";
+      s.put(p + "ln_1.weight", new Shape(d));
+      s.put(p + "ln_1.bias", new Shape(d));
+      s.put(p + "attn.c_attn.weight", new Shape(d, 3L * d));
+      s.put(p + "attn.c_attn.bias", new Shape(3L * d));
+      s.put(p + "attn.c_proj.weight", new Shape(d, d));
+      s.put(p + "attn.c_proj.bias", new Shape(d));
+      s.put(p + "ln_2.weight", new Shape(d));
+      s.put(p + "ln_2.bias", new Shape(d));
+      s.put(p + "mlp.c_fc.weight", new Shape(d, c.inner()));
+      s.put(p + "mlp.c_fc.bias", new Shape(c.inner()));
+      s.put(p + "mlp.c_proj.weight", new Shape(c.inner(), d));
+      s.put(p + "mlp.c_proj.bias", new Shape(d));
+    }
+    s.put("ln_f.weight", new Shape(d));
+    s.put("ln_f.bias", new Shape(d));
+    return s;
+  }
+
+  /** A randomly initialised GPT-2 (GPT-2's scheme: N(0, 0.02), residual projections scaled by 1/sqrt(2 layers)). */
+  public static Gpt2 random(GptConfig c, long seed, NDManager parent) {
+    NDManager m = parent.newSubManager();
+    Random rnd = new Random(seed);
+    LinkedHashMap<String, NDArray> params = new LinkedHashMap<>();
+    double projStd = 0.02 / Math.sqrt(2.0 * c.layers());
+    for (Map.Entry<String, Shape> e : shapes(c).entrySet()) {
+      String name = e.getKey();
+      int n = (int) e.getValue().size();
+      float[] v = new float[n];
+      if (name.contains("ln_") && name.endsWith(".weight")) {
+        java.util.Arrays.fill(v, 1f);
+      } else if (name.endsWith(".weight")) {
+        double std = name.endsWith("c_proj.weight") ? projStd : name.equals("wpe.weight") ? 0.01 : 0.02;
+        for (int i = 0; i < n; i++) {
+          v[i] = (float) (rnd.nextGaussian() * std);
+        }
+      }
+      params.put(name, m.create(v, e.getValue()));
+    }
+    return new Gpt2(c, m, params);
+  }
+
+  /** Loads {@code model.safetensors} (HF names, with or without the {@code transformer.} prefix). */
+  public static Gpt2 load(GptConfig c, Path safetensors, NDManager parent) throws IOException {
+    NDManager m = parent.newSubManager();
+    Map<String, NDArray> read;
+    try {
+      read = SafeTensors.read(safetensors, m);
+    } catch (IOException | RuntimeException e) {
+      m.close();
+      throw new BadJobException(safetensors + " is not a readable safetensors file: " + e.getMessage(), e);
+    }
+    Map<String, NDArray> byName = new LinkedHashMap<>();
+    for (NDArray a : read.values()) {
+      String name = a.getName();
+      if (name.startsWith("transformer.")) {
+        name = name.substring("transformer.".length());
+      }
+      byName.put(name, a);
+    }
+    LinkedHashMap<String, NDArray> params = new LinkedHashMap<>();
+    List<String> problems = new ArrayList<>();
+    for (Map.Entry<String, Shape> e : shapes(c).entrySet()) {
+      NDArray a = byName.remove(e.getKey());
+      if (a == null) {
+        problems.add("missing " + e.getKey());
+      } else if (!a.getShape().equals(e.getValue())) {
+        problems.add(e.getKey() + " has shape " + a.getShape() + ", config.json implies " + e.getValue());
+      } else {
+        params.put(e.getKey(), a.getDataType() == DataType.FLOAT32 ? a : a.toType(DataType.FLOAT32, true));
+      }
+    }
+    // Attention-mask buffers and the tied lm_head are not parameters.
+    byName.keySet().removeIf(k -> k.endsWith(".attn.bias") || k.endsWith(".attn.masked_bias") || k.equals("lm_head.weight"));
+    if (!byName.isEmpty()) {
+      problems.add("unexpected tensors " + byName.keySet());
+    }
+    if (!problems.isEmpty()) {
+      m.close();
+      throw new BadJobException(safetensors + " does not match config.json: " + String.join("; ", problems));
+    }
+    return new Gpt2(c, m, params);
+  }
+
+  /** Writes the weights as HF does ({@code transformer.} names, Conv1D [in, out]; lm_head is tied, not stored). */
+  public void saveWeights(Path safetensors) throws IOException {
+    LinkedHashMap<String, NDArray> named = new LinkedHashMap<>();
+    params.forEach((k, v) -> named.put("transformer." + k, v));
+    SafeTensors.write(safetensors, named);
+  }
+
+  /** Copies another model's weights into this one (same config), in place. */
+  public void copyFrom(Gpt2 other) {
+    for (Map.Entry<String, NDArray> e : params.entrySet()) {
+      other.params.get(e.getKey()).copyTo(e.getValue());
+    }
+  }
+
+  /** Turns autograd on for every parameter (training). */
+  public void requireGradients() {
+    params.values().forEach(a -> a.setRequiresGradient(true));
+  }
+
+  private NDArray p(String name) {
+    return params.get(name);
+  }
+
+  /**
+   * Logits [B, T, vocab] for token ids [B, T] (int64). {@code training} enables dropout when it is above 0.
+   * Intermediates are attached to the manager of {@code ids}'s operations; run it in a step scope.
+   */
+  public NDArray forward(NDArray ids, Consts k, boolean training) {
+    long b = ids.getShape().get(0);
+    long t = ids.getShape().get(1);
+    if (t > config.contextLength()) {
+      throw new IllegalArgumentException("sequence of " + t + " tokens is longer than the context length " + config.contextLength());
+    }
+    int d = config.embeddingDim();
+    int h = config.heads();
+    int hd = config.headDim();
+    boolean drop = training && dropout > 0;
+    NDArray x = ids.getNDArrayInternal().embedding(ids, p("wte.weight"), SparseFormat.DENSE).singletonOrThrow();
+    x = x.add(p("wpe.weight").get(new NDIndex(":{}", t)));
+    if (drop) {
+      x = dropout(x);
+    }
+    NDArray mask = k.causalMask(t);
+    for (int i = 0; i < config.layers(); i++) {
+      String n = "h." + i + ".";
+      NDArray a = layerNorm(x, n + "ln_1");
+      NDArray qkv = a.matMul(p(n + "attn.c_attn.weight")).add(p(n + "attn.c_attn.bias"));
+      NDList parts = qkv.split(3, 2);
+      NDArray q = parts.get(0).reshape(b, t, h, hd).transpose(0, 2, 1, 3);
+      NDArray kk = parts.get(1).reshape(b, t, h, hd).transpose(0, 2, 1, 3);
+      NDArray v = parts.get(2).reshape(b, t, h, hd).transpose(0, 2, 1, 3);
+      NDArray att = q.matMul(kk.transpose(0, 1, 3, 2)).mul(k.attentionScale(hd)).add(mask).softmax(-1);
+      if (drop) {
+        att = dropout(att);
+      }
+      NDArray y = att.matMul(v).transpose(0, 2, 1, 3).reshape(b, t, d);
+      y = y.matMul(p(n + "attn.c_proj.weight")).add(p(n + "attn.c_proj.bias"));
+      if (drop) {
+        y = dropout(y);
+      }
+      x = x.add(y);
+      NDArray f = layerNorm(x, n + "ln_2").matMul(p(n + "mlp.c_fc.weight")).add(p(n + "mlp.c_fc.bias"));
+      f = gelu(f, k).matMul(p(n + "mlp.c_proj.weight")).add(p(n + "mlp.c_proj.bias"));
+      if (drop) {
+        f = dropout(f);
+      }
+      x = x.add(f);
+    }
+    x = layerNorm(x, "ln_f");
+    return x.matMul(p("wte.weight").transpose());
+  }
+
+  private NDArray layerNorm(NDArray x, String prefix) {
+    return x.getNDArrayInternal().layerNorm(x, new Shape(config.embeddingDim()), p(prefix + ".weight"),
+        p(prefix + ".bias"), (float) config.layerNormEps()).singletonOrThrow();
+  }
+
+  private NDArray dropout(NDArray x) {
+    return x.getNDArrayInternal().dropout(x, dropout, true).singletonOrThrow();
+  }
+
+  /** GPT-2's tanh GELU: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). DJL's gelu is the erf form. */
+  private static NDArray gelu(NDArray x, Consts k) {
+    NDArray inner = x.add(x.mul(x).mul(x).mul(k.scalar(0.044715f))).mul(k.scalar((float) Math.sqrt(2 / Math.PI)));
+    return x.mul(k.scalar(0.5f)).mul(inner.tanh().add(k.scalar(1f)));
+  }
+
+  /**
+   * Mean cross-entropy over the targets that are not -100 (PyTorch's {@code ignore_index}). A batch with no
+   * target at all has loss 0 and no gradient.
+   */
+  public static NDArray loss(NDArray logits, long[][] targets, Consts k) {
+    int b = targets.length;
+    int t = targets[0].length;
+    long[] safe = new long[b * t];
+    float[] weight = new float[b * t];
+    int count = 0;
+    for (int i = 0; i < b; i++) {
+      for (int j = 0; j < t; j++) {
+        long y = targets[i][j];
+        if (y != -100) {
+          safe[i * t + j] = y;
+          weight[i * t + j] = 1f;
+          count++;
+        }
+      }
+    }
+    NDManager m = k.manager();
+    NDArray idx = m.create(safe, new Shape(b, t, 1));
+    NDArray w = m.create(weight, new Shape(b, t));
+    NDArray picked = logits.logSoftmax(-1).gather(idx, 2).reshape(b, t);
+    return picked.mul(w).sum().neg().div(m.create((float) Math.max(count, 1)));
+  }
+
+  @Override
+  public void close() {
+    manager.close();
+  }
+
+  /**
+   * Constants of one step, made as NDArrays on the step's manager so that they live until the step's
+   * manager closes (after the backward pass).
+   */
+  public static final class Consts {
+    private final NDManager manager;
+    private final Map<Float, NDArray> scalars = new java.util.HashMap<>();
+    private final Map<Long, NDArray> masks = new java.util.HashMap<>();
+
+    public Consts(NDManager manager) {
+      this.manager = manager;
+    }
+
+    public NDManager manager() {
+      return manager;
+    }
+
+    NDArray scalar(float v) {
+      return scalars.computeIfAbsent(v, x -> manager.create(x));
+    }
+
+    NDArray attentionScale(int headDim) {
+      return scalar((float) (1.0 / Math.sqrt(headDim)));
+    }
+
+    /** Additive causal mask [T, T]: 0 on and below the diagonal, -inf above, from arange comparisons. */
+    NDArray causalMask(long t) {
+      return masks.computeIfAbsent(t, n -> {
+        NDArray rows = manager.arange(n.intValue()).reshape(n, 1);
+        NDArray cols = manager.arange(n.intValue()).reshape(1, n);
+        NDArray future = cols.gt(rows);
+        return ai.djl.ndarray.NDArrays.where(future, manager.full(new Shape(n, n), Float.NEGATIVE_INFINITY),
+            manager.zeros(new Shape(n, n)));
+      });
+    }
+  }
+}

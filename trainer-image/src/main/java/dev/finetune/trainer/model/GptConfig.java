@@ -1,0 +1,69 @@
+package dev.finetune.trainer.model;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.finetune.trainer.BadJobException;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+/** The GPT-2 shape, read from and written to HuggingFace's {@code config.json}. */
+public record GptConfig(int vocabSize, int contextLength, int embeddingDim, int layers, int heads, int inner,
+    double layerNormEps, int endOfText) {
+
+  private static final ObjectMapper JSON = new ObjectMapper();
+
+  public GptConfig {
+    if (embeddingDim % heads != 0) {
+      throw new IllegalArgumentException("embedding width " + embeddingDim + " is not divisible by " + heads + " heads");
+    }
+  }
+
+  public int headDim() {
+    return embeddingDim / heads;
+  }
+
+  public static GptConfig read(Path configJson) throws IOException {
+    JsonNode c = JSON.readTree(configJson.toFile());
+    String type = c.path("model_type").asText("gpt2");
+    if (!type.equals("gpt2")) {
+      throw new BadJobException(configJson + ": model_type is '" + type + "'; the trainer supports GPT-2 family models only");
+    }
+    String act = c.path("activation_function").asText("gelu_new");
+    if (!act.equals("gelu_new") && !act.equals("gelu_pytorch_tanh")) {
+      throw new BadJobException(configJson + ": activation_function '" + act + "' is not supported (gelu_new only)");
+    }
+    int d = c.path("n_embd").asInt(768);
+    int inner = c.path("n_inner").isNumber() ? c.get("n_inner").asInt() : 4 * d;
+    return new GptConfig(c.path("vocab_size").asInt(50257), c.path("n_positions").asInt(1024), d,
+        c.path("n_layer").asInt(12), c.path("n_head").asInt(12), inner,
+        c.path("layer_norm_epsilon").asDouble(1e-5), c.path("eos_token_id").asInt(50256));
+  }
+
+  public void write(Path configJson) throws IOException {
+    ObjectNode c = JSON.createObjectNode();
+    c.putArray("architectures").add("GPT2LMHeadModel");
+    c.put("model_type", "gpt2");
+    c.put("vocab_size", vocabSize);
+    c.put("n_positions", contextLength);
+    c.put("n_ctx", contextLength);
+    c.put("n_embd", embeddingDim);
+    c.put("n_layer", layers);
+    c.put("n_head", heads);
+    if (inner == 4 * embeddingDim) {
+      c.putNull("n_inner");
+    } else {
+      c.put("n_inner", inner);
+    }
+    c.put("activation_function", "gelu_new");
+    c.put("layer_norm_epsilon", layerNormEps);
+    c.put("resid_pdrop", 0.0);
+    c.put("embd_pdrop", 0.0);
+    c.put("attn_pdrop", 0.0);
+    c.put("bos_token_id", endOfText);
+    c.put("eos_token_id", endOfText);
+    c.put("tie_word_embeddings", true);
+    Files.writeString(configJson, JSON.writerWithDefaultPrettyPrinter().writeValueAsString(c));
+  }
+}

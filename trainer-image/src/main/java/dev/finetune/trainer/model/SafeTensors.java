@@ -1,0 +1,138 @@
+package dev.finetune.trainer.model;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.types.DataType;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.channels.FileChannel;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.Map;
+
+/**
+ * Writes float32 tensors as safetensors the way PyTorch's {@code save_file} does: names in the given order,
+ * {@code "__metadata__": {"format": "pt"}} (some transformers versions refuse a file without it), the header
+ * padded to 8 bytes, then each tensor's little-endian data, streamed (no 2 GB single-buffer limit).
+ */
+public final class SafeTensors {
+  private SafeTensors() {}
+
+  public static void write(Path file, Map<String, NDArray> tensors) throws IOException {
+    ObjectMapper json = new ObjectMapper();
+    ObjectNode header = json.createObjectNode();
+    header.putObject("__metadata__").put("format", "pt");
+    long offset = 0;
+    for (Map.Entry<String, NDArray> e : tensors.entrySet()) {
+      NDArray a = e.getValue();
+      if (a.getDataType() != DataType.FLOAT32) {
+        throw new IllegalArgumentException(e.getKey() + " is " + a.getDataType() + "; only float32 is written");
+      }
+      long bytes = a.getShape().size() * 4;
+      ObjectNode t = header.putObject(e.getKey());
+      t.put("dtype", "F32");
+      var shape = t.putArray("shape");
+      for (long d : a.getShape().getShape()) {
+        shape.add(d);
+      }
+      t.putArray("data_offsets").add(offset).add(offset + bytes);
+      offset += bytes;
+    }
+    byte[] h = json.writeValueAsString(header).getBytes(StandardCharsets.UTF_8);
+    int padded = (h.length + 7) / 8 * 8;
+    ByteBuffer head = ByteBuffer.allocate(8 + padded).order(ByteOrder.LITTLE_ENDIAN);
+    head.putLong(padded).put(h);
+    while (head.hasRemaining()) {
+      head.put((byte) ' ');
+    }
+    head.flip();
+    try (FileChannel ch = FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.TRUNCATE_EXISTING,
+        StandardOpenOption.WRITE)) {
+      writeFully(ch, head);
+      for (NDArray a : tensors.values()) {
+        ByteBuffer data = a.toByteBuffer().order(ByteOrder.nativeOrder());
+        if (ByteOrder.nativeOrder() != ByteOrder.LITTLE_ENDIAN) {
+          ByteBuffer le = ByteBuffer.allocate(data.remaining()).order(ByteOrder.LITTLE_ENDIAN);
+          le.asFloatBuffer().put(data.asFloatBuffer());
+          data = le;
+        }
+        writeFully(ch, data);
+      }
+      ch.force(true);
+    }
+  }
+
+  /**
+   * Reads every tensor of a safetensors file (F32, F16 or BF16; the latter two become float32), mapping each
+   * tensor's bytes from the file, so files above 2 GB load too. Names are kept, in the file's order.
+   */
+  public static java.util.LinkedHashMap<String, NDArray> read(Path file, ai.djl.ndarray.NDManager manager) throws IOException {
+    java.util.LinkedHashMap<String, NDArray> out = new java.util.LinkedHashMap<>();
+    try (FileChannel ch = FileChannel.open(file, StandardOpenOption.READ)) {
+      ByteBuffer len = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN);
+      while (len.hasRemaining() && ch.read(len) >= 0) {
+        // read the header length
+      }
+      len.flip();
+      long n = len.getLong();
+      if (n <= 0 || n > 100_000_000 || n + 8 > ch.size()) {
+        throw new IOException(file + " is not a safetensors file (header length " + n + ")");
+      }
+      ByteBuffer h = ByteBuffer.allocate((int) n);
+      while (h.hasRemaining() && ch.read(h, 8 + h.position()) >= 0) {
+        // read the header
+      }
+      var header = new ObjectMapper().readTree(new String(h.array(), StandardCharsets.UTF_8));
+      long base = 8 + n;
+      var names = header.fieldNames();
+      while (names.hasNext()) {
+        String name = names.next();
+        if (name.equals("__metadata__")) {
+          continue;
+        }
+        var t = header.get(name);
+        String dtype = t.get("dtype").asText();
+        long[] shape = new long[t.get("shape").size()];
+        for (int i = 0; i < shape.length; i++) {
+          shape[i] = t.get("shape").get(i).asLong();
+        }
+        long start = t.get("data_offsets").get(0).asLong();
+        long end = t.get("data_offsets").get(1).asLong();
+        DataType type = switch (dtype) {
+          case "F32" -> DataType.FLOAT32;
+          case "F16" -> DataType.FLOAT16;
+          case "BF16" -> DataType.BFLOAT16;
+          default -> throw new IOException(file + ": tensor " + name + " has dtype " + dtype + "; F32, F16 or BF16 expected");
+        };
+        ai.djl.ndarray.types.Shape s = new ai.djl.ndarray.types.Shape(shape);
+        if (end - start != s.size() * type.getNumOfBytes() || base + end > ch.size()) {
+          throw new IOException(file + ": tensor " + name + " has inconsistent offsets");
+        }
+        ByteBuffer data = ch.map(FileChannel.MapMode.READ_ONLY, base + start, end - start).order(ByteOrder.LITTLE_ENDIAN);
+        ByteBuffer direct = ByteBuffer.allocateDirect((int) (end - start)).order(ByteOrder.nativeOrder());
+        if (ByteOrder.nativeOrder() == ByteOrder.LITTLE_ENDIAN || type != DataType.FLOAT32) {
+          direct.put(data);
+        } else {
+          direct.asFloatBuffer().put(data.asFloatBuffer());
+        }
+        direct.flip();
+        // Copy into memory torch owns: the engine may wrap the direct buffer without copying it.
+        NDArray wrapped = manager.create(direct, s, type);
+        NDArray a = type == DataType.FLOAT32 ? wrapped.duplicate() : wrapped.toType(DataType.FLOAT32, true);
+        wrapped.close();
+        a.setName(name);
+        out.put(name, a);
+      }
+    }
+    return out;
+  }
+
+  private static void writeFully(FileChannel ch, ByteBuffer b) throws IOException {
+    while (b.hasRemaining()) {
+      ch.write(b);
+    }
+  }
+}

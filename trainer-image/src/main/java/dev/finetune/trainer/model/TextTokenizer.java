@@ -1,0 +1,80 @@
+package dev.finetune.trainer.model;
+
+import ai.djl.huggingface.tokenizers.HuggingFaceTokenizer;
+import dev.finetune.trainer.BadJobException;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.util.Map;
+
+/** Text to token ids and back; no special tokens are added, no truncation, no padding (the collator pads). */
+public interface TextTokenizer extends AutoCloseable {
+
+  long[] encode(String text);
+
+  String decode(long[] ids);
+
+  /** The end-of-text id: appended to every record and used as padding. */
+  long endOfText();
+
+  /** Writes {@code tokenizer.json} into an HF model directory so that {@link #load} reads it back. */
+  void save(Path dir) throws IOException;
+
+  @Override
+  default void close() {}
+
+  /** Reads a model directory's {@code tokenizer.json}: the trainer's byte-level one, or any HF tokenizer. */
+  static TextTokenizer load(Path tokenizerJson, long endOfText) throws IOException {
+    if (!Files.isRegularFile(tokenizerJson)) {
+      throw new BadJobException("no tokenizer.json at " + tokenizerJson + "; a model directory needs config.json, model.safetensors and tokenizer.json");
+    }
+    if (ByteTokenizer.isByteTokenizer(tokenizerJson)) {
+      return new ByteTokenizer();
+    }
+    return new Hf(tokenizerJson, endOfText);
+  }
+
+  /** A HuggingFace {@code tokenizer.json} (GPT-2's byte-level BPE) through DJL's tokenizers binding. */
+  final class Hf implements TextTokenizer {
+    private final HuggingFaceTokenizer tokenizer;
+    private final Path source;
+    private final long endOfText;
+
+    Hf(Path tokenizerJson, long endOfText) throws IOException {
+      // DJL truncates at 512 and pads by default; the collator does its own padding and truncation.
+      this.tokenizer = HuggingFaceTokenizer.newInstance(tokenizerJson,
+          Map.of("truncation", "false", "padding", "false", "addSpecialTokens", "false"));
+      this.source = tokenizerJson;
+      this.endOfText = endOfText;
+    }
+
+    @Override
+    public long[] encode(String text) {
+      return tokenizer.encode(text, false, false).getIds();
+    }
+
+    @Override
+    public String decode(long[] ids) {
+      return tokenizer.decode(ids, false);
+    }
+
+    @Override
+    public long endOfText() {
+      return endOfText;
+    }
+
+    @Override
+    public void save(Path dir) throws IOException {
+      Path target = dir.resolve("tokenizer.json");
+      if (!Files.exists(target) || !Files.isSameFile(source, target)) {
+        Files.copy(source, target, StandardCopyOption.REPLACE_EXISTING);
+      }
+    }
+
+    @Override
+    public void close() {
+      tokenizer.close();
+    }
+  }
+}

@@ -1,0 +1,148 @@
+package dev.finetune.trainer.train;
+
+import dev.finetune.api.FineTuneJobs;
+import dev.finetune.trainer.model.Model;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.List;
+import java.util.Optional;
+import java.util.stream.Stream;
+
+/**
+ * {@code checkpoints/epoch-NNNN/} (end of an epoch) and {@code checkpoints/step-NNNNNNNN/} (inside one): an
+ * HF-layout model (config.json, model.safetensors, tokenizer.json), {@code optimizer.safetensors} and
+ * {@code state.json}. Each is written into {@code .tmp-NAME/} and renamed into place, so a crash never leaves
+ * a half checkpoint that looks whole; {@code state.json} is written last and only directories that have it
+ * count.
+ */
+public final class Checkpoints {
+  static final String STATE = "state.json";
+  static final String OPTIMIZER = "optimizer.safetensors";
+
+  private final Path dir;
+
+  public Checkpoints(Path dir) {
+    this.dir = dir;
+  }
+
+  public Path dir() {
+    return dir;
+  }
+
+  public static String epochName(int epoch) {
+    return String.format("epoch-%04d", epoch);
+  }
+
+  public static String stepName(long step) {
+    return String.format("step-%08d", step);
+  }
+
+  /** A complete checkpoint and its state. */
+  public record Saved(Path dir, TrainerState state) {}
+
+  public Path save(String name, Model model, AdamW optimizer, TrainerState state) throws IOException {
+    Files.createDirectories(dir);
+    Path tmp = dir.resolve(".tmp-" + name);
+    deleteTree(tmp);
+    Files.createDirectories(tmp);
+    model.save(tmp);
+    optimizer.save(tmp.resolve(OPTIMIZER));
+    pauseForFaultInjection();
+    Files.writeString(tmp.resolve(STATE), FineTuneJobs.json().writerWithDefaultPrettyPrinter().writeValueAsString(state));
+    Path target = dir.resolve(name);
+    deleteTree(target);
+    Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
+    return target;
+  }
+
+  /**
+   * Fault injection for tests: with {@code -Dfinetune.test.checkpointPauseMs=N} a checkpoint write pauses
+   * half-way (weights written, state not yet), so a test can kill the process while a temp directory exists.
+   */
+  private static void pauseForFaultInjection() {
+    long ms = Long.getLong("finetune.test.checkpointPauseMs", 0L);
+    if (ms > 0) {
+      try {
+        Thread.sleep(ms);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+      }
+    }
+  }
+
+  /** Complete checkpoints, oldest first (by optimizer step, then epochs finished). */
+  public List<Saved> list() throws IOException {
+    List<Saved> out = new ArrayList<>();
+    if (!Files.isDirectory(dir)) {
+      return out;
+    }
+    try (Stream<Path> s = Files.list(dir)) {
+      for (Path p : s.toList()) {
+        String n = p.getFileName().toString();
+        if (n.startsWith(".") || !Files.isRegularFile(p.resolve(STATE)) || !Files.isRegularFile(p.resolve(OPTIMIZER))
+            || !Files.isRegularFile(p.resolve("model.safetensors"))) {
+          continue;
+        }
+        try {
+          out.add(new Saved(p, FineTuneJobs.json().readValue(p.resolve(STATE).toFile(), TrainerState.class)));
+        } catch (IOException e) {
+          System.err.println("ignoring checkpoint " + p + ": unreadable " + STATE + " (" + e.getMessage() + ")");
+        }
+      }
+    }
+    out.sort(Comparator.comparingLong((Saved c) -> c.state().step).thenComparingInt(c -> c.state().epochsCompleted)
+        .thenComparing(c -> c.dir().getFileName().toString()));
+    return out;
+  }
+
+  public Optional<Saved> latest() throws IOException {
+    List<Saved> all = list();
+    return all.isEmpty() ? Optional.empty() : Optional.of(all.get(all.size() - 1));
+  }
+
+  /** Removes leftovers of interrupted writes ({@code .tmp-*}). */
+  public void removeIncomplete() throws IOException {
+    if (!Files.isDirectory(dir)) {
+      return;
+    }
+    try (Stream<Path> s = Files.list(dir)) {
+      for (Path p : s.toList()) {
+        if (p.getFileName().toString().startsWith(".tmp-")) {
+          deleteTree(p);
+        }
+      }
+    }
+  }
+
+  /** Keeps the newest {@code keep} checkpoints and the best epoch's one; deletes the rest. */
+  public void prune(int keep, int bestEpoch) throws IOException {
+    List<Saved> all = list();
+    String best = bestEpoch > 0 ? epochName(bestEpoch) : null;
+    for (int i = 0; i < all.size() - keep; i++) {
+      Path p = all.get(i).dir();
+      if (!p.getFileName().toString().equals(best)) {
+        deleteTree(p);
+      }
+    }
+  }
+
+  static void deleteTree(Path p) throws IOException {
+    if (!Files.exists(p)) {
+      return;
+    }
+    try (Stream<Path> s = Files.walk(p)) {
+      s.sorted(Comparator.reverseOrder()).forEach(f -> {
+        try {
+          Files.delete(f);
+        } catch (IOException e) {
+          throw new UncheckedIOException(e);
+        }
+      });
+    }
+  }
+}

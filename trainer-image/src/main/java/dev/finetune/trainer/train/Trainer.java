@@ -1,0 +1,371 @@
+package dev.finetune.trainer.train;
+
+import ai.djl.engine.Engine;
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.NDScope;
+import ai.djl.ndarray.types.Shape;
+import ai.djl.training.GradientCollector;
+import dev.finetune.api.DatasetSpec;
+import dev.finetune.api.EpochRecord;
+import dev.finetune.api.FineTuneJob;
+import dev.finetune.api.FineTuneJobSpec;
+import dev.finetune.api.FineTuneJobs;
+import dev.finetune.api.TrainingSpec;
+import dev.finetune.api.trainer.TrainerContract;
+import dev.finetune.trainer.BadJobException;
+import dev.finetune.trainer.data.Collator;
+import dev.finetune.trainer.data.Datasets;
+import dev.finetune.trainer.data.Prompts;
+import dev.finetune.trainer.data.Record;
+import dev.finetune.trainer.model.Gpt2;
+import dev.finetune.trainer.model.Model;
+import dev.finetune.trainer.model.NoGrad;
+import dev.finetune.trainer.model.TextTokenizer;
+import dev.finetune.trainer.train.TrainingListener.Outcome;
+import dev.finetune.trainer.train.TrainingListener.Result;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Collections;
+import java.util.List;
+import java.util.Optional;
+import java.util.Random;
+
+/**
+ * Runs one FineTuneJob: loads model and data, trains epoch by epoch with AdamW (accumulation, clipping,
+ * schedule), validates after each epoch, keeps best/ and history.jsonl, checkpoints, early-stops, and resumes
+ * from the newest complete checkpoint. {@link #requestStop()} (SIGTERM) makes it checkpoint at the next
+ * optimizer-step boundary and return {@link Outcome#INTERRUPTED}.
+ */
+public final class Trainer {
+  private final FineTuneJob job;
+  private final Path jobDir;
+  private final Path outputDir;
+  private final TrainingListener listener;
+  private volatile boolean stopRequested;
+
+  public Trainer(FineTuneJob job, Path jobDir, Path outputDir, TrainingListener listener) {
+    this.job = job;
+    this.jobDir = jobDir;
+    this.outputDir = outputDir;
+    this.listener = listener == null ? new TrainingListener() {} : listener;
+  }
+
+  /** Asks the training thread to checkpoint at the next step boundary and stop. Safe from any thread. */
+  public void requestStop() {
+    stopRequested = true;
+  }
+
+  public Result run() throws IOException {
+    FineTuneJobSpec spec = job.getSpec();
+    TrainingSpec t = spec.training;
+    Files.createDirectories(outputDir);
+    try (NDManager base = NDManager.newBaseManager();
+        Model model = Model.fromSpec(spec.model, jobDir, outputDir, base)) {
+      return train(spec, t, base, model);
+    }
+  }
+
+  /**
+   * A record whose targets are all -100 after truncation (the prompt fills maxLength, and maskPrompt hides it)
+   * teaches nothing and adds a loss of 0 to the epoch mean; when every record is like that, the run would report
+   * falling losses while learning nothing. Fail that as a bad job; warn when only some are.
+   */
+  static void checkSomethingToLearn(Collator collator, List<Collator.Example> train, DatasetSpec ds) {
+    long empty = train.stream()
+        .filter(e -> Arrays.stream(collator.collate(List.of(e)).targets()[0]).allMatch(y -> y == Collator.IGNORE))
+        .count();
+    String why = "no target token within spec.dataset.maxLength (" + ds.maxLength + ")"
+        + (Boolean.TRUE.equals(ds.maskPrompt) ? " once spec.dataset.maskPrompt hides the prompt" : "");
+    if (empty == train.size()) {
+      throw new BadJobException("all " + train.size() + " training records have " + why + ": the prompt fills it. Raise"
+          + " maxLength (and the model's context length) or shorten the prompts (promptStyle phi3 is shorter than alpaca)");
+    }
+    if (empty > 0) {
+      System.out.println("warning: " + empty + " of " + train.size() + " training records have " + why
+          + " and teach nothing");
+    }
+  }
+
+  private Result train(FineTuneJobSpec spec, TrainingSpec t, NDManager base, Model model) throws IOException {
+    Gpt2 net = model.net();
+    net.setDropout(t.dropout == null ? 0 : t.dropout);
+    DatasetSpec ds = spec.dataset;
+    Datasets.Splits splits = Datasets.load(ds, jobDir, outputDir);
+    if (splits.train().isEmpty() || splits.validation().isEmpty()) {
+      throw new BadJobException("dataset " + splits.source() + " gives " + splits.train().size() + " training and "
+          + splits.validation().size() + " validation records; both splits need at least one record (more data, or"
+          + " larger spec.dataset.split fractions)");
+    }
+    int maxLength = ds.maxLength;
+    if (maxLength > net.config().contextLength()) {
+      System.out.println("spec.dataset.maxLength " + maxLength + " is above the model's context length; using "
+          + net.config().contextLength());
+      maxLength = net.config().contextLength();
+    }
+    Collator collator = new Collator(model.tokenizer().endOfText(), maxLength, Boolean.TRUE.equals(ds.maskPrompt));
+    List<Collator.Example> train = tokenize(model.tokenizer(), ds, splits.train());
+    List<Collator.Example> validation = tokenize(model.tokenizer(), ds, splits.validation());
+    checkSomethingToLearn(collator, train, ds);
+
+    int batch = t.batchSize;
+    int accum = t.gradientAccumulationSteps;
+    // As the reference's DataLoader: the training split drops its last partial batch (unless it is the only one).
+    int microPerEpoch = Math.max(1, train.size() / batch);
+    long stepsPerEpoch = (microPerEpoch + accum - 1) / accum;
+    long totalSteps = stepsPerEpoch * t.epochs;
+    LrSchedule schedule = LrSchedule.of(t, totalSteps);
+    double minDelta = spec.earlyStopping == null ? 0 : spec.earlyStopping.minDelta;
+
+    net.requireGradients();
+    try (AdamW optimizer = new AdamW(net.parameters(), base, t.beta1, t.beta2, t.epsilon, t.weightDecay)) {
+      Checkpoints checkpoints = new Checkpoints(outputDir.resolve(TrainerContract.CHECKPOINTS_DIR));
+      checkpoints.removeIncomplete();
+      TrainerState state = new TrainerState();
+      String restoredFrom = null;
+      Optional<Checkpoints.Saved> latest = checkpoints.latest();
+      if (latest.isPresent()) {
+        Path dir = latest.get().dir();
+        state = latest.get().state();
+        try (Gpt2 saved = Gpt2.load(net.config(), dir.resolve("model.safetensors"), base)) {
+          net.copyFrom(saved);
+        }
+        optimizer.load(dir.resolve(Checkpoints.OPTIMIZER), state.step);
+        restoredFrom = outputDir.relativize(dir).toString();
+        System.out.println("resuming from " + dir + " (epoch " + state.epochsCompleted + ", batch " + state.batchInEpoch
+            + ", step " + state.step + ")");
+      }
+      rewriteHistory(state.history);
+      listener.onStart(new TrainingListener.RunInfo(job, outputDir, t.epochs, stepsPerEpoch, totalSteps, train.size(),
+          validation.size(), splits.test(), net.parameterCount(), model, restoredFrom, state.epochsCompleted, state.step,
+          List.copyOf(state.history)));
+      String latestName = latest.map(s -> outputDir.relativize(s.dir()).toString()).orElse(null);
+
+      if (state.earlyStopped || state.epochsCompleted >= t.epochs) {
+        return finish(state, t, state.earlyStopped ? Outcome.EARLY_STOPPED : Outcome.COMPLETED,
+            "already finished: " + state.epochsCompleted + " epochs in " + latestName, latestName);
+      }
+
+      if (stopRequested) {
+        return finish(state, t, Outcome.INTERRUPTED, "stopped by request (SIGTERM) before training started", latestName);
+      }
+      long runStart = System.nanoTime();
+      long runTokens = 0;
+      long runSteps = 0;
+      for (int epoch = state.epochsCompleted; epoch < t.epochs; epoch++) {
+        long epochStart = System.nanoTime();
+        int[] order = order(train.size(), epoch, t);
+        for (int mb = state.batchInEpoch; mb < microPerEpoch; mb++) {
+          int groupStart = mb / accum * accum;
+          int groupSize = Math.min(accum, microPerEpoch - groupStart);
+          List<Collator.Example> items = new ArrayList<>();
+          for (int i = mb * batch; i < Math.min((mb + 1) * batch, train.size()); i++) {
+            items.add(train.get(order[i]));
+          }
+          Collator.Batch b = collator.collate(items);
+          double loss = trainMicroBatch(net, base, b, groupSize, t, state.step * accum + (mb - groupStart));
+          if (!Double.isFinite(loss)) {
+            throw new DivergedException("the training loss became " + loss + " in epoch " + (epoch + 1) + " at step "
+                + (state.step + 1) + "; lower spec.training.learningRate, add warmupSteps or set maxGradNorm");
+          }
+          state.epochLossSum += loss;
+          state.epochBatches++;
+          state.tokens += b.tokens();
+          runTokens += b.tokens();
+          state.batchInEpoch = mb + 1;
+          if (mb + 1 - groupStart < groupSize) {
+            continue;
+          }
+          double gradNorm = t.maxGradNorm == null ? Double.NaN : AdamW.clipGradNorm(net.parameters(), t.maxGradNorm);
+          double lr = schedule.at(state.step);
+          optimizer.step(net.parameters(), lr);
+          AdamW.zeroGradients(net.parameters());
+          state.step++;
+          runSteps++;
+          double elapsed = (System.nanoTime() - runStart) / 1e9;
+          listener.onStep(new TrainingListener.StepInfo(epoch + 1, state.step, totalSteps, loss, lr, state.tokens,
+              runTokens / Math.max(elapsed, 1e-9), elapsed / runSteps * (totalSteps - state.step), gradNorm));
+          boolean epochEnd = mb + 1 == microPerEpoch;
+          if (!epochEnd) {
+            boolean periodic = spec.checkpoints.everySteps > 0 && state.step % spec.checkpoints.everySteps == 0;
+            if (periodic || stopRequested) {
+              state.epochSeconds += (System.nanoTime() - epochStart) / 1e9;
+              epochStart = System.nanoTime();
+              latestName = checkpoint(checkpoints, Checkpoints.stepName(state.step), model, optimizer, state, spec);
+            }
+            if (stopRequested) {
+              return finish(state, t, Outcome.INTERRUPTED, "stopped by request (SIGTERM) in epoch " + (epoch + 1)
+                  + " after step " + state.step + "; checkpoint " + latestName, latestName);
+            }
+          }
+        }
+
+        double trainLoss = state.epochLossSum / Math.max(1, state.epochBatches);
+        double validationLoss = evaluate(net, base, collator, validation, batch);
+        if (!Double.isFinite(validationLoss)) {
+          throw new DivergedException("the validation loss after epoch " + (epoch + 1) + " is " + validationLoss
+              + "; lower spec.training.learningRate or set maxGradNorm");
+        }
+        EpochRecord rec = new EpochRecord(epoch + 1, trainLoss, validationLoss);
+        rec.step = state.step;
+        rec.learningRate = schedule.at(Math.max(0, state.step - 1));
+        rec.tokens = state.tokens;
+        rec.seconds = state.epochSeconds + (System.nanoTime() - epochStart) / 1e9;
+        state.history.add(rec);
+        appendHistory(rec);
+        boolean improved = validationLoss < state.bestValidationLoss - minDelta;
+        if (improved) {
+          state.bestValidationLoss = validationLoss;
+          state.bestEpoch = epoch + 1;
+          state.epochsWithoutImprovement = 0;
+          writeBest(model);
+        } else {
+          state.epochsWithoutImprovement++;
+        }
+        state.epochsCompleted = epoch + 1;
+        state.batchInEpoch = 0;
+        state.epochLossSum = 0;
+        state.epochBatches = 0;
+        state.epochSeconds = 0;
+        state.earlyStopped = spec.earlyStopping != null && state.epochsWithoutImprovement >= spec.earlyStopping.patience;
+        System.out.printf("epoch %d/%d done: train loss %.4f, validation loss %.4f%s (%.1f s)%n", epoch + 1, t.epochs,
+            trainLoss, validationLoss, improved ? ", best so far" : ", best " + fmt(state.bestValidationLoss)
+                + " at epoch " + state.bestEpoch, rec.seconds);
+        listener.onEpoch(new TrainingListener.EpochInfo(rec, state.bestValidationLoss, state.bestEpoch, improved,
+            state.epochsWithoutImprovement));
+        latestName = checkpoint(checkpoints, Checkpoints.epochName(epoch + 1), model, optimizer, state, spec);
+        if (state.earlyStopped) {
+          return finish(state, t, Outcome.EARLY_STOPPED, "early stopped after epoch " + (epoch + 1) + ": validation loss did"
+              + " not improve on " + fmt(state.bestValidationLoss) + " (epoch " + state.bestEpoch + ") by more than "
+              + minDelta + " for " + spec.earlyStopping.patience + " epoch(s)", latestName);
+        }
+        if (stopRequested && epoch + 1 < t.epochs) {
+          return finish(state, t, Outcome.INTERRUPTED, "stopped by request (SIGTERM) after epoch " + (epoch + 1)
+              + "; checkpoint " + latestName, latestName);
+        }
+      }
+      return finish(state, t, Outcome.COMPLETED, "completed " + t.epochs + " epochs; best validation loss "
+          + fmt(state.bestValidationLoss) + " at epoch " + state.bestEpoch, latestName);
+    }
+  }
+
+  private Result finish(TrainerState s, TrainingSpec t, Outcome outcome, String message, String latest) {
+    Path best = outputDir.resolve(TrainerContract.BEST_DIR);
+    Result r = new Result(outcome, message, s.epochsCompleted, t.epochs, s.bestEpoch, s.bestValidationLoss,
+        List.copyOf(s.history), Files.isDirectory(best) ? best : null, latest);
+    System.out.println(message);
+    listener.onFinish(r);
+    return r;
+  }
+
+  private static String fmt(double v) {
+    return String.format("%.4f", v);
+  }
+
+  /** The training split's order in an epoch: a function of seed and epoch only, so a resumed run sees the same. */
+  public static int[] order(int n, int epoch, TrainingSpec t) {
+    List<Integer> idx = new ArrayList<>(n);
+    for (int i = 0; i < n; i++) {
+      idx.add(i);
+    }
+    if (Boolean.TRUE.equals(t.shuffle)) {
+      Collections.shuffle(idx, new Random(t.seed * 1_000_003L + epoch));
+    }
+    return idx.stream().mapToInt(Integer::intValue).toArray();
+  }
+
+  public static List<Collator.Example> tokenize(TextTokenizer tok, DatasetSpec ds, List<Record> records) {
+    List<Collator.Example> out = new ArrayList<>(records.size());
+    for (Record r : records) {
+      int prompt = tok.encode(Prompts.instructionPart(ds.promptStyle, r)).length;
+      out.add(new Collator.Example(tok.encode(Prompts.full(ds.promptStyle, r)), prompt));
+    }
+    return out;
+  }
+
+  public static NDArray ids(NDManager m, long[][] rows) {
+    long[] flat = new long[rows.length * rows[0].length];
+    for (int i = 0; i < rows.length; i++) {
+      System.arraycopy(rows[i], 0, flat, i * rows[0].length, rows[0].length);
+    }
+    return m.create(flat, new Shape(rows.length, rows[0].length));
+  }
+
+  /**
+   * Forward and backward of one micro-batch in its own manager and scope (closed after the backward pass, so
+   * nothing of the step outlives it). Gradients accumulate over a group; the loss is divided by the group size
+   * so the step sees their mean.
+   */
+  static double trainMicroBatch(Gpt2 net, NDManager base, Collator.Batch b, int groupSize, TrainingSpec t,
+      long microIndex) {
+    try (NDManager step = base.newSubManager(); NDScope scope = new NDScope()) {
+      if (t.dropout != null && t.dropout > 0) {
+        // Dropout masks are a function of the seed and the micro-batch, so resumed runs draw the same ones.
+        Engine.getInstance().setRandomSeed((int) (t.seed * 31 + microIndex));
+      }
+      Gpt2.Consts k = new Gpt2.Consts(step);
+      try (GradientCollector gc = Engine.getInstance().newGradientCollector()) {
+        NDArray loss = Gpt2.loss(net.forward(ids(step, b.inputs()), k, true), b.targets(), k);
+        double value = loss.getFloat();
+        gc.backward(groupSize == 1 ? loss : loss.div(step.create((float) groupSize)));
+        return value;
+      }
+    }
+  }
+
+  /** Mean of per-batch losses over a split (batches in order, the last one may be partial). */
+  static double evaluate(Gpt2 net, NDManager base, Collator collator, List<Collator.Example> data, int batch) {
+    double sum = 0;
+    int n = 0;
+    for (int i = 0; i < data.size(); i += batch) {
+      Collator.Batch b = collator.collate(data.subList(i, Math.min(i + batch, data.size())));
+      try (NoGrad noGrad = new NoGrad(); NDManager step = base.newSubManager(); NDScope scope = new NDScope()) {
+        Gpt2.Consts k = new Gpt2.Consts(step);
+        sum += Gpt2.loss(net.forward(ids(step, b.inputs()), k, false), b.targets(), k).getFloat();
+        n++;
+      }
+    }
+    return sum / n;
+  }
+
+  private String checkpoint(Checkpoints checkpoints, String name, Model model, AdamW optimizer, TrainerState state,
+      FineTuneJobSpec spec) throws IOException {
+    long start = System.nanoTime();
+    Path dir = checkpoints.save(name, model, optimizer, state);
+    checkpoints.prune(spec.checkpoints.keep, state.bestEpoch);
+    String rel = outputDir.relativize(dir).toString();
+    listener.onCheckpoint(new TrainingListener.CheckpointInfo(dir, rel, (System.nanoTime() - start) / 1e9,
+        state.bestEpoch > 0 ? TrainerContract.BEST_DIR : null));
+    return rel;
+  }
+
+  /** best/: an HF-layout directory, replaced via a temp directory. */
+  private void writeBest(Model model) throws IOException {
+    Path best = outputDir.resolve(TrainerContract.BEST_DIR);
+    Path tmp = outputDir.resolve(".tmp-" + TrainerContract.BEST_DIR);
+    Checkpoints.deleteTree(tmp);
+    model.save(tmp);
+    Checkpoints.deleteTree(best);
+    Files.move(tmp, best, StandardCopyOption.ATOMIC_MOVE);
+  }
+
+  private void appendHistory(EpochRecord rec) throws IOException {
+    Files.writeString(outputDir.resolve(TrainerContract.HISTORY_FILE), FineTuneJobs.toJson(rec) + "\n",
+        StandardCharsets.UTF_8, StandardOpenOption.CREATE, StandardOpenOption.APPEND);
+  }
+
+  /** history.jsonl as of the checkpoint resumed from (epochs after it are trained again). */
+  private void rewriteHistory(List<EpochRecord> history) throws IOException {
+    StringBuilder sb = new StringBuilder();
+    for (EpochRecord r : history) {
+      sb.append(FineTuneJobs.toJson(r)).append('\n');
+    }
+    Files.writeString(outputDir.resolve(TrainerContract.HISTORY_FILE), sb.toString(), StandardCharsets.UTF_8);
+  }
+}
