@@ -1,26 +1,22 @@
 package dev.finetune.helm;
 
-import static org.awaitility.Awaitility.await;
-
 import dev.finetune.api.testing.RealKubeApiServer;
 import io.fabric8.kubernetes.api.model.HasMetadata;
 import io.fabric8.kubernetes.api.model.NamespaceBuilder;
-import io.fabric8.kubernetes.api.model.Secret;
 import io.fabric8.kubernetes.api.model.ServiceAccount;
+import io.fabric8.kubernetes.api.model.authentication.TokenRequest;
+import io.fabric8.kubernetes.api.model.authentication.TokenRequestBuilder;
 import io.fabric8.kubernetes.client.Config;
 import io.fabric8.kubernetes.client.ConfigBuilder;
 import io.fabric8.kubernetes.client.KubernetesClient;
 import io.fabric8.kubernetes.client.KubernetesClientBuilder;
-import java.nio.charset.StandardCharsets;
-import java.time.Duration;
-import java.util.Base64;
 import java.util.List;
 import java.util.Map;
 
 /**
  * What {@code helm install} would create for the operator's identity, on a real API server: the chart's
  * ServiceAccount, roles and bindings; and a client that authenticates as that ServiceAccount, as the operator
- * Pod would. (The server needs kube-controller-manager: it issues the ServiceAccount tokens.)
+ * Pod would.
  */
 public final class ChartInstall {
   private static final List<String> RBAC_KINDS = List.of("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding");
@@ -38,17 +34,14 @@ public final class ChartInstall {
     return Chart.ofKind(objects, ServiceAccount.class).get(0).getMetadata().getName();
   }
 
-  /** A client with the ServiceAccount's token, once the controller manager has issued it. */
+  /**
+   * A client with a token for the ServiceAccount from the TokenRequest API, as the kubelet projects one into the
+   * operator Pod (Kubernetes stopped creating token Secrets in 1.24). Valid for an hour, longer than any test.
+   */
   public static KubernetesClient clientFor(RealKubeApiServer server, String serviceAccount) {
-    String token = await().atMost(Duration.ofSeconds(30)).until(() -> {
-      ServiceAccount sa = server.client().serviceAccounts().inNamespace(Chart.NAMESPACE).withName(serviceAccount).get();
-      if (sa == null || sa.getSecrets() == null || sa.getSecrets().isEmpty()) {
-        return null;
-      }
-      Secret secret = server.client().secrets().inNamespace(Chart.NAMESPACE).withName(sa.getSecrets().get(0).getName()).get();
-      return secret == null || secret.getData() == null ? null
-          : new String(Base64.getDecoder().decode(secret.getData().get("token")), StandardCharsets.UTF_8);
-    }, t -> t != null);
+    TokenRequest request = new TokenRequestBuilder().withNewSpec().withExpirationSeconds(3600L).endSpec().build();
+    String token = server.client().serviceAccounts().inNamespace(Chart.NAMESPACE).withName(serviceAccount)
+        .tokenRequest(request).getStatus().getToken();
     Config config = new ConfigBuilder(Config.empty())
         .withMasterUrl(server.url())
         .withCaCertFile(server.caCertificate().toString())

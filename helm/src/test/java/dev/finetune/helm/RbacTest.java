@@ -11,6 +11,9 @@ import dev.finetune.api.testing.RealKubeApiServer;
 import dev.finetune.api.testing.Repo;
 import dev.finetune.operator.FineTuneOperator;
 import dev.finetune.operator.config.OperatorConfig;
+import com.marcnuri.helm.DryRun;
+import com.marcnuri.helm.Helm;
+import com.marcnuri.helm.Release;
 import io.fabric8.kubernetes.api.model.NamespaceBuilder;
 import io.fabric8.kubernetes.client.KubernetesClient;
 import io.fabric8.kubernetes.client.KubernetesClientException;
@@ -21,6 +24,7 @@ import java.util.List;
 import java.util.Map;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
@@ -33,8 +37,7 @@ class RbacTest {
 
   @BeforeAll
   static void start() {
-    // The controller manager issues ServiceAccount tokens.
-    server = RealKubeApiServer.start(true);
+    server = RealKubeApiServer.start(false);
     var applied = server.kubectl("apply", "-f", Repo.crd().toString());
     assertThat(applied.exitCode()).as(applied.output()).isZero();
     assertThat(server.kubectl("wait", "--for", "condition=established", "--timeout=60s", "crd/finetunejobs.finetune.dev").exitCode()).isZero();
@@ -45,6 +48,20 @@ class RbacTest {
     if (server != null) {
       server.close();
     }
+  }
+
+  /** Helm checks the chart's kubeVersion (1.29+) against the cluster: v1.34.9 passes, v1.20 is refused. */
+  @Test
+  void theChartInstallsOnTheSupportedVersionOnly() {
+    if (server.client().namespaces().withName(Chart.NAMESPACE).get() == null) {
+      server.client().namespaces().resource(new NamespaceBuilder().withNewMetadata().withName(Chart.NAMESPACE).endMetadata().build()).create();
+    }
+    Release release = new Helm(Chart.DIR).install().withName("version-check").withNamespace(Chart.NAMESPACE)
+        .withKubeConfig(server.kubeconfig()).withDryRunOption(DryRun.SERVER).call();
+    assertThat(release.getStatus()).isEqualTo("pending-install");
+    // Without a cluster, helm-java's Helm assumes Kubernetes v1.20.
+    assertThatThrownBy(() -> new Helm(Chart.DIR).template().withName("version-check").call())
+        .hasMessageContaining("chart requires kubeVersion: >=1.29.0-0 which is incompatible with Kubernetes v1.20");
   }
 
   /** all: the ClusterRole; one: watchNamespaces=[that namespace], Roles there. */

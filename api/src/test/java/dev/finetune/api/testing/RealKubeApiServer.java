@@ -21,8 +21,8 @@ import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
 
 /**
- * A real Kubernetes control plane for tests: etcd and kube-apiserver v1.20 (and kube-controller-manager on
- * request) on loopback, started with the scripts in {@code ../shared/k8s}, on free ports and in a private run
+ * A real Kubernetes control plane for tests: etcd and kube-apiserver {@value #VERSION} (and kube-controller-manager
+ * on request) on loopback, started with the scripts in {@code ../shared/k8s}, on free ports and in a private run
  * directory, so several test JVMs can run one each. There is no scheduler and no kubelet.
  *
  * <p>The scripts are found through the environment variable {@code FINETUNE_K8S_DIR}, else the system property
@@ -30,6 +30,9 @@ import java.util.stream.Stream;
  * skipped with a message that says how to get them.
  */
 public final class RealKubeApiServer implements AutoCloseable {
+  /** The Kubernetes version every real-cluster test runs on (the project supports 1.29 and newer). */
+  public static final String VERSION = "1.34.9";
+  private static final String ARCHIVE = "kube-v" + VERSION + "-linux-amd64.tar.xz";
   private static final Duration COMMAND_TIMEOUT = Duration.ofMinutes(3);
 
   private final Path k8sDir;
@@ -51,7 +54,7 @@ public final class RealKubeApiServer implements AutoCloseable {
   public static RealKubeApiServer start(boolean withControllerManager) {
     Path k8sDir = k8sDir().orElse(null);
     Skips.unless(k8sDir != null,
-        "no real kube-apiserver: set FINETUNE_K8S_DIR to a folder with start.sh and kube-v1.20.2-linux-amd64.tar.xz "
+        "no real kube-apiserver: set FINETUNE_K8S_DIR to a folder with start.sh and " + ARCHIVE + " "
             + "(../shared/k8s in this project's workspace)");
     Skips.unless(onPath("etcd"), "no etcd on PATH: apt-get install -y etcd-server");
     try {
@@ -139,13 +142,13 @@ public final class RealKubeApiServer implements AutoCloseable {
     if (System.getenv("BIN") != null) {
       return Path.of(System.getenv("BIN"));
     }
-    Path bin = Path.of(System.getProperty("user.home"), ".cache", "kube-v1.20.2");
+    Path bin = Path.of(System.getProperty("user.home"), ".cache", "kube-v" + VERSION);
     Files.createDirectories(bin.getParent());
-    try (RandomAccessFile lockFile = new RandomAccessFile(bin.getParent().resolve("kube-v1.20.2.lock").toFile(), "rw");
+    try (RandomAccessFile lockFile = new RandomAccessFile(bin.getParent().resolve("kube-v" + VERSION + ".lock").toFile(), "rw");
         FileLock lock = lockFile.getChannel().lock()) {
       if (!Files.isExecutable(bin.resolve("kube-apiserver")) || !Files.isExecutable(bin.resolve("kube-controller-manager"))) {
         Path tmp = Files.createTempDirectory(bin.getParent(), "kube-unpack");
-        Result r = exec(Map.of(), tmp, List.of("tar", "-xJf", k8sDir.resolve("kube-v1.20.2-linux-amd64.tar.xz").toString(), "-C", tmp.toString()));
+        Result r = exec(Map.of(), tmp, List.of("tar", "-xJf", k8sDir.resolve(ARCHIVE).toString(), "-C", tmp.toString()));
         if (r.exitCode() != 0) {
           throw new IllegalStateException("cannot unpack kube binaries: " + r.output());
         }

@@ -33,7 +33,7 @@ import java.util.concurrent.Future;
 import java.util.concurrent.atomic.LongAdder;
 
 /**
- * Operator benchmark on a real kube-apiserver (v1.20, no controller manager, so no Pods): N FineTuneJobs created
+ * Operator benchmark on a real kube-apiserver ({@link RealKubeApiServer#VERSION}, no controller manager, so no Pods): N FineTuneJobs created
  * at once; time until every one has its Job and a Pending status; reconciliations per second; heap after a full
  * GC; then an idle period in which every API request of the operator's client is counted (watches and the
  * leader-election Lease apart); then every trainer runs (the bench writes the Pods as a kubelet would, one fake
@@ -173,8 +173,8 @@ public final class OperatorBench {
       Map<String, Long> idle = counter.snapshot();
       double reconcilesIdle = reconciliations(registry) - reconciles;
 
-      System.out.printf("%n=== operator benchmark: %d FineTuneJobs, kube-apiserver v1.20 on loopback, %d CPUs ===%n",
-          n, Runtime.getRuntime().availableProcessors());
+      System.out.printf("%n=== operator benchmark: %d FineTuneJobs, kube-apiserver v%s on loopback, %d CPUs ===%n",
+          n, RealKubeApiServer.VERSION, Runtime.getRuntime().availableProcessors());
       System.out.printf("reconcile threads: %d%n", oc.reconcileThreads());
       System.out.printf("created %d FineTuneJobs in %.2f s (32 client threads)%n", n, createdSeconds);
       System.out.printf("all %d have a Job and status Pending after %.2f s (%.1f jobs/s)%n", n, seconds, n / seconds);
