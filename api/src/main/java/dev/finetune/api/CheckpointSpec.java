@@ -6,6 +6,7 @@ import io.fabric8.generator.annotation.Default;
 import io.fabric8.generator.annotation.Max;
 import io.fabric8.generator.annotation.Min;
 import io.fabric8.generator.annotation.Pattern;
+import io.fabric8.generator.annotation.ValidationRule;
 
 /**
  * The checkpoint volume: a new PVC the operator creates (size, storage class) or an existing claim. The run
@@ -13,6 +14,8 @@ import io.fabric8.generator.annotation.Pattern;
  */
 @JsonInclude(JsonInclude.Include.NON_NULL)
 public class CheckpointSpec {
+  /** A PersistentVolumeClaim name: a DNS subdomain. */
+  static final String CLAIM_NAME = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 
   @Min(1)
   @Max(1000)
@@ -25,6 +28,7 @@ public class CheckpointSpec {
   @JsonPropertyDescription("Also checkpoint every this many optimiser steps inside an epoch; 0: only at the end of each epoch.")
   public Integer everySteps = 0;
 
+  @Pattern(CLAIM_NAME)
   @JsonPropertyDescription("Use this existing PersistentVolumeClaim instead of creating one; it is never deleted by the operator.")
   public String claimName;
 
@@ -40,6 +44,8 @@ public class CheckpointSpec {
   @JsonPropertyDescription("Keep the created claim (and the results on it) when the FineTuneJob is deleted. false: it is deleted with the job.")
   public Boolean retainClaim = false;
 
+  @ValidationRule(value = "!self.startsWith('/') && !self.contains('..')",
+      messageExpression = "\"'\" + self + \"' must be a relative path inside the volume, without '..'\"")
   @JsonPropertyDescription("Run directory inside the volume. Empty: the FineTuneJob's name. In a local run, a directory relative to the job file (default runs/NAME), unless --output is given.")
   public String path;
 }

@@ -6,13 +6,33 @@ import io.fabric8.generator.annotation.Default;
 import io.fabric8.generator.annotation.Max;
 import io.fabric8.generator.annotation.Min;
 import io.fabric8.generator.annotation.Pattern;
+import io.fabric8.generator.annotation.Required;
+import io.fabric8.generator.annotation.ValidationRule;
 
 /**
  * Instruction records ({@code instruction}, {@code input}, {@code output}) from exactly one source:
  * {@code path}, {@code configMap}, {@code url}, {@code synthetic}, or separate {@code files} per split.
  */
 @JsonInclude(JsonInclude.Include.NON_NULL)
+@ValidationRule(value = DatasetSpec.SOURCES + ".filter(s, s).size() == 1",
+    messageExpression = DatasetSpec.SOURCES + ".filter(s, s).size() == 0"
+        + " ? 'names no data; set exactly one of path, configMap, url, synthetic or files'"
+        + " : 'names %d data sources; set exactly one of path, configMap, url, synthetic or files'"
+        + ".format([" + DatasetSpec.SOURCES + ".filter(s, s).size()])")
+@ValidationRule(value = "!has(self.claimName) || has(self.path) || has(self.files)", fieldPath = ".claimName",
+    message = "is set without spec.dataset.path or spec.dataset.files; say where in the volume the data is")
+@ValidationRule(value = "has(self.files) || (" + DatasetSpec.SPLIT_SUM + " - 1.0 <= 0.000001 && 1.0 - " + DatasetSpec.SPLIT_SUM
+    + " <= 0.000001)", fieldPath = ".split",
+    messageExpression = "'fractions sum to %s, must be 1.0 (train + validation + test)'"
+        + ".format([double(int(" + DatasetSpec.SPLIT_SUM + " * 1000000.0 + 0.5)) / 1000000.0])")
+@ValidationRule(value = "has(self.files) || self.split.train > 0.0", fieldPath = ".split.train",
+    message = "is 0; training needs some records")
+@ValidationRule(value = "has(self.files) || self.split.validation > 0.0", fieldPath = ".split.validation",
+    message = "is 0; validation loss picks the best epoch, give it some records (e.g. 0.05)")
 public class DatasetSpec {
+  static final String SOURCES = "[has(self.path), has(self.configMap), has(self.url), has(self.synthetic), has(self.files)]";
+  static final String SPLIT_SUM = "(self.split.train + self.split.validation + self.split.test)";
+
 
   @JsonPropertyDescription("A JSON array or JSON Lines file of records. With claimName it is relative to that volume; in a local run it is relative to the job file.")
   public String path;
@@ -54,9 +74,11 @@ public class DatasetSpec {
   /** Where a data set in a ConfigMap is. */
   @JsonInclude(JsonInclude.Include.NON_NULL)
   public static class ConfigMapSource {
+    @Required
     @JsonPropertyDescription("ConfigMap name, in the FineTuneJob's namespace.")
     public String name;
 
+    @Required
     @JsonPropertyDescription("The key that holds the records.")
     public String key;
   }
@@ -64,9 +86,11 @@ public class DatasetSpec {
   /** Separate files per split; relative to the dataset volume (or the job file in a local run). */
   @JsonInclude(JsonInclude.Include.NON_NULL)
   public static class DatasetFiles {
+    @Required
     @JsonPropertyDescription("Training records (required).")
     public String train;
 
+    @Required
     @JsonPropertyDescription("Validation records (required: validation loss drives early stopping and the best epoch).")
     public String validation;
 

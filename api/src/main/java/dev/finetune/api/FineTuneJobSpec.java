@@ -5,6 +5,8 @@ import com.fasterxml.jackson.annotation.JsonPropertyDescription;
 import io.fabric8.generator.annotation.Default;
 import io.fabric8.generator.annotation.Min;
 import io.fabric8.generator.annotation.Required;
+import io.fabric8.generator.annotation.Size;
+import io.fabric8.generator.annotation.ValidationRule;
 import io.fabric8.kubernetes.api.model.Affinity;
 import io.fabric8.kubernetes.api.model.Toleration;
 import java.util.List;
@@ -12,7 +14,12 @@ import java.util.Map;
 
 /** What to fine-tune, on which data, how, and where the trainer Pod runs. */
 @JsonInclude(JsonInclude.Include.NON_NULL)
+@ValidationRule(value = "!has(self.model.scratch) || self.dataset.maxLength <= self.model.scratch.contextLength",
+    fieldPath = ".dataset.maxLength",
+    messageExpression = "\"%d exceeds the model's context length (%d); lower maxLength or raise spec.model.scratch.contextLength\""
+        + ".format([self.dataset.maxLength, self.model.scratch.contextLength])")
 public class FineTuneJobSpec {
+  private static final String LABEL_KEY = "^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$";
 
   @Required
   @JsonPropertyDescription("The pretrained model to start from: exactly one of hub, path or scratch.")
@@ -44,6 +51,8 @@ public class FineTuneJobSpec {
   @JsonPropertyDescription("Trainer container image. Empty: the operator's default trainer image.")
   public String image;
 
+  @ValidationRule(value = "self in ['Always', 'IfNotPresent', 'Never']",
+      messageExpression = "\"is '\" + self + \"', must be Always, IfNotPresent or Never\"")
   @JsonPropertyDescription("Image pull policy of the trainer container (Always, IfNotPresent, Never). Empty: Kubernetes' default.")
   public String imagePullPolicy;
 
@@ -62,6 +71,9 @@ public class FineTuneJobSpec {
   @JsonPropertyDescription("ServiceAccount the trainer Pod runs as. Empty: the namespace's default account.")
   public String serviceAccountName;
 
+  @ValidationRule(value = "self.all(k, k.matches('" + LABEL_KEY + "'))",
+      messageExpression = "\"'\" + self.filter(k, !k.matches('" + LABEL_KEY + "'))[0] + \"' is not a valid label key\"")
+  @Size(max = 64)
   @JsonPropertyDescription("Labels added to the training Job and its Pod, e.g. kueue.x-k8s.io/queue-name.")
   public Map<String, String> labels;
 

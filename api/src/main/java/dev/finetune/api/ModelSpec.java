@@ -4,9 +4,17 @@ import com.fasterxml.jackson.annotation.JsonInclude;
 import com.fasterxml.jackson.annotation.JsonPropertyDescription;
 import io.fabric8.generator.annotation.Default;
 import io.fabric8.generator.annotation.Pattern;
+import io.fabric8.generator.annotation.ValidationRule;
 
 /** The pretrained GPT-2-family model: exactly one of {@code hub}, {@code path} or {@code scratch}. */
 @JsonInclude(JsonInclude.Include.NON_NULL)
+@ValidationRule(value = "[has(self.hub), has(self.path), has(self.scratch)].filter(s, s).size() == 1",
+    messageExpression = "[has(self.hub), has(self.path), has(self.scratch)].filter(s, s).size() == 0"
+        + " ? 'names no model; set exactly one of hub, path or scratch'"
+        + " : 'names %d models; set exactly one of hub, path or scratch'"
+        + ".format([[has(self.hub), has(self.path), has(self.scratch)].filter(s, s).size()])")
+@ValidationRule(value = "!has(self.claimName) || has(self.path)", fieldPath = ".claimName",
+    message = "is set without spec.model.path; say where in the volume the model directory is")
 public class ModelSpec {
 
   @Pattern("^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
@@ -20,6 +28,7 @@ public class ModelSpec {
   @JsonPropertyDescription("A HuggingFace-layout model directory (config.json, model.safetensors, tokenizer.json). With claimName it is relative to that volume; in a local run it is relative to the job file.")
   public String path;
 
+  @Pattern(CheckpointSpec.CLAIM_NAME)
   @JsonPropertyDescription("An existing PersistentVolumeClaim that holds path; mounted read-only into the trainer Pod.")
   public String claimName;
 

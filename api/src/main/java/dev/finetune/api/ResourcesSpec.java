@@ -6,9 +6,12 @@ import io.fabric8.generator.annotation.Default;
 import io.fabric8.generator.annotation.Max;
 import io.fabric8.generator.annotation.Min;
 import io.fabric8.generator.annotation.Pattern;
+import io.fabric8.generator.annotation.ValidationRule;
 
 /** Resources of the trainer container; requests equal limits so the Pod is not squeezed mid-epoch. */
 @JsonInclude(JsonInclude.Include.NON_NULL)
+@ValidationRule(value = "self.gpus == 0 || (has(self.gpuResource) && self.gpuResource.trim() != '')", fieldPath = ".gpuResource",
+    message = "is empty; write the GPU resource name, e.g. nvidia.com/gpu")
 public class ResourcesSpec {
   static final String QUANTITY = "^[0-9]+(\\.[0-9]+)?(m|Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$";
 

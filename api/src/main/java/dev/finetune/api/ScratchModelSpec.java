@@ -5,9 +5,13 @@ import com.fasterxml.jackson.annotation.JsonPropertyDescription;
 import io.fabric8.generator.annotation.Default;
 import io.fabric8.generator.annotation.Max;
 import io.fabric8.generator.annotation.Min;
+import io.fabric8.generator.annotation.ValidationRule;
 
 /** Shape of a randomly initialised GPT-2; the tokenizer is byte-level (256 bytes plus end-of-text). */
 @JsonInclude(JsonInclude.Include.NON_NULL)
+@ValidationRule(value = "self.heads < 1 || self.embeddingDim % self.heads == 0", fieldPath = ".embeddingDim",
+    messageExpression = "'%d is not divisible by heads (%d); choose a multiple of heads, e.g. %d'.format([self.embeddingDim,"
+        + " self.heads, self.heads * (self.embeddingDim / self.heads > 1 ? self.embeddingDim / self.heads : 1)])")
 public class ScratchModelSpec {
 
   @Min(1)

@@ -6,9 +6,12 @@ import com.fasterxml.jackson.annotation.JsonPropertyDescription;
 import io.fabric8.generator.annotation.Default;
 import io.fabric8.generator.annotation.Max;
 import io.fabric8.generator.annotation.Min;
+import io.fabric8.generator.annotation.ValidationRule;
 
 /** Optimisation: AdamW with PyTorch's semantics, warm-up and decay, global-norm clipping, accumulation. */
 @JsonInclude(JsonInclude.Include.NON_NULL)
+@ValidationRule(value = "self.schedule == 'constant' || self.minLearningRate < self.learningRate", fieldPath = ".minLearningRate",
+    messageExpression = "'is %s, must be at least 0 and below learningRate (%s)'.format([self.minLearningRate, self.learningRate])")
 public class TrainingSpec {
 
   @Min(1)
@@ -23,7 +26,7 @@ public class TrainingSpec {
   @JsonPropertyDescription("Records per batch (per optimiser step unless gradientAccumulationSteps is above 1).")
   public Integer batchSize = 8;
 
-  @Min(0)
+  @Min(value = 0, inclusive = false)
   @Max(10)
   @Default("5.0E-5")
   @JsonPropertyDescription("Peak learning rate of AdamW; must be above 0.")
@@ -35,18 +38,18 @@ public class TrainingSpec {
   public Double weightDecay = 0.1;
 
   @Min(0)
-  @Max(1)
+  @Max(value = 1, inclusive = false)
   @Default("0.9")
   @JsonPropertyDescription("AdamW beta1; below 1.")
   public Double beta1 = 0.9;
 
   @Min(0)
-  @Max(1)
+  @Max(value = 1, inclusive = false)
   @Default("0.999")
   @JsonPropertyDescription("AdamW beta2; below 1.")
   public Double beta2 = 0.999;
 
-  @Min(0)
+  @Min(value = 0, inclusive = false)
   @Default("1.0E-8")
   @JsonPropertyDescription("AdamW epsilon; above 0.")
   public Double epsilon = 1e-8;
@@ -65,7 +68,7 @@ public class TrainingSpec {
   @JsonPropertyDescription("Final learning rate of the linear and cosine schedules; below learningRate.")
   public Double minLearningRate = 0.0;
 
-  @Min(0)
+  @Min(value = 0, inclusive = false)
   @JsonPropertyDescription("Clip the gradients' global L2 norm to this value (PyTorch clip_grad_norm_). Empty: no clipping.")
   public Double maxGradNorm;
 
@@ -84,7 +87,7 @@ public class TrainingSpec {
   public Long seed = 123L;
 
   @Min(0)
-  @Max(1)
+  @Max(value = 1, inclusive = false)
   @Default("0.0")
   @JsonPropertyDescription("Dropout probability; 0 disables dropout (the default, like the reference's fine-tuning).")
   public Double dropout = 0.0;

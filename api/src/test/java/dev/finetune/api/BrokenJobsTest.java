@@ -18,13 +18,14 @@ import org.junit.jupiter.params.provider.MethodSource;
 
 /**
  * Broken jobs (src/test/resources/broken) are rejected with a message that names the field. Each file says
- * in its header what the message must be ({@code # expect:}) and whether the CRD schema alone rejects it
- * ({@code # schema: rejects|accepts}).
+ * in its header what the message must be ({@code # expect:}), whether the CRD's OpenAPI schema alone rejects it
+ * ({@code # schema: rejects|accepts}), and, for what only the CRD's CEL rules catch, what the API server says
+ * ({@code # server:}; RealApiServerTest applies each file).
  */
 class BrokenJobsTest {
 
   /** A broken job and what it must produce. */
-  record Broken(Path file, String expect, boolean schemaRejects) {
+  record Broken(Path file, String expect, boolean schemaRejects, String server) {
     @Override
     public String toString() {
       return file.getFileName().toString();
@@ -34,7 +35,9 @@ class BrokenJobsTest {
       try {
         List<String> lines = Files.readAllLines(file);
         String expect = header(lines, "# expect: ");
-        return new Broken(file, expect, header(lines, "# schema: ").startsWith("rejects"));
+        boolean schemaRejects = header(lines, "# schema: ").startsWith("rejects");
+        String server = schemaRejects ? null : header(lines, "# server: ");
+        return new Broken(file, expect, schemaRejects, server);
       } catch (IOException e) {
         throw new java.io.UncheckedIOException(e);
       }

@@ -11,7 +11,11 @@ import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
-/** The CRD on a real kube-apiserver: installs, accepts the examples, refuses broken jobs, prints the columns. */
+/**
+ * The CRD on a real kube-apiserver: installs, accepts the examples, refuses every broken job (its OpenAPI schema, or
+ * its CEL rules in the shared validator's words), refuses spec changes once the training Job exists, prints the
+ * columns.
+ */
 class RealApiServerTest {
   private static RealKubeApiServer server;
 
@@ -44,19 +48,52 @@ class RealApiServerTest {
   }
 
   @Test
-  void brokenJobsTheSchemaCanExpressAreRefused() throws Exception {
+  void everyBrokenJobIsRefused() throws Exception {
     List<BrokenJobsTest.Broken> broken = BrokenJobsTest.brokenJobs();
     for (BrokenJobsTest.Broken b : broken) {
       Result r = server.kubectl("apply", "-f", b.file().toString());
-      String field = b.expect().substring(0, b.expect().indexOf(':'));
+      assertThat(r.exitCode()).as(b + " must be refused: " + r.output()).isNotZero();
       if (b.schemaRejects()) {
-        assertThat(r.exitCode()).as(b + " must be refused: " + r.output()).isNotZero();
+        String field = b.expect().substring(0, b.expect().indexOf(':'));
         assertThat(r.output()).as(b.toString()).contains(field.substring(field.lastIndexOf('.') + 1));
       } else {
-        // No OpenAPI rule can say these; the operator's validator marks them InvalidSpec.
-        assertThat(r.exitCode()).as(b + ": " + r.output()).isZero();
+        // A CEL rule: the field and the fix, in the validator's words.
+        assertThat(r.output()).as(b.toString()).contains(b.server());
+        String message = b.expect().substring(b.expect().indexOf(": ") + 2);
+        assertThat(r.output()).as(b.toString()).contains(message);
       }
     }
+  }
+
+  /** Once the operator has made the training Job (status.jobName), only spec.suspend may change. */
+  @Test
+  void specChangesAreRefusedOnceTheTrainingJobExists() throws Exception {
+    FineTuneJob job = FineTuneJobs.read(Repo.examples().resolve("small-cpu.yaml"));
+    job.getMetadata().setName("immutable");
+    job.getMetadata().setNamespace("default");
+    server.client().resource(job).create();
+    // Before the Job exists the spec may change (e.g. fixing a spec the operator marked InvalidSpec).
+    Result before = server.kubectl("patch", "ftj", "immutable", "--type", "merge", "-p", "{\"spec\":{\"training\":{\"epochs\":5}}}");
+    assertThat(before.exitCode()).as(before.output()).isZero();
+
+    Result status = server.kubectl("patch", "ftj", "immutable", "--subresource", "status", "--type", "merge",
+        "-p", "{\"status\":{\"phase\":\"Pending\",\"jobName\":\"immutable-train\"}}");
+    assertThat(status.exitCode()).as(status.output()).isZero();
+    for (String change : List.of("{\"spec\":{\"training\":{\"epochs\":6}}}", "{\"spec\":{\"image\":\"trainer:2\"}}",
+        "{\"spec\":{\"earlyStopping\":{\"patience\":3}}}",
+        "{\"spec\":{\"priorityClassName\":\"high\"}}", "{\"spec\":{\"resources\":null}}")) {
+      Result refused = server.kubectl("patch", "ftj", "immutable", "--type", "merge", "-p", change);
+      assertThat(refused.exitCode()).as(change + ": " + refused.output()).isNotZero();
+      assertThat(refused.output()).contains("spec: Forbidden: changed after training Job immutable-train was created;"
+          + " only spec.suspend can change because a Job's Pod template is immutable. Delete and re-create the"
+          + " FineTuneJob to change anything else.");
+    }
+    Result suspend = server.kubectl("patch", "ftj", "immutable", "--type", "merge", "-p", "{\"spec\":{\"suspend\":true}}");
+    assertThat(suspend.exitCode()).as(suspend.output()).isZero();
+    Result labels = server.kubectl("label", "ftj", "immutable", "team=ml");
+    assertThat(labels.exitCode()).as(labels.output()).isZero();
+    assertThat(server.kubectl("get", "ftj", "immutable", "-o", "jsonpath={.spec.training.epochs} {.spec.suspend}").output())
+        .isEqualTo("5 true");
   }
 
   @Test

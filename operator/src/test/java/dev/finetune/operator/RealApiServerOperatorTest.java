@@ -1,6 +1,7 @@
 package dev.finetune.operator;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.awaitility.Awaitility.await;
 
 import dev.finetune.api.FineTuneJob;
@@ -19,6 +20,7 @@ import io.fabric8.kubernetes.api.model.NamespaceBuilder;
 import io.fabric8.kubernetes.api.model.Pod;
 import io.fabric8.kubernetes.api.model.batch.v1.Job;
 import io.fabric8.kubernetes.client.KubernetesClient;
+import io.fabric8.kubernetes.client.KubernetesClientException;
 import io.micrometer.prometheusmetrics.PrometheusConfig;
 import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import java.nio.file.Files;
@@ -33,7 +35,7 @@ import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
 /**
- * End to end on a real kube-apiserver v1.20 with kube-controller-manager (Job controller, garbage collector):
+ * End to end on a real kube-apiserver v1.34 with kube-controller-manager (Job controller, garbage collector):
  * the CRD from crds/, a job applied with kubectl, the Job controller making the trainer Pods, and the test
  * playing the kubelet (Pod status: running with a fake /progress, a crash the Job retries, then success with a
  * termination message). Server-side apply and leader election (a Lease) are on, as in production.
@@ -170,17 +172,26 @@ class RealApiServerOperatorTest {
   }
 
   @Test
-  void invalidSpecIsFailedWithoutAJob() throws Exception {
-    FineTuneJob broken = Jobs.small("bad-split", NS);
-    broken.getSpec().dataset.split.train = 0.5; // fractions must sum to 1: the schema cannot say this
+  void invalidSpecIsRefusedByTheServerOrFailedWithoutAJob() throws Exception {
+    // Fractions must sum to 1: a CEL rule of the CRD refuses it, in the validator's words.
+    FineTuneJob badSplit = Jobs.small("bad-split", NS);
+    badSplit.getSpec().dataset.split.train = 0.5;
+    assertThatThrownBy(() -> client.resource(badSplit).create()).isInstanceOfSatisfying(KubernetesClientException.class, e -> {
+      assertThat(e.getCode()).isEqualTo(422);
+      assertThat(e.getMessage()).contains("spec.dataset.split", "fractions sum to 0.65, must be 1.0 (train + validation + test)");
+    });
+
+    // What no CRD rule checks (a label value) the operator's validator does: Failed/InvalidSpec, no Job.
+    FineTuneJob broken = Jobs.small("bad-label", NS);
+    broken.getSpec().labels = Map.of("team", "not a label value!");
     client.resource(broken).create();
     FineTuneJob failed = await().atMost(Duration.ofSeconds(30)).until(
-        () -> client.resources(FineTuneJob.class).inNamespace(NS).withName("bad-split").get(),
+        () -> client.resources(FineTuneJob.class).inNamespace(NS).withName("bad-label").get(),
         j -> j.getStatus() != null && j.getStatus().phase == Phase.Failed);
     assertThat(failed.getStatus().reason).isEqualTo("InvalidSpec");
-    assertThat(failed.getStatus().message).contains("spec.dataset.split");
-    assertThat(client.batch().v1().jobs().inNamespace(NS).withName("bad-split-train").get()).isNull();
-    Result table = kube.kubectl("get", "ftj", "bad-split", "-n", NS);
+    assertThat(failed.getStatus().message).contains("spec.labels.team: 'not a label value!' is not a valid label value");
+    assertThat(client.batch().v1().jobs().inNamespace(NS).withName("bad-label-train").get()).isNull();
+    Result table = kube.kubectl("get", "ftj", "bad-label", "-n", NS);
     assertThat(table.output()).contains("Failed");
   }
 
