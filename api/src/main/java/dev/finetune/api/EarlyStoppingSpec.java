@@ -4,6 +4,7 @@ import com.fasterxml.jackson.annotation.JsonInclude;
 import com.fasterxml.jackson.annotation.JsonPropertyDescription;
 import io.fabric8.generator.annotation.Default;
 import io.fabric8.generator.annotation.Min;
+import io.fabric8.generator.annotation.ValidationRule;
 
 /** Stop after {@code patience} epochs in which validation loss did not beat the best by more than {@code minDelta}. */
 @JsonInclude(JsonInclude.Include.NON_NULL)
@@ -15,6 +16,7 @@ public class EarlyStoppingSpec {
   public Integer patience = 3;
 
   @Min(0)
+  @ValidationRule(value = Float32.RULE, messageExpression = Float32.SMALL + "0 or 0.001" + Float32.LARGE + "0 or 0.001" + Float32.END)
   @Default("0.0")
   @JsonPropertyDescription("An epoch improves only when validation loss falls below the best by more than this.")
   public Double minDelta = 0.0;

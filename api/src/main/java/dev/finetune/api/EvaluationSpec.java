@@ -7,6 +7,7 @@ import io.fabric8.generator.annotation.Max;
 import io.fabric8.generator.annotation.Min;
 import io.fabric8.generator.annotation.Pattern;
 import io.fabric8.generator.annotation.Required;
+import io.fabric8.generator.annotation.ValidationRule;
 
 /** After training: the best model answers every test-split prompt; a judge model may score the answers. */
 @JsonInclude(JsonInclude.Include.NON_NULL)
@@ -24,6 +25,7 @@ public class EvaluationSpec {
 
   @Min(0)
   @Max(10)
+  @ValidationRule(value = Float32.RULE, messageExpression = Float32.SMALL + "0 (greedy) or 0.7" + Float32.LARGE + "0 (greedy) or 0.7" + Float32.END)
   @Default("0.0")
   @JsonPropertyDescription("Sampling temperature; 0 is greedy decoding (the reference's default).")
   public Double temperature = 0.0;

@@ -28,28 +28,36 @@ public class TrainingSpec {
 
   @Min(value = 0, inclusive = false)
   @Max(10)
+  @ValidationRule(value = "self >= 1e-9", messageExpression = "'is %s, too small to change float32 weights (an AdamW step moves"
+      + " a weight by about learningRate; a weight of 0.02 moves only by 2e-9 or more); typical: 5e-5 to 1e-3'.format([self])")
   @Default("5.0E-5")
   @JsonPropertyDescription("Peak learning rate of AdamW; must be above 0.")
   public Double learningRate = 5e-5;
 
   @Min(0)
+  @ValidationRule(value = Float32.RULE, messageExpression = Float32.SMALL + "0.01 to 0.1" + Float32.LARGE + "0.01 to 0.1" + Float32.END)
   @Default("0.1")
   @JsonPropertyDescription("AdamW's decoupled weight decay.")
   public Double weightDecay = 0.1;
 
   @Min(0)
   @Max(value = 1, inclusive = false)
+  @ValidationRule(value = "self < 0.9999999701976776", messageExpression = "'is %s, which is 1 in float32 (the optimiser would"
+      + " stop averaging); use at most 0.9999999 (typical: 0.9 for beta1, 0.999 for beta2)'.format([self])")
   @Default("0.9")
   @JsonPropertyDescription("AdamW beta1; below 1.")
   public Double beta1 = 0.9;
 
   @Min(0)
   @Max(value = 1, inclusive = false)
+  @ValidationRule(value = "self < 0.9999999701976776", messageExpression = "'is %s, which is 1 in float32 (the optimiser would"
+      + " stop averaging); use at most 0.9999999 (typical: 0.9 for beta1, 0.999 for beta2)'.format([self])")
   @Default("0.999")
   @JsonPropertyDescription("AdamW beta2; below 1.")
   public Double beta2 = 0.999;
 
   @Min(value = 0, inclusive = false)
+  @ValidationRule(value = Float32.RULE, messageExpression = Float32.SMALL + "1e-8" + Float32.LARGE + "1e-8" + Float32.END)
   @Default("1.0E-8")
   @JsonPropertyDescription("AdamW epsilon; above 0.")
   public Double epsilon = 1e-8;
@@ -64,11 +72,13 @@ public class TrainingSpec {
   public Schedule schedule = Schedule.CONSTANT;
 
   @Min(0)
+  @ValidationRule(value = Float32.RULE, messageExpression = Float32.SMALL + "0 or about a tenth of learningRate" + Float32.LARGE + "0 or about a tenth of learningRate" + Float32.END)
   @Default("0.0")
   @JsonPropertyDescription("Final learning rate of the linear and cosine schedules; below learningRate.")
   public Double minLearningRate = 0.0;
 
   @Min(value = 0, inclusive = false)
+  @ValidationRule(value = Float32.RULE, messageExpression = Float32.SMALL + "1.0" + Float32.LARGE + "1.0" + Float32.END)
   @JsonPropertyDescription("Clip the gradients' global L2 norm to this value (PyTorch clip_grad_norm_). Empty: no clipping.")
   public Double maxGradNorm;
 
@@ -88,6 +98,7 @@ public class TrainingSpec {
 
   @Min(0)
   @Max(value = 1, inclusive = false)
+  @ValidationRule(value = Float32.RULE, messageExpression = Float32.SMALL + "0 to 0.2" + Float32.LARGE + "0 to 0.2" + Float32.END)
   @Default("0.0")
   @JsonPropertyDescription("Dropout probability; 0 disables dropout (the default, like the reference's fine-tuning).")
   public Double dropout = 0.0;
