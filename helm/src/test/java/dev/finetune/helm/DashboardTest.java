@@ -173,11 +173,14 @@ class DashboardTest {
         FineTuneJob valid = FineTuneJobs.read(Repo.examples().resolve("small-cpu.yaml"));
         valid.getMetadata().setNamespace("default");
         server.client().resource(valid).create();
-        FineTuneJob invalid = FineTuneJobs.parse(Files.readString(Repo.root().resolve("api/src/test/resources/broken/split-not-one.yaml")));
+        // Invalid in a way no CRD rule checks (a label value), so the operator's validator fails it.
+        FineTuneJob invalid = FineTuneJobs.read(Repo.examples().resolve("small-cpu.yaml"));
+        invalid.getMetadata().setName("invalid-label");
         invalid.getMetadata().setNamespace("default");
+        invalid.getSpec().labels = Map.of("team", "not a label value!");
         server.client().resource(invalid).create();
         await().atMost(Duration.ofSeconds(60)).untilAsserted(() -> {
-          for (String name : List.of("small-cpu", "split-not-one")) {
+          for (String name : List.of("small-cpu", "invalid-label")) {
             FineTuneJob j = server.client().resources(FineTuneJob.class).inNamespace("default").withName(name).get();
             assertThat(j.getStatus()).isNotNull();
             assertThat(j.getStatus().phase).isIn(FineTuneJobStatus.Phase.Pending, FineTuneJobStatus.Phase.Failed);
