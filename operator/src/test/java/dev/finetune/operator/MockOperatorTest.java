@@ -498,6 +498,7 @@ class MockOperatorTest {
   @Test
   void aCrashIsRestartedAndABadJobExitFailsWithTheTrainersReason() {
     String ns = "failing";
+    trainer.set(null); // no checkpoint left from another test: the one awaited below is the resumed trainer's
     create(Jobs.small("crashy", ns));
     Job job = awaitJob(ns, "crashy");
     Pod first = createPod(job, "first", p -> {
