@@ -9,7 +9,7 @@ import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
 import java.time.Duration;
-import java.util.Optional;
+import java.util.concurrent.CompletableFuture;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -37,7 +37,7 @@ public class ProgressClient {
    * The progress document, fetched without blocking the caller; completes with null when the trainer is not
    * reachable yet or answers nonsense (never exceptionally).
    */
-  public java.util.concurrent.CompletableFuture<TrainerProgress> fetchAsync(String podIp, int port) {
+  public CompletableFuture<TrainerProgress> fetchAsync(String podIp, int port) {
     URI uri = progressUri(podIp, port);
     return http.sendAsync(
             HttpRequest.newBuilder(uri).timeout(timeout).header("Accept", "application/json").GET().build(),
@@ -58,26 +58,5 @@ public class ProgressClient {
           LOG.debug("msg=\"progress poll failed\" uri={} error=\"{}\"", uri, e.toString());
           return null;
         });
-  }
-
-  /** The progress document, or empty when the trainer is not reachable yet or answers nonsense. */
-  public Optional<TrainerProgress> fetch(String podIp, int port) {
-    URI uri = progressUri(podIp, port);
-    try {
-      HttpResponse<String> rsp = http.send(
-          HttpRequest.newBuilder(uri).timeout(timeout).header("Accept", "application/json").GET().build(),
-          HttpResponse.BodyHandlers.ofString());
-      if (rsp.statusCode() != 200) {
-        LOG.debug("msg=\"progress poll failed\" uri={} status={}", uri, rsp.statusCode());
-        return Optional.empty();
-      }
-      return Optional.ofNullable(FineTuneJobs.json().readValue(rsp.body(), TrainerProgress.class));
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-      return Optional.empty();
-    } catch (IOException e) {
-      LOG.debug("msg=\"progress poll failed\" uri={} error=\"{}\"", uri, e.toString());
-      return Optional.empty();
-    }
   }
 }

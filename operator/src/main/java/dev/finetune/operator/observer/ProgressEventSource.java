@@ -2,13 +2,16 @@ package dev.finetune.operator.observer;
 
 import dev.finetune.api.FineTuneJob;
 import dev.finetune.api.FineTuneJobStatus;
+import dev.finetune.api.FineTuneJobStatus.Phase;
 import dev.finetune.api.FineTuneJobs;
 import dev.finetune.api.trainer.TrainerProgress;
+import io.fabric8.kubernetes.api.model.Pod;
 import io.javaoperatorsdk.operator.OperatorException;
 import io.javaoperatorsdk.operator.processing.event.Event;
 import io.javaoperatorsdk.operator.processing.event.ResourceID;
 import io.javaoperatorsdk.operator.processing.event.source.AbstractEventSource;
 import io.javaoperatorsdk.operator.processing.event.source.IndexerResourceCache;
+import io.javaoperatorsdk.operator.processing.event.source.ResourceEventAware;
 import java.time.Duration;
 import java.util.Map;
 import java.util.Optional;
@@ -17,32 +20,48 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
+import java.util.function.Function;
 import java.util.function.Supplier;
 
 /**
- * Polls the {@code /progress} endpoint of every running trainer at a steady interval, off the reconciler's
- * threads (asynchronous HTTP; a trainer whose previous request is still open is skipped, so slow or unreachable
- * trainers never pile up). A FineTuneJob is reconciled only when what its status shows from the document
- * changed. The reconciler registers a trainer when its Pod runs ({@link #watch}) and removes it otherwise.
+ * The trainers' {@code /progress} documents as a secondary resource of their FineTuneJobs, read in a
+ * reconciliation with {@code context.getSecondaryResource(TrainerProgress.class)}.
+ *
+ * <p>Which trainer to poll follows from the FineTuneJob itself, as in a per-resource polling event source: a job
+ * whose status is Running is polled at its newest running trainer Pod, at once when that Pod is new and then at
+ * a steady interval. Requests are asynchronous and off the reconciler's threads; a trainer whose previous request
+ * is still open is skipped, so slow or unreachable trainers never pile up or delay others. A FineTuneJob is
+ * reconciled only when what its status shows from the document changed.
  */
-public class ProgressEventSource extends AbstractEventSource<TrainerProgress, FineTuneJob> {
-  record Target(String ip, int port) {}
+public class ProgressEventSource extends AbstractEventSource<TrainerProgress, FineTuneJob>
+    implements ResourceEventAware<FineTuneJob> {
+  /** Where one trainer answers. */
+  record Target(String pod, String ip, int port) {}
 
   private final ProgressClient client;
   private final Duration interval;
   private final Supplier<IndexerResourceCache<FineTuneJob>> primaries;
+  private final Function<FineTuneJob, Set<Pod>> podsOf;
+  private final int defaultPort;
   private final Map<ResourceID, Target> targets = new ConcurrentHashMap<>();
   private final Map<ResourceID, TrainerProgress> latest = new ConcurrentHashMap<>();
   private final Map<ResourceID, String> shown = new ConcurrentHashMap<>();
-  private final Set<ResourceID> inFlight = ConcurrentHashMap.newKeySet();
+  private final Set<Target> inFlight = ConcurrentHashMap.newKeySet();
   private volatile ScheduledExecutorService scheduler;
 
+  /**
+   * @param primaries the FineTuneJobs (the controller's cache, once it exists)
+   * @param podsOf a FineTuneJob's Pods, from the Pod informer
+   * @param defaultPort the trainer's port when its Pod names none
+   */
   public ProgressEventSource(ProgressClient client, Duration interval,
-      Supplier<IndexerResourceCache<FineTuneJob>> primaries) {
+      Supplier<IndexerResourceCache<FineTuneJob>> primaries, Function<FineTuneJob, Set<Pod>> podsOf, int defaultPort) {
     super(TrainerProgress.class, "trainer-progress");
     this.client = client;
     this.interval = interval;
     this.primaries = primaries;
+    this.podsOf = podsOf;
+    this.defaultPort = defaultPort;
   }
 
   @Override
@@ -65,54 +84,83 @@ public class ProgressEventSource extends AbstractEventSource<TrainerProgress, Fi
     }
   }
 
-  /** Polls this trainer from now on (at once when it is new or moved). */
-  public void watch(ResourceID id, String ip, int port) {
-    Target t = new Target(ip, port);
-    if (!t.equals(targets.put(id, t))) {
-      poll(id, t);
-    }
-  }
-
-  public void unwatch(ResourceID id) {
-    targets.remove(id);
-    latest.remove(id);
-    shown.remove(id);
-  }
-
-  public Optional<TrainerProgress> latest(ResourceID id) {
-    return Optional.ofNullable(latest.get(id));
-  }
-
-  public int watched() {
-    return targets.size();
+  @Override
+  public Set<TrainerProgress> getSecondaryResources(FineTuneJob primary) {
+    TrainerProgress p = latest.get(ResourceID.fromResource(primary));
+    return p == null ? Set.of() : Set.of(p);
   }
 
   @Override
-  public Set<TrainerProgress> getSecondaryResources(FineTuneJob primary) {
-    return latest(ResourceID.fromResource(primary)).map(Set::of).orElse(Set.of());
+  public void onResourceCreated(FineTuneJob ftj) {
+    follow(ftj, false);
+  }
+
+  @Override
+  public void onResourceUpdated(FineTuneJob ftj, FineTuneJob old) {
+    follow(ftj, false);
+  }
+
+  @Override
+  public void onResourceDeleted(FineTuneJob ftj) {
+    forget(ResourceID.fromResource(ftj));
   }
 
   private void pollAll() {
     try {
       IndexerResourceCache<FineTuneJob> cache = primaries.get();
-      targets.forEach((id, t) -> {
-        if (cache != null && cache.get(id).isEmpty()) {
-          unwatch(id); // the FineTuneJob was deleted
-        } else {
-          poll(id, t);
-        }
-      });
+      if (cache == null) {
+        return;
+      }
+      targets.keySet().stream().filter(id -> cache.get(id).isEmpty()).toList().forEach(this::forget);
+      cache.list().forEach(ftj -> follow(ftj, true));
     } catch (RuntimeException e) {
       // keep the schedule alive whatever happens in one round
     }
   }
 
+  /** Polls the job's trainer from now on (at once when its Pod is new, else only when due), or stops. */
+  private void follow(FineTuneJob ftj, boolean due) {
+    ResourceID id = ResourceID.fromResource(ftj);
+    Optional<Target> target = targetOf(ftj);
+    if (target.isEmpty()) {
+      if (targets.containsKey(id)) {
+        forget(id);
+      }
+      return;
+    }
+    Target t = target.get();
+    if (!t.equals(targets.put(id, t))) {
+      latest.remove(id); // a new Pod's trainer: what the last one reported is not its progress
+      shown.remove(id);
+      poll(id, t);
+    } else if (due) {
+      poll(id, t);
+    }
+  }
+
+  /** The newest running trainer Pod of a job whose status is Running (the reconciler saw it run). */
+  private Optional<Target> targetOf(FineTuneJob ftj) {
+    FineTuneJobStatus st = ftj.getStatus();
+    if (st == null || st.phase != Phase.Running || st.jobName == null) {
+      return Optional.empty();
+    }
+    return TrainerPods.running(TrainerPods.ofJobNamed(st.jobName, podsOf.apply(ftj)))
+        .filter(p -> p.getStatus().getPodIP() != null && !p.getStatus().getPodIP().isBlank())
+        .map(p -> new Target(p.getMetadata().getName(), p.getStatus().getPodIP(), TrainerPods.port(p, defaultPort)));
+  }
+
+  private void forget(ResourceID id) {
+    targets.remove(id);
+    latest.remove(id);
+    shown.remove(id);
+  }
+
   private void poll(ResourceID id, Target t) {
-    if (!inFlight.add(id)) {
+    if (!inFlight.add(t)) {
       return;
     }
     client.fetchAsync(t.ip(), t.port()).whenComplete((progress, error) -> {
-      inFlight.remove(id);
+      inFlight.remove(t);
       if (progress == null || !t.equals(targets.get(id))) {
         return;
       }

@@ -3,12 +3,17 @@ package dev.finetune.operator.observer;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.finetune.api.EpochRecord;
+import dev.finetune.api.FineTuneJob;
 import dev.finetune.api.FineTuneJobStatus;
+import dev.finetune.api.FineTuneJobStatus.Phase;
 import dev.finetune.api.FineTuneJobs;
 import dev.finetune.api.trainer.TrainerProgress;
+import dev.finetune.operator.resources.Names;
 import dev.finetune.operator.testing.Jobs;
 import io.fabric8.kubernetes.api.model.Pod;
 import io.fabric8.kubernetes.api.model.PodBuilder;
+import io.fabric8.kubernetes.api.model.batch.v1.Job;
+import io.fabric8.kubernetes.api.model.batch.v1.JobBuilder;
 import java.util.ArrayList;
 import java.util.List;
 import org.junit.jupiter.api.Test;
@@ -80,6 +85,33 @@ class ObserverTest {
     Jobs.running(running, "10.0.0.1");
     assertThat(TerminationMessages.of(running)).isEmpty();
     assertThat(TerminationMessages.latest(List.of(running, crashed)).orElseThrow().podName()).isEqualTo("q");
+  }
+
+  @Test
+  void aSuspendedJobIsSuspendedOnlyWhenTheUserOrTheOperatorAskedForIt() {
+    FineTuneJob ftj = Jobs.small("held", "ns");
+    FineTuneJobStatus st = new FineTuneJobStatus();
+    JobObserver.observe(ftj, st, Snapshot.of(suspendedJob("false")));
+    assertThat(st.phase).as("suspended by a queue such as Kueue").isEqualTo(Phase.Pending);
+    assertThat(st.reason).isEqualTo("Queued");
+
+    st = new FineTuneJobStatus();
+    JobObserver.observe(ftj, st, Snapshot.of(suspendedJob("true")));
+    assertThat(st.phase).as("resumed by the user, not yet on the Job").isEqualTo(Phase.Suspended);
+
+    ftj.getSpec().suspend = true;
+    st = new FineTuneJobStatus();
+    JobObserver.observe(ftj, st, Snapshot.of(suspendedJob("false")));
+    assertThat(st.phase).isEqualTo(Phase.Suspended);
+    assertThat(st.jobName).isEqualTo("held-train");
+    assertThat(Conditions.isTrue(st, Conditions.SUSPENDED)).isTrue();
+  }
+
+  /** A suspended Job on which the operator last applied this spec.suspend. */
+  private static Job suspendedJob(String applied) {
+    return new JobBuilder().withNewMetadata().withName("held-train").withUid("u1")
+        .addToAnnotations(Names.SUSPEND_ANNOTATION, applied).endMetadata()
+        .withNewSpec().withSuspend(true).endSpec().build();
   }
 
   @Test

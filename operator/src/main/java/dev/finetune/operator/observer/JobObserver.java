@@ -1,0 +1,229 @@
+package dev.finetune.operator.observer;
+
+import dev.finetune.api.FineTuneJob;
+import dev.finetune.api.FineTuneJobStatus;
+import dev.finetune.api.FineTuneJobStatus.Phase;
+import dev.finetune.operator.observer.TerminationMessages.Termination;
+import dev.finetune.operator.resources.Names;
+import dev.finetune.operator.resources.SpecHash;
+import io.fabric8.kubernetes.api.model.Pod;
+import io.fabric8.kubernetes.api.model.batch.v1.Job;
+import io.fabric8.kubernetes.api.model.batch.v1.JobCondition;
+import java.util.List;
+import java.util.Locale;
+import java.util.Optional;
+
+/**
+ * Brings a FineTuneJob's status up to date with a {@link Snapshot}: phase, reason and message, conditions,
+ * restarts, start and completion time, and the trainer's numbers. It reads nothing and changes nothing but the
+ * status it is given; acting on the cluster and recording Events is the reconciler's.
+ */
+public final class JobObserver {
+  private JobObserver() {}
+
+  public static void observe(FineTuneJob ftj, FineTuneJobStatus st, Snapshot seen) {
+    Long generation = ftj.getMetadata().getGeneration();
+    if (seen.job().isEmpty()) {
+      if (st.jobName != null) {
+        jobDeleted(st, generation);
+      }
+      return; // nothing made yet
+    }
+    Job job = seen.job().get();
+    List<Pod> pods = seen.pods();
+    st.jobName = job.getMetadata().getName();
+    specChange(ftj, job, st, generation);
+    st.restarts = restarts(st, job, pods);
+    Phase phase = phase(ftj, job, pods);
+    switch (phase) {
+      case Pending -> pending(job, pods, st, generation);
+      case Suspended -> suspended(st, generation);
+      case Running -> running(seen, st, generation);
+      case Succeeded, Failed -> finish(job, pods, phase, st, generation);
+    }
+    if (Boolean.TRUE.equals(st.earlyStopped) && !Conditions.isTrue(st, Conditions.EARLY_STOPPED)) {
+      Conditions.set(st, Conditions.EARLY_STOPPED, true, "EarlyStopped", "validation loss stopped improving; the best"
+          + " epoch is " + st.bestEpoch + (st.bestValidationLoss == null ? "" : " (validation loss "
+          + String.format(Locale.ROOT, "%.4f", st.bestValidationLoss) + ")"), generation);
+    }
+    if (st.epochs == null && ftj.getSpec().training != null) {
+      st.epochs = ftj.getSpec().training.epochs;
+    }
+  }
+
+  /** The Job has condition Complete or Failed: it starts no more Pods. */
+  public static boolean ended(Job job) {
+    return hasCondition(job, "Complete") || hasCondition(job, "Failed");
+  }
+
+  /**
+   * Suspended when the Job is and the user asked for it (or the operator applied it and has not yet resumed the
+   * Job); a Job suspended by someone else, such as a queue, is Pending.
+   */
+  private static Phase phase(FineTuneJob ftj, Job job, List<Pod> pods) {
+    String applied = job.getMetadata().getAnnotations() == null ? null
+        : job.getMetadata().getAnnotations().get(Names.SUSPEND_ANNOTATION);
+    boolean suspendAsked = Boolean.TRUE.equals(ftj.getSpec().suspend) || Boolean.parseBoolean(applied);
+    Phase phase;
+    if (hasCondition(job, "Complete")) {
+      phase = Phase.Succeeded;
+    } else if (hasCondition(job, "Failed")) {
+      phase = Phase.Failed;
+    } else if (Boolean.TRUE.equals(job.getSpec().getSuspend()) && suspendAsked) {
+      phase = Phase.Suspended;
+    } else if (TrainerPods.running(pods).isPresent() || TrainerPods.finishing(pods)) {
+      phase = Phase.Running;
+    } else {
+      phase = Phase.Pending;
+    }
+    // The podFailurePolicy fails the Job at once, but clusters before 1.26 drop it and would retry bad input.
+    return !phase.isTerminal() && TrainerPods.badJobExit(pods) ? Phase.Failed : phase;
+  }
+
+  /** Each Pod after the first is a restart; so is each attempt the Job counted beyond the first. */
+  private static int restarts(FineTuneJobStatus st, Job job, List<Pod> pods) {
+    var js = job.getStatus();
+    int byJob = js == null ? 0 : nz(js.getFailed()) + nz(js.getSucceeded()) + nz(js.getActive());
+    return Math.max(nz(st.restarts), Math.max(pods.size(), byJob) - 1);
+  }
+
+  private static void pending(Job job, List<Pod> pods, FineTuneJobStatus st, Long generation) {
+    st.phase = Phase.Pending;
+    if (Boolean.TRUE.equals(job.getSpec().getSuspend())) {
+      st.reason = "Queued";
+      st.message = "the training Job is held suspended by its queue (e.g. Kueue) until it is admitted";
+    } else if (pods.isEmpty()) {
+      st.reason = "WaitingForPod";
+      st.message = "waiting for the Job to create the trainer Pod";
+    } else {
+      st.reason = waitingReason(TrainerPods.last(pods));
+      st.message = "trainer Pod " + TrainerPods.last(pods).getMetadata().getName() + " is not running yet";
+    }
+    Conditions.set(st, Conditions.RUNNING, false, st.reason, st.message, generation);
+    Conditions.clear(st, Conditions.SUSPENDED, "Resumed", "the training Job is not suspended", generation);
+  }
+
+  private static void suspended(FineTuneJobStatus st, Long generation) {
+    st.phase = Phase.Suspended;
+    st.reason = "Suspended";
+    st.message = "the training Job is suspended; set spec.suspend to false to resume from the latest checkpoint";
+    Conditions.set(st, Conditions.SUSPENDED, true, "Suspended", st.message, generation);
+    Conditions.set(st, Conditions.RUNNING, false, "Suspended", st.message, generation);
+  }
+
+  private static void running(Snapshot seen, FineTuneJobStatus st, Long generation) {
+    st.phase = Phase.Running;
+    Optional<Pod> running = TrainerPods.running(seen.pods());
+    if (running.isEmpty()) {
+      st.reason = "Finishing";
+      st.message = "the trainer exited successfully; waiting for the Job to complete";
+      return;
+    }
+    Pod pod = running.get();
+    st.reason = "Training";
+    st.message = "trainer Pod " + pod.getMetadata().getName() + " is running";
+    Conditions.set(st, Conditions.RUNNING, true, "Training", st.message, generation);
+    Conditions.clear(st, Conditions.SUSPENDED, "Resumed", "the training Job is not suspended", generation);
+    if (st.startTime == null) {
+      st.startTime = pod.getStatus().getStartTime() != null ? pod.getStatus().getStartTime() : Conditions.now();
+    }
+    seen.progress().ifPresent(p -> TrainerStatus.apply(st, p));
+  }
+
+  /** Succeeded or Failed, with the trainer's own reason and numbers from its summary when it left one. */
+  private static void finish(Job job, List<Pod> pods, Phase phase, FineTuneJobStatus st, Long generation) {
+    Optional<Termination> t = TerminationMessages.latest(pods);
+    var summary = t.map(Termination::summary).orElse(null);
+    if (summary != null) {
+      TrainerStatus.apply(st, summary);
+    }
+    JobCondition jc = job.getStatus() == null || job.getStatus().getConditions() == null ? null
+        : job.getStatus().getConditions().stream()
+            .filter(c -> (phase == Phase.Succeeded ? "Complete" : "Failed").equals(c.getType())
+                && "True".equals(c.getStatus()))
+            .findFirst().orElse(null);
+    st.phase = phase;
+    if (summary != null && summary.reason != null) {
+      st.reason = summary.reason;
+    } else if (phase == Phase.Succeeded) {
+      st.reason = Boolean.TRUE.equals(st.earlyStopped) ? "EarlyStopped" : "Completed";
+    } else {
+      st.reason = jc != null && jc.getReason() != null ? jc.getReason() : "Failed";
+    }
+    if (summary != null && summary.message != null) {
+      st.message = summary.message;
+    } else if (phase == Phase.Succeeded) {
+      st.message = "training finished";
+    } else {
+      st.message = t.map(Termination::message).filter(m -> m != null && !m.isBlank())
+          .map(m -> "trainer exited with code " + t.get().exitCode() + ": " + m.strip())
+          .or(() -> Optional.ofNullable(jc == null ? null : jc.getMessage()))
+          .orElse("the training Job failed");
+    }
+    st.completionTime = job.getStatus() != null && job.getStatus().getCompletionTime() != null
+        ? job.getStatus().getCompletionTime()
+        : jc != null && jc.getLastTransitionTime() != null ? jc.getLastTransitionTime() : Conditions.now();
+    if (st.startTime == null) {
+      st.startTime = job.getStatus() != null && job.getStatus().getStartTime() != null
+          ? job.getStatus().getStartTime() : st.completionTime;
+    }
+    Conditions.set(st, Conditions.RUNNING, false, phase.name(), st.message, generation);
+    Conditions.set(st, phase == Phase.Succeeded ? Conditions.SUCCEEDED : Conditions.FAILED, true, st.reason,
+        st.message, generation);
+  }
+
+  private static void jobDeleted(FineTuneJobStatus st, Long generation) {
+    String message = "the training Job " + st.jobName + " was deleted before it finished; it is not re-created."
+        + " Create the FineTuneJob again to train again (it resumes from the checkpoints on its volume).";
+    Conditions.set(st, Conditions.RUNNING, false, "JobDeleted", message, generation);
+    Conditions.fail(st, "JobDeleted", message, generation);
+  }
+
+  /** A Job's Pod template is immutable: a spec that no longer matches the Job's is refused, not applied. */
+  private static void specChange(FineTuneJob ftj, Job job, FineTuneJobStatus st, Long generation) {
+    String made = job.getMetadata().getAnnotations() == null ? null
+        : job.getMetadata().getAnnotations().get(Names.SPEC_HASH_ANNOTATION);
+    if (made == null) {
+      return;
+    }
+    if (made.equals(SpecHash.of(ftj.getSpec()))) {
+      Conditions.clear(st, Conditions.SPEC_CHANGE_REFUSED, "SpecMatchesJob", "the spec matches the training Job",
+          generation);
+      return;
+    }
+    String message = "spec changed (generation " + generation + ") after training Job " + job.getMetadata().getName()
+        + " was created; only spec.suspend can change because a Job's Pod template is immutable. The Job keeps"
+        + " the spec it was created with; delete and re-create the FineTuneJob to change anything else.";
+    Conditions.set(st, Conditions.SPEC_CHANGE_REFUSED, true, "SpecChangeRefused", message, generation);
+  }
+
+  private static String waitingReason(Pod pod) {
+    if (pod.getStatus() == null) {
+      return "PodPending";
+    }
+    if (pod.getStatus().getContainerStatuses() != null) {
+      for (var cs : pod.getStatus().getContainerStatuses()) {
+        if (cs.getState() != null && cs.getState().getWaiting() != null && cs.getState().getWaiting().getReason() != null) {
+          return cs.getState().getWaiting().getReason();
+        }
+      }
+    }
+    if (pod.getStatus().getConditions() != null) {
+      for (var c : pod.getStatus().getConditions()) {
+        if ("PodScheduled".equals(c.getType()) && "False".equals(c.getStatus()) && c.getReason() != null) {
+          return c.getReason();
+        }
+      }
+    }
+    return "PodPending";
+  }
+
+  static boolean hasCondition(Job job, String type) {
+    return job.getStatus() != null && job.getStatus().getConditions() != null && job.getStatus().getConditions()
+        .stream().anyMatch(c -> type.equals(c.getType()) && "True".equals(c.getStatus()));
+  }
+
+  private static int nz(Integer i) {
+    return i == null ? 0 : i;
+  }
+}

@@ -1,0 +1,85 @@
+package dev.finetune.operator.observer;
+
+import dev.finetune.api.trainer.TrainerContract;
+import dev.finetune.operator.resources.Names;
+import io.fabric8.kubernetes.api.model.OwnerReference;
+import io.fabric8.kubernetes.api.model.Pod;
+import io.fabric8.kubernetes.api.model.batch.v1.Job;
+import java.util.Arrays;
+import java.util.Collection;
+import java.util.Comparator;
+import java.util.List;
+import java.util.Objects;
+import java.util.Optional;
+import java.util.function.Predicate;
+
+/** Questions about a training Job's Pods, oldest first (the last one is the current attempt). */
+public final class TrainerPods {
+  private static final Comparator<Pod> OLDEST_FIRST = Comparator
+      .comparing((Pod p) -> Objects.toString(p.getMetadata().getCreationTimestamp(), ""))
+      .thenComparing(p -> p.getMetadata().getName());
+
+  private TrainerPods() {}
+
+  /** The Pods the Job made, oldest first. */
+  public static List<Pod> of(Job job, Collection<Pod> pods) {
+    return pods.stream()
+        .filter(ownedBy(o -> Objects.equals(o.getUid(), job.getMetadata().getUid())))
+        .sorted(OLDEST_FIRST)
+        .toList();
+  }
+
+  /** The Pods made by the Job of this name, oldest first (for readers that have no Job at hand). */
+  public static List<Pod> ofJobNamed(String jobName, Collection<Pod> pods) {
+    return pods.stream()
+        .filter(ownedBy(o -> "Job".equals(o.getKind()) && jobName.equals(o.getName())))
+        .sorted(OLDEST_FIRST)
+        .toList();
+  }
+
+  /** The newest Pod in phase Running. */
+  public static Optional<Pod> running(List<Pod> pods) {
+    return pods.stream().filter(p -> inPhase(p, "Running")).reduce((a, b) -> b);
+  }
+
+  /** The trainer of the current attempt exited 0 (the Job controller may not have marked the Job complete yet). */
+  public static boolean finishing(List<Pod> pods) {
+    return !pods.isEmpty() && inPhase(last(pods), "Succeeded");
+  }
+
+  /** The current attempt ended and left a termination message to read. */
+  public static boolean endShown(List<Pod> pods) {
+    return !pods.isEmpty() && (inPhase(last(pods), "Succeeded") || inPhase(last(pods), "Failed"))
+        && TerminationMessages.of(last(pods)).isPresent();
+  }
+
+  /** A trainer exited with a "bad job" code (invalid spec or data, diverged loss): retrying cannot help. */
+  public static boolean badJobExit(List<Pod> pods) {
+    return pods.stream().map(TerminationMessages::of).flatMap(Optional::stream)
+        .anyMatch(t -> Arrays.stream(TrainerContract.ExitCodes.DO_NOT_RETRY).anyMatch(code -> code == t.exitCode()));
+  }
+
+  /** The port of the trainer container's metrics port (which serves /progress), else the default. */
+  public static int port(Pod pod, int fallback) {
+    return pod.getSpec() == null || pod.getSpec().getContainers() == null ? fallback
+        : pod.getSpec().getContainers().stream()
+            .filter(c -> Names.CONTAINER.equals(c.getName()) && c.getPorts() != null)
+            .flatMap(c -> c.getPorts().stream())
+            .filter(p -> Names.METRICS_PORT_NAME.equals(p.getName()) && p.getContainerPort() != null)
+            .map(p -> p.getContainerPort())
+            .findFirst().orElse(fallback);
+  }
+
+  public static Pod last(List<Pod> pods) {
+    return pods.get(pods.size() - 1);
+  }
+
+  public static boolean inPhase(Pod pod, String phase) {
+    return pod.getStatus() != null && phase.equals(pod.getStatus().getPhase());
+  }
+
+  private static Predicate<Pod> ownedBy(Predicate<OwnerReference> owner) {
+    return p -> p.getMetadata().getOwnerReferences() != null
+        && p.getMetadata().getOwnerReferences().stream().anyMatch(owner);
+  }
+}

@@ -1,0 +1,162 @@
+package dev.finetune.operator.reconciler;
+
+import dev.finetune.api.FineTuneJob;
+import dev.finetune.api.FineTuneJobStatus;
+import dev.finetune.api.FineTuneJobStatus.Phase;
+import dev.finetune.operator.config.OperatorConfig;
+import dev.finetune.operator.observer.Conditions;
+import dev.finetune.operator.observer.JobObserver;
+import dev.finetune.operator.observer.Snapshot;
+import dev.finetune.operator.resources.Names;
+import dev.finetune.operator.resources.TrainerResources;
+import io.fabric8.kubernetes.api.model.ConfigMap;
+import io.fabric8.kubernetes.api.model.HasMetadata;
+import io.fabric8.kubernetes.api.model.PersistentVolumeClaim;
+import io.fabric8.kubernetes.api.model.batch.v1.Job;
+import io.fabric8.kubernetes.client.KubernetesClient;
+import io.fabric8.kubernetes.client.KubernetesClientException;
+import io.fabric8.kubernetes.client.dsl.base.PatchContext;
+import io.fabric8.kubernetes.client.dsl.base.PatchType;
+import io.javaoperatorsdk.operator.api.reconciler.Context;
+import java.util.Objects;
+import java.util.Optional;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Makes the cluster follow a FineTuneJob: creates (or adopts after a lost reply) the checkpoint claim, the
+ * ConfigMap with the job file and the training Job; applies changes of spec.suspend to the Job; stops the Job's
+ * retries once the FineTuneJob failed. What it did, or why it could not, goes into the status it is given.
+ */
+public class JobDeployer {
+  private static final Logger LOG = LoggerFactory.getLogger(JobDeployer.class);
+  private final TrainerResources resources;
+
+  public JobDeployer(OperatorConfig config) {
+    this.resources = new TrainerResources(config);
+  }
+
+  /**
+   * Creates what the job needs. The status then shows the new Job as observed, or says why the job failed:
+   * NameConflict (an object under a needed name belongs to someone else) or Rejected (the API server refused an
+   * object as invalid).
+   */
+  public void create(FineTuneJob ftj, FineTuneJobStatus st, Context<FineTuneJob> ctx) {
+    Long generation = ftj.getMetadata().getGeneration();
+    try {
+      Job job = createAll(ftj, ctx);
+      st.restarts = 0;
+      JobObserver.observe(ftj, st, Snapshot.of(job)); // the status the next reconciliation would see
+      LOG.info("msg=\"created\" namespace={} name={} job={}", ftj.getMetadata().getNamespace(),
+          ftj.getMetadata().getName(), st.jobName);
+    } catch (NameConflict e) {
+      Conditions.fail(st, "NameConflict", e.getMessage(), generation);
+    } catch (KubernetesClientException e) {
+      if (e.getCode() != 422) {
+        throw e; // retried by the framework, which reports it in condition Ready
+      }
+      Conditions.fail(st, "Rejected", "the API server rejected an object the job needs (check spec.labels,"
+          + " nodeSelector, tolerations, affinity and names): " + serverMessage(e), generation);
+    }
+  }
+
+  /** Applies a change of spec.suspend, and stops the retries of a Job whose FineTuneJob has failed. */
+  public void align(FineTuneJob ftj, Job job, FineTuneJobStatus st, Context<FineTuneJob> ctx) {
+    suspendOrResume(ftj, job, st, ctx);
+    if (st.phase == Phase.Failed && !JobObserver.ended(job)) {
+      stopRetries(ctx, job);
+    }
+  }
+
+  /** "code message" of the API server's answer. */
+  public static String serverMessage(KubernetesClientException e) {
+    return e.getStatus() != null && e.getStatus().getMessage() != null
+        ? e.getCode() + " " + e.getStatus().getMessage() : e.getMessage();
+  }
+
+  private Job createAll(FineTuneJob ftj, Context<FineTuneJob> ctx) {
+    KubernetesClient client = ctx.getClient();
+    if (Names.createsClaim(ftj) && ctx.getSecondaryResources(PersistentVolumeClaim.class).stream()
+        .noneMatch(c -> Names.claim(ftj).equals(c.getMetadata().getName()))) {
+      createOrGet(client, ftj, resources.claim(ftj));
+    }
+    ConfigMap spec = resources.specConfigMap(ftj);
+    Optional<ConfigMap> existing = ctx.getSecondaryResources(ConfigMap.class).stream()
+        .filter(c -> Names.configMap(ftj).equals(c.getMetadata().getName())).findFirst();
+    if (existing.isEmpty()) {
+      createOrGet(client, ftj, spec);
+    } else if (!Objects.equals(existing.get().getData(), spec.getData())) {
+      // left from an attempt the API server rejected; no Job uses it yet, so it follows the spec
+      client.configMaps().inNamespace(ftj.getMetadata().getNamespace()).withName(Names.configMap(ftj)).edit(c -> {
+        c.setData(spec.getData());
+        return c;
+      });
+    }
+    return createOrGet(client, ftj, resources.job(ftj));
+  }
+
+  /** An object with the name the operator needs exists and belongs to someone else. */
+  static final class NameConflict extends RuntimeException {
+    NameConflict(String message) {
+      super(message);
+    }
+  }
+
+  /** Creates the object; if it exists already (a retry after a lost reply), it must be this job's. */
+  private static <T extends HasMetadata> T createOrGet(KubernetesClient client, FineTuneJob ftj, T resource) {
+    try {
+      return client.resource(resource).create();
+    } catch (KubernetesClientException e) {
+      T existing = e.getCode() == 409 ? client.resource(resource).get() : null;
+      if (existing == null) {
+        throw e;
+      }
+      if (!ours(ftj, existing)) {
+        throw new NameConflict(existing.getKind() + " " + existing.getMetadata().getName()
+            + " already exists and is not owned by this FineTuneJob; delete or rename it, or rename the job");
+      }
+      return existing;
+    }
+  }
+
+  /** Owned by this FineTuneJob, or labelled for it without an owner (a retained claim). */
+  private static boolean ours(FineTuneJob ftj, HasMetadata existing) {
+    var meta = existing.getMetadata();
+    boolean owned = meta.getOwnerReferences() != null && meta.getOwnerReferences().stream()
+        .anyMatch(o -> Objects.equals(o.getUid(), ftj.getMetadata().getUid()));
+    boolean labelled = meta.getLabels() != null
+        && ftj.getMetadata().getName().equals(meta.getLabels().get(Names.JOB_LABEL));
+    return owned || labelled && meta.getOwnerReferences().isEmpty();
+  }
+
+  /**
+   * Only a change of spec.suspend is applied (the last applied value is an annotation on the Job): a Job that a
+   * queue controller such as Kueue holds suspended until admission is left alone.
+   */
+  private static void suspendOrResume(FineTuneJob ftj, Job job, FineTuneJobStatus st, Context<FineTuneJob> ctx) {
+    boolean want = Boolean.TRUE.equals(ftj.getSpec().suspend);
+    String applied = job.getMetadata().getAnnotations() == null ? null
+        : job.getMetadata().getAnnotations().get(Names.SUSPEND_ANNOTATION);
+    boolean appliedWant = applied == null ? Boolean.TRUE.equals(job.getSpec().getSuspend()) : Boolean.parseBoolean(applied);
+    if (want == appliedWant || JobObserver.ended(job)) {
+      return;
+    }
+    Job patched = ctx.getClient().batch().v1().jobs().inNamespace(job.getMetadata().getNamespace())
+        .withName(job.getMetadata().getName())
+        .patch(PatchContext.of(PatchType.JSON_MERGE), "{\"metadata\":{\"annotations\":{\"" + Names.SUSPEND_ANNOTATION
+            + "\":\"" + want + "\"}},\"spec\":{\"suspend\":" + want + "}}");
+    if (want && !Boolean.TRUE.equals(patched.getSpec().getSuspend())) {
+      Conditions.set(st, Conditions.SUSPENDED, false, "SuspendNotSupported", "the cluster dropped Job.spec.suspend"
+          + " (Kubernetes before 1.21); the trainer keeps running", ftj.getMetadata().getGeneration());
+    }
+  }
+
+  /** Parallelism 0: the Job controller starts no new Pod; the FineTuneJob is Failed and stays so. */
+  private static void stopRetries(Context<FineTuneJob> ctx, Job job) {
+    if (!Integer.valueOf(0).equals(job.getSpec().getParallelism())) {
+      ctx.getClient().batch().v1().jobs().inNamespace(job.getMetadata().getNamespace())
+          .withName(job.getMetadata().getName())
+          .patch(PatchContext.of(PatchType.JSON_MERGE), "{\"spec\":{\"parallelism\":0}}");
+    }
+  }
+}
