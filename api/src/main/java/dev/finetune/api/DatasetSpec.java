@@ -68,8 +68,12 @@ public class DatasetSpec {
   @Min(2)
   @Max(1048576)
   @Default("1024")
-  @JsonPropertyDescription("Longest token sequence fed to the model; longer ones are truncated. At most the model's context length.")
+  @JsonPropertyDescription("Longest token sequence fed to the model; longer records are cut to it (and named in the log). At most the model's context length.")
   public Integer maxLength = 1024;
+
+  @Default("false")
+  @JsonPropertyDescription("Accept records of more than twice maxLength tokens and cut them to maxLength. False: such a record is an error that names it, since most of it would be cut away and the model would learn from a fragment.")
+  public Boolean truncateLongRecords = false;
 
   /** Where a data set in a ConfigMap is. */
   @JsonInclude(JsonInclude.Include.NON_NULL)

@@ -12,6 +12,12 @@ public class EvaluationStatus {
   @JsonPropertyDescription("Path of the answers, relative to the run directory.")
   public String responsesPath;
 
+  @JsonPropertyDescription("Answers equal to the expected output (both stripped of surrounding white space).")
+  public Integer exactMatches;
+
+  @JsonPropertyDescription("exactMatches / responses: the share of test prompts answered exactly right (0-1).")
+  public Double exactMatchRate;
+
   @JsonPropertyDescription("Answers the judge scored.")
   public Integer scored;
 

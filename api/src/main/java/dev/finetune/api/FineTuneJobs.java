@@ -216,6 +216,13 @@ public final class FineTuneJobs {
 
   /** The closest of the known names, when it is close enough to be the intended one. */
   static java.util.Optional<String> closest(String name, List<String> known) {
+    String lower = name.toLowerCase(java.util.Locale.ROOT);
+    for (String k : known) {
+      // warmup for warmupSteps: a cut-short name
+      if (lower.length() >= 4 && k.toLowerCase(java.util.Locale.ROOT).startsWith(lower)) {
+        return java.util.Optional.of(k);
+      }
+    }
     String best = null;
     int bestDistance = Integer.MAX_VALUE;
     for (String k : known) {

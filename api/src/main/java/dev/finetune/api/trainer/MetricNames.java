@@ -34,6 +34,10 @@ public final class MetricNames {
   public static final String LEARNING_RATE = "finetune_learning_rate";
   /** Gauge: 1 once training stopped early, else 0. */
   public static final String EARLY_STOPPED = "finetune_early_stopped";
+  /** Gauge: share (0-1) of test prompts answered exactly right, once the evaluation is done. */
+  public static final String EVALUATION_EXACT_MATCH = "finetune_evaluation_exact_match_ratio";
+  /** Gauge: mean judge score (0-100) of the test answers, once a judge scored them. */
+  public static final String EVALUATION_MEAN_SCORE = "finetune_evaluation_mean_score";
   /** Summary: seconds to write a checkpoint ({@code _count}, {@code _sum}, {@code _max}). */
   public static final String CHECKPOINT_WRITE_SECONDS = "finetune_checkpoint_write_seconds";
 }
