@@ -122,6 +122,10 @@ public final class Evaluation {
     EvaluationStatus status = new EvaluationStatus();
     status.responses = responses.size();
     status.responsesPath = TrainerContract.RESPONSES_FILE;
+    status.exactMatches = (int) responses.stream().filter(Evaluation::exactMatch).count();
+    status.exactMatchRate = responses.isEmpty() ? null : (double) status.exactMatches / responses.size();
+    System.out.printf("evaluation: exact match %d/%d (%s) on the test split%n", status.exactMatches, responses.size(),
+        status.exactMatchRate == null ? "-" : String.format("%.1f%%", 100 * status.exactMatchRate));
     if (judge == null) {
       System.out.printf("evaluation: %d answers in %s (%.0f s)%n", responses.size(), file, (System.nanoTime() - start) / 1e9);
       return status;
@@ -162,6 +166,11 @@ public final class Evaluation {
         status.meanScore == null ? "-" : String.format("%.1f", status.meanScore), failures,
         lastError == null ? "" : "; last problem: " + lastError, (System.nanoTime() - start) / 1e9);
     return status;
+  }
+
+  /** The answer is the expected output, both stripped of surrounding white space. */
+  static boolean exactMatch(Response r) {
+    return r.modelResponse() != null && r.modelResponse().strip().equals(r.record().output().strip());
   }
 
   /** responses.jsonl through a temporary file and a rename. */

@@ -388,6 +388,10 @@ public final class Observability implements TrainingListener, AutoCloseable {
         evaluation = status;
         phase = finalPhase == null ? phase : finalPhase;
       }
+      TrainerMetrics m = metrics;
+      if (m != null && status != null) {
+        m.evaluation(status.exactMatchRate, status.meanScore);
+      }
       writeSummary();
     });
   }

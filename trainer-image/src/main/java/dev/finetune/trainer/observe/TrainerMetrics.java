@@ -39,12 +39,16 @@ public final class TrainerMetrics {
   private volatile double validationLoss = Double.NaN;
   private volatile double bestValidationLoss = Double.NaN;
   private volatile double earlyStopped;
+  private volatile double exactMatch = Double.NaN;
+  private volatile double meanScore = Double.NaN;
   private volatile long steps;
   private volatile long tokens;
   private final Timer checkpointWrite;
 
   private boolean stepGaugesRegistered;
   private boolean epochGaugesRegistered;
+  private boolean exactMatchRegistered;
+  private boolean meanScoreRegistered;
 
   public TrainerMetrics(String job, String namespace) {
     this.tags = Tags.of(MetricNames.LABEL_JOB, job, MetricNames.LABEL_NAMESPACE, namespace);
@@ -122,6 +126,26 @@ public final class TrainerMetrics {
 
   public void earlyStopped(boolean stopped) {
     earlyStopped = stopped ? 1 : 0;
+  }
+
+  /** The evaluation's results; each gauge appears once it has a value (a judge score only with a judge). */
+  public synchronized void evaluation(Double exactMatchRate, Double meanJudgeScore) {
+    if (exactMatchRate != null) {
+      exactMatch = exactMatchRate;
+      if (!exactMatchRegistered) {
+        Gauge.builder(MetricNames.EVALUATION_EXACT_MATCH, this, m -> m.exactMatch).tags(tags)
+            .description("Share of test prompts answered exactly right").register(registry);
+        exactMatchRegistered = true;
+      }
+    }
+    if (meanJudgeScore != null) {
+      meanScore = meanJudgeScore;
+      if (!meanScoreRegistered) {
+        Gauge.builder(MetricNames.EVALUATION_MEAN_SCORE, this, m -> m.meanScore).tags(tags)
+            .description("Mean judge score (0-100) of the test answers").register(registry);
+        meanScoreRegistered = true;
+      }
+    }
   }
 
   /** Prometheus text exposition format 0.0.4. */

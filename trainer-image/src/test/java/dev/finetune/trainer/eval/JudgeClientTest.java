@@ -130,6 +130,16 @@ class JudgeClientTest {
   }
 
   @Test
+  void exactMatchesAreCountedWithOrWithoutAJudge() throws Exception {
+    List<Record> test = List.of(new Record("Add.", "1 + 2", "3"), new Record("Add.", "2 + 2", "4"),
+        new Record("Say hi.", "", " hi "));
+    List<String> answers = List.of("3\n", "5", "hi");
+    EvaluationStatus s = Evaluation.run(new EvaluationSpec(), PromptStyle.PHI3, (p, i) -> answers.get(i), test, dir, null);
+    assertThat(s.exactMatches).isEqualTo(2);
+    assertThat(s.exactMatchRate).isEqualTo(2.0 / 3);
+  }
+
+  @Test
   void scoresAreParsedAndFailuresCountedNotFatal() throws Exception {
     List<Record> test = new ArrayList<>();
     List<String> answers = List.of("score 85", "server-error", "score 100", "slow", "garbage", "not-json",

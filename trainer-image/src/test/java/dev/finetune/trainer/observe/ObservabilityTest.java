@@ -147,6 +147,12 @@ class ObservabilityTest {
       assertThat(before.values()).allMatch(Double::isFinite);
 
       play(obs, job, out, new double[] {2.0, 1.5, 1.6, 1.7}, true);
+      dev.finetune.api.EvaluationStatus evaluation = new dev.finetune.api.EvaluationStatus();
+      evaluation.responses = 4;
+      evaluation.exactMatches = 3;
+      evaluation.exactMatchRate = 0.75;
+      evaluation.meanScore = 80.0;
+      obs.evaluationFinished(evaluation);
       HttpResponse<String> rsp = Http.get(base + TrainerContract.METRICS_PATH);
       assertThat(rsp.statusCode()).isEqualTo(200);
       assertThat(rsp.headers().firstValue("Content-Type").orElse("")).startsWith("text/plain; version=0.0.4");
@@ -158,6 +164,8 @@ class ObservabilityTest {
       assertThat(value(m, MetricNames.EPOCHS)).isEqualTo(5.0);
       assertThat(value(m, MetricNames.STEP_LOSS)).isEqualTo(3.0 / 12);
       assertThat(value(m, MetricNames.STEPS)).isEqualTo(12.0);
+      assertThat(value(m, MetricNames.EVALUATION_EXACT_MATCH)).isEqualTo(0.75);
+      assertThat(value(m, MetricNames.EVALUATION_MEAN_SCORE)).isEqualTo(80.0);
       assertThat(value(m, MetricNames.TOKENS)).isEqualTo(12000.0);
       assertThat(value(m, MetricNames.TOKENS_PER_SECOND)).isPositive();
       assertThat(value(m, MetricNames.LEARNING_RATE)).isCloseTo(0.012, within(1e-12));
