@@ -1,12 +1,15 @@
 package dev.finetune.trainer;
 
+import dev.finetune.api.EvaluationStatus;
 import dev.finetune.api.FineTuneJob;
 import dev.finetune.api.FineTuneJobs;
+import dev.finetune.api.trainer.TrainerContract;
 import dev.finetune.api.trainer.TrainerContract.ExitCodes;
 import dev.finetune.api.validation.InvalidJobException;
 import dev.finetune.trainer.eval.Evaluation;
 import dev.finetune.trainer.observe.Observability;
 import dev.finetune.trainer.observe.ProgressPrinter;
+import dev.finetune.trainer.observe.Summaries;
 import dev.finetune.trainer.train.DivergedException;
 import dev.finetune.trainer.train.Trainer;
 import dev.finetune.trainer.train.TrainingListener;
@@ -25,16 +28,51 @@ import java.util.concurrent.atomic.AtomicReference;
  * after a checkpoint (retry resumes).
  */
 public final class Main {
-  static final String USAGE = "usage: java -jar finetune-trainer.jar JOB.yaml [--output DIR]\n"
-      + "       java -jar finetune-trainer.jar --check-engine   (load libtorch and tokenizers, train one tiny step)";
+  static final String USAGE = """
+      usage: java -jar finetune-trainer.jar JOB.yaml [--output DIR] [--restart] [--more-epochs]
+             java -jar finetune-trainer.jar --check-engine | --help | --version""";
+
+  static final String HELP = USAGE + """
+
+
+      Runs a FineTuneJob (see examples/) on this machine, as the operator's trainer Pod does.
+
+        JOB.yaml        the FineTuneJob: spec.model, spec.dataset, and what else it sets
+        --output DIR    the run directory; default: spec.checkpoints.path, else runs/NAME, beside the job file.
+                        It holds checkpoints/, best/, history.jsonl, responses.jsonl, loss.svg, summary.json;
+                        a rerun resumes from its newest checkpoint
+        --restart       move an existing run folder aside (DIR.old-TIMESTAMP) and start over; needed when
+                        the spec changed in a way that changes the result (the trainer lists the fields)
+        --more-epochs   let a finished run train on to a raised spec.training.epochs
+        --check-engine  load libtorch and the tokenizers and train one tiny step
+        --help          this text
+        --version       the trainer's version
+
+      exit codes:
+        0   done: all epochs, or stopped early; results written
+        1   crashed or a transient failure (network, a lost volume): retry, it resumes from the last checkpoint
+        3   bad job: invalid spec, data or model files; the message names file, line and field. Do not retry
+        4   diverged: the loss became NaN or infinite, or far above its start. Do not retry
+        75  stopped by SIGTERM or SIGINT (Ctrl-C) after a checkpoint: rerun to resume
+
+      environment:
+        FINETUNE_PORT             port of /metrics, /progress and /healthz (default 9090; 0: none)
+        FINETUNE_TERMINATION_LOG  file for the final summary (default /dev/termination-log when it exists)
+        FINETUNE_MODEL_DIR, FINETUNE_DATA_DIR, FINETUNE_DATASET_CONFIGMAP_DIR
+                                  where the operator mounted the model, data and data ConfigMap volumes
+        FINETUNE_JUDGE_API_KEY    API key of the judge model (spec.evaluation.judge)
+        DJL_OFFLINE               true (the default here): never download libtorch or tokenizers
+      """;
 
   private Main() {}
 
   /** What the command line asks for. */
-  record Args(Path job, Path output) {
+  record Args(Path job, Path output, boolean restart, boolean moreEpochs) {
     static Args parse(String[] args) {
       Path job = null;
       Path output = null;
+      boolean restart = false;
+      boolean moreEpochs = false;
       for (int i = 0; i < args.length; i++) {
         if (args[i].equals("--output") || args[i].equals("-o")) {
           if (i + 1 >= args.length) {
@@ -43,6 +81,10 @@ public final class Main {
           output = Path.of(args[++i]);
         } else if (args[i].startsWith("--output=")) {
           output = Path.of(args[i].substring("--output=".length()));
+        } else if (args[i].equals("--restart")) {
+          restart = true;
+        } else if (args[i].equals("--more-epochs")) {
+          moreEpochs = true;
         } else if (args[i].startsWith("-") || job != null) {
           throw new BadJobException("unexpected argument '" + args[i] + "'\n" + USAGE);
         } else {
@@ -52,8 +94,23 @@ public final class Main {
       if (job == null) {
         throw new BadJobException("no job file given\n" + USAGE);
       }
-      return new Args(job.toAbsolutePath().normalize(), output == null ? null : output.toAbsolutePath().normalize());
+      return new Args(job.toAbsolutePath().normalize(), output == null ? null : output.toAbsolutePath().normalize(),
+          restart, moreEpochs);
     }
+  }
+
+  /** --restart: the run folder moves aside to NAME.old-YYYYMMDD-HHMMSS (kept, not deleted); the run starts over. */
+  static void moveAside(Path out) throws java.io.IOException {
+    if (!Files.exists(out)) {
+      return;
+    }
+    String stamp = java.time.LocalDateTime.now().format(java.time.format.DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss"));
+    Path aside = out.resolveSibling(out.getFileName() + ".old-" + stamp);
+    for (int i = 2; Files.exists(aside); i++) {
+      aside = out.resolveSibling(out.getFileName() + ".old-" + stamp + "-" + i);
+    }
+    Files.move(out, aside);
+    System.out.println("--restart: moved the earlier run to " + aside);
   }
 
   /** The run directory: --output, else spec.checkpoints.path or runs/NAME, relative to the job file. */
@@ -65,6 +122,73 @@ public final class Main {
     String name = job.getMetadata() != null && job.getMetadata().getName() != null ? job.getMetadata().getName() : "job";
     String path = job.getSpec().checkpoints == null ? null : job.getSpec().checkpoints.path;
     return jobDir.resolve(path != null ? path : "runs/" + name).normalize();
+  }
+
+  /** The run directory of a job file that did not parse or validate, if it exists (read leniently: name, checkpoints.path). */
+  static java.util.Optional<Path> existingRunDir(Args a) {
+    try {
+      Path dir = outputDir(stub(a.job()), a.job(), a.output());
+      return Files.isDirectory(dir) ? java.util.Optional.of(dir) : java.util.Optional.empty();
+    } catch (RuntimeException e) {
+      return java.util.Optional.empty();
+    }
+  }
+
+  /** A job with only what a broken job file still says: metadata.name and spec.checkpoints.path. */
+  private static FineTuneJob stub(Path jobFile) {
+    FineTuneJob job = new FineTuneJob();
+    job.setSpec(new dev.finetune.api.FineTuneJobSpec());
+    try {
+      var doc = new com.fasterxml.jackson.databind.ObjectMapper(new com.fasterxml.jackson.dataformat.yaml.YAMLFactory())
+          .readTree(new String(Files.readAllBytes(jobFile), java.nio.charset.StandardCharsets.UTF_8)); // lenient: a bad byte is U+FFFD
+      String name = doc.path("metadata").path("name").asText(null);
+      String namespace = doc.path("metadata").path("namespace").asText(null);
+      job.setMetadata(new io.fabric8.kubernetes.api.model.ObjectMetaBuilder().withName(name).withNamespace(namespace).build());
+      job.getSpec().checkpoints.path = doc.path("spec").path("checkpoints").path("path").asText(null);
+    } catch (java.io.IOException | RuntimeException e) {
+      // not even YAML: the default run directory (runs/job) or --output
+    }
+    return job;
+  }
+
+  /**
+   * The first line a run prints: "device cpu (PyTorch 2.7.1), precision fp32, 8 threads; /metrics and /progress at
+   * http://localhost:9090" (loads the engine).
+   */
+  static String runtimeLine(int port) {
+    ai.djl.engine.Engine engine = ai.djl.engine.Engine.getInstance();
+    String device = engine.defaultDevice().isGpu() ? "gpu " + engine.defaultDevice().getDeviceId() + " of "
+        + engine.getGpuCount() : "cpu";
+    int threads = engine.getEngineName().equals("PyTorch") ? ai.djl.pytorch.jni.JniUtils.getNumThreads()
+        : Runtime.getRuntime().availableProcessors();
+    String served = port == 0 ? "no /metrics or /progress server"
+        : "/metrics and /progress at http://localhost:" + port;
+    return "device " + device + " (" + engine.getEngineName() + " " + engine.getVersion() + "), precision fp32, "
+        + threads + " threads; " + served;
+  }
+
+  /**
+   * spec.resources.gpus above 0 with no GPU visible: in a Pod (KUBERNETES_SERVICE_HOST is set) the image or the
+   * node is wrong, which a retry on the same node does not fix, so it fails; a local run warns and uses the CPU.
+   */
+  static void checkGpus(FineTuneJob job, java.util.Map<String, String> env) {
+    Integer gpus = job.getSpec().resources == null ? null : job.getSpec().resources.gpus;
+    if (gpus == null || gpus == 0 || ai.djl.engine.Engine.getInstance().getGpuCount() > 0) {
+      return;
+    }
+    String what = "spec.resources.gpus is " + gpus + " but no GPU is visible";
+    if (env.get("KUBERNETES_SERVICE_HOST") != null) {
+      throw new BadJobException(what + " in this Pod: the trainer image is the CPU build (use the -cuda image) or the"
+          + " node lacks the NVIDIA driver or device plugin. Set spec.image, or spec.resources.gpus: 0 to train on the CPU");
+    }
+    System.out.println("warning: " + what + " on this machine; training on the CPU (set spec.resources.gpus: 0 to"
+        + " silence this)");
+  }
+
+  /** "finetune-trainer 0.1.0 (DJL 0.36.0)": the jar's version, or "development build" when run from classes. */
+  static String version() {
+    String v = Main.class.getPackage() == null ? null : Main.class.getPackage().getImplementationVersion();
+    return "finetune-trainer " + (v == null ? "development build" : v) + " (DJL " + ai.djl.engine.Engine.getDjlVersion() + ")";
   }
 
   /**
@@ -84,17 +208,27 @@ public final class Main {
     AtomicBoolean terminating = new AtomicBoolean();
     AtomicInteger exitCode = new AtomicInteger(ExitCodes.CRASHED);
     CountDownLatch done = new CountDownLatch(1);
+    // The JVM runs the same shutdown hook for SIGINT (Ctrl-C) and SIGTERM; a handler for INT records which it was.
+    AtomicReference<String> signal = new AtomicReference<>("SIGTERM");
+    try {
+      sun.misc.Signal.handle(new sun.misc.Signal("INT"), s -> {
+        signal.set("SIGINT");
+        new Thread(() -> System.exit(ExitCodes.INTERRUPTED), "finetune-sigint").start();
+      });
+    } catch (IllegalArgumentException e) {
+      // no SIGINT here (a JVM started with -Xrs): the hook reports SIGTERM
+    }
     // SIGTERM: ask the training thread for a checkpoint at the next step boundary, wait for it, exit with its code.
     Runtime.getRuntime().addShutdownHook(new Thread(() -> {
       if (finished.get()) {
         return;
       }
-      System.out.println("SIGTERM: stopping at the next step boundary (after a checkpoint)");
+      System.out.println(signal.get() + ": stopping at the next step boundary (after a checkpoint)");
       synchronized (terminating) {
         terminating.set(true);
         Trainer t = trainer.get();
         if (t != null) {
-          t.requestStop();
+          t.requestStop(signal.get());
         }
       }
       try {
@@ -105,14 +239,14 @@ public final class Main {
       System.out.flush();
       System.err.flush();
       Runtime.getRuntime().halt(exitCode.get());
-    }, "finetune-sigterm"));
+    }, "finetune-stop"));
     int code = ExitCodes.CRASHED;
     try {
       code = run(args, List.of(), t -> {
         synchronized (terminating) {
           trainer.set(t);
           if (terminating.get()) {
-            t.requestStop(); // SIGTERM came while the job was being read
+            t.requestStop(signal.get()); // the signal came while the job was being read
           }
         }
       });
@@ -130,6 +264,14 @@ public final class Main {
    * before it starts, e.g. to wire a stop request.
    */
   public static int run(String[] args, List<TrainingListener> extra, java.util.function.Consumer<Trainer> onTrainer) {
+    if (args.length == 1 && (args[0].equals("--help") || args[0].equals("-h"))) {
+      System.out.print(HELP);
+      return ExitCodes.SUCCEEDED;
+    }
+    if (args.length == 1 && args[0].equals("--version")) {
+      System.out.println(version());
+      return ExitCodes.SUCCEEDED;
+    }
     if (args.length == 1 && args[0].equals("--check-engine")) {
       try {
         return EngineCheck.run();
@@ -151,15 +293,35 @@ public final class Main {
       if (!Files.isRegularFile(a.job())) {
         throw new BadJobException("job file " + a.job() + " does not exist\n" + USAGE);
       }
-      FineTuneJob job = FineTuneJobs.readValid(a.job());
+      FineTuneJob job;
+      try {
+        job = FineTuneJobs.readValid(a.job());
+      } catch (InvalidJobException e) {
+        // an earlier run's summary must not go on saying Succeeded; nothing else of it is touched
+        existingRunDir(a).ifPresent(dir -> obs.bind(stub(a.job()), dir));
+        throw e;
+      }
       Path out = outputDir(job, a.job(), a.output());
+      if (a.restart()) {
+        moveAside(out);
+      }
+      EvaluationStatus earlierEvaluation = Summaries.readEvaluation(out);
       obs.bind(job, out);
+      System.out.println(runtimeLine(obs.port()));
+      checkGpus(job, System.getenv());
       Trainer trainer = new Trainer(job, a.job().getParent(), out, all);
+      trainer.allowMoreEpochs(a.moreEpochs());
       if (onTrainer != null) {
         onTrainer.accept(trainer);
       }
       TrainingListener.Result r = trainer.run();
-      Evaluation.afterTraining(r, obs); // responses.jsonl and judge scores; never throws
+      if (trainer.evaluationStands() && earlierEvaluation != null) {
+        System.out.println("evaluation: unchanged since the run finished; the answers are in " + out.resolve(
+            TrainerContract.RESPONSES_FILE));
+        obs.evaluationFinished(earlierEvaluation);
+      } else {
+        Evaluation.afterTraining(r, obs); // responses.jsonl and judge scores; never throws
+      }
       return r.outcome() == TrainingListener.Outcome.INTERRUPTED ? ExitCodes.INTERRUPTED : ExitCodes.SUCCEEDED;
     } catch (InvalidJobException | BadJobException e) {
       System.err.println("error: " + e.getMessage());
@@ -169,6 +331,17 @@ public final class Main {
       System.err.println("error: training diverged: " + e.getMessage());
       all.onError(e, ExitCodes.DIVERGED);
       return ExitCodes.DIVERGED;
+    } catch (TransientException e) {
+      System.err.println("error: " + e.getMessage());
+      all.onError(e, ExitCodes.CRASHED);
+      return ExitCodes.CRASHED;
+    } catch (java.nio.file.FileSystemException e) {
+      // a lost, full or read-only volume: worth a retry, not a stack trace
+      System.err.println("error: cannot write or read " + e.getFile() + (e.getReason() == null ? "" : " (" + e.getReason() + ")")
+          + ": the volume may be gone, full or read-only. The Job retries (exit code 1) and the run resumes from its last"
+          + " complete checkpoint; locally, check the disk and rerun");
+      all.onError(e, ExitCodes.CRASHED);
+      return ExitCodes.CRASHED;
     } catch (Exception | OutOfMemoryError e) {
       System.err.println("error: trainer crashed: " + e);
       e.printStackTrace();

@@ -62,6 +62,43 @@ class MainTest {
   }
 
   @Test
+  void helpAndVersionAnswerAndExit0() {
+    java.io.ByteArrayOutputStream captured = new java.io.ByteArrayOutputStream();
+    java.io.PrintStream stdout = System.out;
+    System.setOut(new java.io.PrintStream(captured, true, java.nio.charset.StandardCharsets.UTF_8));
+    try {
+      assertThat(run(new Errors(), "--help")).isEqualTo(ExitCodes.SUCCEEDED);
+      assertThat(run(new Errors(), "--version")).isEqualTo(ExitCodes.SUCCEEDED);
+    } finally {
+      System.setOut(stdout);
+    }
+    String out = captured.toString(java.nio.charset.StandardCharsets.UTF_8);
+    assertThat(out).startsWith("usage: java -jar finetune-trainer.jar JOB.yaml")
+        .contains("exit codes:", "  3   bad job", "  75  stopped by SIGTERM or SIGINT", "environment:", "FINETUNE_PORT",
+            "FINETUNE_TERMINATION_LOG", "--restart", "--more-epochs")
+        .containsPattern("(?m)^finetune-trainer \\S+.* \\(DJL 0\\.\\d+");
+  }
+
+  @Test
+  void gpusWithoutAGpuWarnLocallyAndFailInAPod(@TempDir Path dir) throws Exception {
+    org.junit.jupiter.api.Assumptions.assumeTrue(ai.djl.engine.Engine.getInstance().getGpuCount() == 0, "a GPU is visible");
+    Path file = Jobs.write(dir, """
+        apiVersion: finetune.dev/v1alpha1
+        kind: FineTuneJob
+        metadata: {name: gpus}
+        spec:
+          model: {scratch: {layers: 1, embeddingDim: 16, heads: 2, contextLength: 64}}
+          dataset: {synthetic: {size: 40}, maxLength: 64}
+          resources: {gpus: 1}
+        """);
+    dev.finetune.api.FineTuneJob job = Jobs.read(file);
+    Main.checkGpus(job, java.util.Map.of()); // a local run: a warning, training goes on
+    org.assertj.core.api.Assertions.assertThatThrownBy(() -> Main.checkGpus(job, java.util.Map.of("KUBERNETES_SERVICE_HOST",
+        "10.0.0.1"))).isInstanceOf(BadJobException.class).hasMessageStartingWith("spec.resources.gpus is 1 but no GPU is"
+        + " visible in this Pod");
+  }
+
+  @Test
   void checkEngineTrainsOneTinyStep() {
     assertThat(run(new Errors(), "--check-engine")).isEqualTo(ExitCodes.SUCCEEDED);
   }
@@ -207,6 +244,7 @@ class MainTest {
     // offline: a network failure (1, retry); online: the repository does not exist (3)
     assertThat(code).isIn(ExitCodes.CRASHED, ExitCodes.BAD_JOB);
     assertThat(e.errors.get(0).getMessage()).contains("https://huggingface.co/finetune-test/does-not-exist-xyz/resolve/main/");
-    assertThat(dir.resolve("runs/hub/model-cache")).isDirectoryNotContaining("glob:**/*.json");
+    // nothing half-written is left: not even an empty model-cache/
+    assertThat(dir.resolve("runs/hub/model-cache")).doesNotExist();
   }
 }

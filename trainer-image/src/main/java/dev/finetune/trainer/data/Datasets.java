@@ -8,7 +8,9 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.finetune.api.DatasetSpec;
 import dev.finetune.api.trainer.TrainerContract;
+import dev.finetune.trainer.BadDataException;
 import dev.finetune.trainer.BadJobException;
+import dev.finetune.trainer.TextFiles;
 import dev.finetune.trainer.model.Downloads;
 import java.io.IOException;
 import java.net.URI;
@@ -57,7 +59,7 @@ public final class Datasets {
           .resolve(spec.configMap.key);
       Path p = Files.exists(mounted) ? mounted : jobDir.resolve(spec.configMap.key);
       if (!Files.exists(p)) {
-        throw new BadJobException("dataset ConfigMap key '" + spec.configMap.key + "' not found at " + mounted
+        throw new BadDataException("dataset ConfigMap key '" + spec.configMap.key + "' not found at " + mounted
             + " (in a local run, put the file at " + p + ")");
       }
       all = read(p);
@@ -67,7 +69,7 @@ public final class Datasets {
       all = read(p);
       source = spec.url;
     } else {
-      throw new BadJobException("spec.dataset names no source; set one of path, configMap, url, synthetic or files");
+      throw new BadDataException("spec.dataset names no source; set one of path, configMap, url, synthetic or files");
     }
     return split(all, spec.split, source);
   }
@@ -118,12 +120,22 @@ public final class Datasets {
     return target;
   }
 
-  /** Reads a JSON array or JSON Lines file of records; a bad record names the file, line and field. */
+  /**
+   * Reads a JSON array or JSON Lines file of records; a bad record names the file, line and field, and a file
+   * that is not UTF-8 or not JSON names the line (and column) in words, with the fix.
+   */
   public static List<Record> read(Path file) throws IOException {
     if (!Files.isRegularFile(file)) {
-      throw new BadJobException("dataset file " + file + " does not exist");
+      throw new BadDataException("dataset file " + file + " does not exist");
     }
-    String text = Files.readString(file, StandardCharsets.UTF_8);
+    String text;
+    try {
+      text = TextFiles.utf8(file);
+    } catch (BadDataException e) {
+      throw e;
+    } catch (BadJobException e) {
+      throw new BadDataException(e.getMessage());
+    }
     List<String> problems = new ArrayList<>();
     List<Record> records = new ArrayList<>();
     if (text.stripLeading().startsWith("[")) {
@@ -132,7 +144,7 @@ public final class Datasets {
         int index = 0;
         while (p.nextToken() != JsonToken.END_ARRAY) {
           if (p.currentToken() == null) {
-            throw new BadJobException(file + ": the JSON array is not closed");
+            throw new BadDataException(file + ": the JSON array is not closed; end the file with ']'");
           }
           JsonLocation at = p.currentTokenLocation();
           JsonNode node = p.readValueAsTree();
@@ -140,7 +152,9 @@ public final class Datasets {
           index++;
         }
       } catch (JsonProcessingException e) {
-        throw new BadJobException(file + " line " + e.getLocation().getLineNr() + ": not valid JSON: " + e.getOriginalMessage());
+        throw new BadDataException(file + " line " + e.getLocation().getLineNr() + ": not valid JSON at column "
+            + e.getLocation().getColumnNr() + ": " + TextFiles.jsonProblem(e) + "; the file must be a JSON array of objects with instruction,"
+            + " input and output (or JSON Lines: one such object a line)");
       }
     } else {
       String[] lines = text.split("\n", -1);
@@ -152,7 +166,8 @@ public final class Datasets {
         try {
           record(JSON.readTree(lines[i]), where, records, problems);
         } catch (JsonProcessingException e) {
-          problems.add(where + ": not valid JSON (a JSON Lines file has one record object per line): " + e.getOriginalMessage());
+          problems.add(where + ": not valid JSON at column " + e.getLocation().getColumnNr() + ": " + TextFiles.jsonProblem(e)
+              + " (a JSON Lines file has one record object per line)");
         }
         if (problems.size() >= 10) {
           break;
@@ -160,11 +175,11 @@ public final class Datasets {
       }
     }
     if (!problems.isEmpty()) {
-      throw new BadJobException("invalid dataset records (each needs a string 'instruction', an optional string"
+      throw new BadDataException("invalid dataset records (each needs a string 'instruction', an optional string"
           + " 'input' and a string 'output'):\n  " + String.join("\n  ", problems));
     }
     if (records.isEmpty()) {
-      throw new BadJobException("dataset file " + file + " holds no records");
+      throw new BadDataException("dataset file " + file + " holds no records");
     }
     return records;
   }
@@ -185,7 +200,7 @@ public final class Datasets {
       return;
     }
     if (instruction != null && output != null) {
-      out.add(new Record(instruction, input == null ? "" : input, output));
+      out.add(new Record(instruction, input == null ? "" : input, output, where));
     }
   }
 

@@ -1,6 +1,7 @@
 package dev.finetune.trainer.model;
 
 import dev.finetune.trainer.BadJobException;
+import dev.finetune.trainer.TransientException;
 import java.io.IOException;
 import java.net.URI;
 import java.net.http.HttpClient;
@@ -20,7 +21,17 @@ public final class Downloads {
    * ({@link BadJobException}); a network failure is an {@link IOException} (a crash: the retry may succeed).
    */
   public static void fetch(URI uri, Path target) throws IOException {
+    Path created = firstMissing(target.getParent());
     Files.createDirectories(target.getParent());
+    try {
+      download(uri, target);
+    } catch (IOException | RuntimeException e) {
+      removeEmpty(target.getParent(), created); // no empty model-cache/ left behind
+      throw e;
+    }
+  }
+
+  private static void download(URI uri, Path target) throws IOException {
     Path part = target.resolveSibling(target.getFileName() + ".part");
     HttpClient client = HttpClient.newBuilder().followRedirects(HttpClient.Redirect.NORMAL)
         .connectTimeout(Duration.ofSeconds(20)).build();
@@ -30,8 +41,9 @@ public final class Downloads {
       resp = client.send(req, HttpResponse.BodyHandlers.ofFile(part));
     } catch (IOException e) {
       Files.deleteIfExists(part);
-      throw new IOException("cannot download " + uri + " (" + e + "); check the network from the trainer, or"
-          + " provide the files another way (spec.model.path / spec.dataset.path)", e);
+      throw new TransientException("cannot download " + uri + ": " + networkProblem(e) + ". This may pass: the Job"
+          + " retries (exit code 1) and the run resumes where it stopped. If the trainer cannot reach the internet at"
+          + " all, copy the files to a volume and use spec.model.path or spec.dataset.path instead", e);
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
       throw new IOException("download of " + uri + " interrupted", e);
@@ -43,8 +55,48 @@ public final class Downloads {
       if (code == 401 || code == 403 || code == 404) {
         throw new BadJobException(msg + ": it does not exist or is not public; check the repository, revision and file name");
       }
-      throw new IOException(msg);
+      throw new TransientException(msg + " (the server's problem, which may pass): the Job retries (exit code 1) and the"
+          + " run resumes where it stopped", null);
     }
     Files.move(part, target, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+  }
+
+  /** What went wrong on the network, in words. */
+  static String networkProblem(IOException e) {
+    for (Throwable t = e; t != null; t = t.getCause()) {
+      if (t instanceof java.net.UnknownHostException) {
+        return "the host name does not resolve (no network or no DNS)";
+      }
+    }
+    if (e instanceof java.net.ConnectException) {
+      return "the connection was refused or the network is unreachable";
+    }
+    if (e instanceof java.net.http.HttpTimeoutException || e instanceof java.net.SocketTimeoutException) {
+      return "the server did not answer in time";
+    }
+    return e.getMessage() == null ? e.getClass().getSimpleName() : e.getMessage();
+  }
+
+  /** The topmost directory of {@code dir} that does not exist yet, or null when it exists. */
+  private static Path firstMissing(Path dir) {
+    Path missing = null;
+    for (Path p = dir.toAbsolutePath(); p != null && !Files.exists(p); p = p.getParent()) {
+      missing = p;
+    }
+    return missing;
+  }
+
+  /** Deletes {@code dir} and its parents up to {@code top} while they are empty. */
+  private static void removeEmpty(Path dir, Path top) {
+    if (top == null) {
+      return;
+    }
+    for (Path p = dir.toAbsolutePath(); p != null && p.startsWith(top); p = p.getParent()) {
+      try {
+        Files.deleteIfExists(p);
+      } catch (IOException e) {
+        return; // not empty: something else is in it
+      }
+    }
   }
 }

@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.finetune.trainer.BadJobException;
+import dev.finetune.trainer.TextFiles;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -25,7 +26,18 @@ public record GptConfig(int vocabSize, int contextLength, int embeddingDim, int 
   }
 
   public static GptConfig read(Path configJson) throws IOException {
-    JsonNode c = JSON.readTree(configJson.toFile());
+    JsonNode c;
+    try {
+      c = JSON.readTree(TextFiles.utf8(configJson));
+    } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
+      throw new BadJobException(configJson + " line " + e.getLocation().getLineNr() + ": not valid JSON at column "
+          + e.getLocation().getColumnNr() + ": " + TextFiles.jsonProblem(e) + "; a model directory needs the config.json HuggingFace wrote"
+          + " for the model (copy it from the model's repository)");
+    }
+    if (c == null || !c.isObject()) {
+      throw new BadJobException(configJson + ": is not a JSON object; a model directory needs the config.json HuggingFace"
+          + " wrote for the model");
+    }
     String type = c.path("model_type").asText("gpt2");
     if (!type.equals("gpt2")) {
       throw new BadJobException(configJson + ": model_type is '" + type + "'; the trainer supports GPT-2 family models only");

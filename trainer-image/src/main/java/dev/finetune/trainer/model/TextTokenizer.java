@@ -32,7 +32,14 @@ public interface TextTokenizer extends AutoCloseable {
     if (ByteTokenizer.isByteTokenizer(tokenizerJson)) {
       return new ByteTokenizer();
     }
-    return new Hf(tokenizerJson, endOfText);
+    try {
+      return new Hf(tokenizerJson, endOfText);
+    } catch (RuntimeException e) {
+      // the tokenizers library refuses a truncated or hand-edited file; its message names line and column
+      String why = e.getMessage() == null ? e.toString() : e.getMessage().lines().findFirst().orElse("");
+      throw new BadJobException(tokenizerJson + ": HuggingFace tokenizers cannot read it (" + why + "); copy tokenizer.json"
+          + " from the model's repository (it must match the model's vocabulary)", e);
+    }
   }
 
   /** A HuggingFace {@code tokenizer.json} (GPT-2's byte-level BPE) through DJL's tokenizers binding. */

@@ -41,7 +41,7 @@ public final class Summaries {
       return INTERRUPTED;
     }
     if (exitCode == ExitCodes.BAD_JOB) {
-      if (error instanceof InvalidJobException) {
+      if (error instanceof InvalidJobException || error instanceof dev.finetune.trainer.SpecChangedException) {
         return INVALID_SPEC;
       }
       for (Throwable t = error; t != null; t = t.getCause()) {
@@ -170,6 +170,21 @@ public final class Summaries {
   }
 
   /** Writes summary.json through a temporary file and a rename, so a reader never sees half of it. */
+  /** The evaluation an earlier run's summary.json reports, or null (no file, no evaluation, unreadable). */
+  public static dev.finetune.api.EvaluationStatus readEvaluation(Path outputDir) {
+    Path file = outputDir.resolve(TrainerContract.SUMMARY_FILE);
+    try {
+      if (!Files.isRegularFile(file)) {
+        return null;
+      }
+      var evaluation = dev.finetune.api.FineTuneJobs.json().readTree(file.toFile()).get("evaluation");
+      return evaluation == null || !evaluation.isObject() ? null
+          : dev.finetune.api.FineTuneJobs.json().treeToValue(evaluation, dev.finetune.api.EvaluationStatus.class);
+    } catch (IOException | RuntimeException e) {
+      return null;
+    }
+  }
+
   public static void writeSummaryFile(Path outputDir, TrainerSummary summary) throws IOException {
     writeAtomically(outputDir.resolve(TrainerContract.SUMMARY_FILE), toJson(summary) + "\n");
   }

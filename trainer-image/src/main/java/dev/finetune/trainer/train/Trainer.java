@@ -13,7 +13,9 @@ import dev.finetune.api.FineTuneJobSpec;
 import dev.finetune.api.FineTuneJobs;
 import dev.finetune.api.TrainingSpec;
 import dev.finetune.api.trainer.TrainerContract;
+import dev.finetune.trainer.BadDataException;
 import dev.finetune.trainer.BadJobException;
+import dev.finetune.trainer.SpecChangedException;
 import dev.finetune.trainer.data.Collator;
 import dev.finetune.trainer.data.Datasets;
 import dev.finetune.trainer.data.Prompts;
@@ -34,6 +36,7 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collections;
 import java.util.List;
+import java.util.Map;
 import java.util.Optional;
 import java.util.Random;
 
@@ -49,6 +52,9 @@ public final class Trainer {
   private final Path outputDir;
   private final TrainingListener listener;
   private volatile boolean stopRequested;
+  private volatile String stopSignal = "SIGTERM";
+  private boolean moreEpochs;
+  private boolean evaluationStands;
 
   public Trainer(FineTuneJob job, Path jobDir, Path outputDir, TrainingListener listener) {
     this.job = job;
@@ -62,9 +68,26 @@ public final class Trainer {
     stopRequested = true;
   }
 
+  /** {@link #requestStop()}, naming the signal (SIGTERM, SIGINT) in the messages. */
+  public void requestStop(String signal) {
+    stopSignal = signal;
+    stopRequested = true;
+  }
+
+  /** Lets a finished run train on to a raised spec.training.epochs (--more-epochs). */
+  public void allowMoreEpochs(boolean allow) {
+    moreEpochs = allow;
+  }
+
+  /** Whether the run had finished before this call, with the same evaluation settings: its answers stand. */
+  public boolean evaluationStands() {
+    return evaluationStands;
+  }
+
   public Result run() throws IOException {
     FineTuneJobSpec spec = job.getSpec();
     TrainingSpec t = spec.training;
+    checkRerun(spec);
     Files.createDirectories(outputDir);
     try (NDManager base = NDManager.newBaseManager();
         Model model = Model.fromSpec(spec.model, jobDir, outputDir, base)) {
@@ -72,25 +95,77 @@ public final class Trainer {
     }
   }
 
+  /** How many offending records a message names before it gives only the count. */
+  static final int NAMED = 5;
+  /** A record this many times above maxLength is an error unless spec.dataset.truncateLongRecords is set. */
+  static final int FAR_ABOVE = 2;
+
   /**
-   * A record whose targets are all -100 after truncation (the prompt fills maxLength, and maskPrompt hides it)
-   * teaches nothing and adds a loss of 0 to the epoch mean; when every record is like that, the run would report
-   * falling losses while learning nothing. Fail that as a bad job; warn when only some are.
+   * Names the training records that will be cut to maxLength or teach nothing. A record whose targets are all
+   * -100 after truncation (the prompt fills maxLength, and maskPrompt hides it) adds a loss of 0 to the epoch
+   * mean; when every record is like that, the run would report falling losses while learning nothing: a bad job.
    */
-  static void checkSomethingToLearn(Collator collator, List<Collator.Example> train, DatasetSpec ds) {
-    long empty = train.stream()
-        .filter(e -> Arrays.stream(collator.collate(List.of(e)).targets()[0]).allMatch(y -> y == Collator.IGNORE))
-        .count();
-    String why = "no target token within spec.dataset.maxLength (" + ds.maxLength + ")"
+  static void checkRecords(Collator collator, List<Record> records, List<Collator.Example> examples, DatasetSpec ds,
+      int maxLength) {
+    List<String> empty = new ArrayList<>();
+    List<String> truncated = new ArrayList<>();
+    for (int i = 0; i < examples.size(); i++) {
+      Collator.Example e = examples.get(i);
+      String where = records.get(i).where() + " (" + (e.tokens().length + 1) + " tokens)";
+      if (e.tokens().length + 1 > maxLength) {
+        truncated.add(where);
+      }
+      if (Arrays.stream(collator.collate(List.of(e)).targets()[0]).allMatch(y -> y == Collator.IGNORE)) {
+        empty.add(where);
+      }
+    }
+    String why = "no target token within spec.dataset.maxLength (" + maxLength + ")"
         + (Boolean.TRUE.equals(ds.maskPrompt) ? " once spec.dataset.maskPrompt hides the prompt" : "");
-    if (empty == train.size()) {
-      throw new BadJobException("all " + train.size() + " training records have " + why + ": the prompt fills it. Raise"
-          + " maxLength (and the model's context length) or shorten the prompts (promptStyle phi3 is shorter than alpaca)");
+    if (empty.size() == examples.size()) {
+      throw new BadDataException("all " + examples.size() + " training records have " + why + ": the prompt fills it. Raise"
+          + " maxLength (and the model's context length) or shorten the prompts (promptStyle phi3 is shorter than alpaca): "
+          + named(empty));
     }
-    if (empty > 0) {
-      System.out.println("warning: " + empty + " of " + train.size() + " training records have " + why
-          + " and teach nothing");
+    if (!truncated.isEmpty()) {
+      System.out.println("warning: " + truncated.size() + " of " + examples.size() + " training records are longer than"
+          + " spec.dataset.maxLength (" + maxLength + " tokens) and are cut to it: " + named(truncated));
     }
+    if (!empty.isEmpty()) {
+      System.out.println("warning: " + empty.size() + " of " + examples.size() + " training records have " + why
+          + " and teach nothing: " + named(empty));
+    }
+  }
+
+  /**
+   * A record more than {@link #FAR_ABOVE} times maxLength would be mostly cut away (or, in the test split, answered
+   * from a cut prompt): a bad job that names the records, unless the spec opts into truncation.
+   */
+  static void checkLength(TextTokenizer tok, DatasetSpec ds, Datasets.Splits splits, int maxLength) {
+    if (Boolean.TRUE.equals(ds.truncateLongRecords)) {
+      return;
+    }
+    List<Record> all = new ArrayList<>(splits.train());
+    all.addAll(splits.validation());
+    all.addAll(splits.test());
+    List<String> farAbove = new ArrayList<>();
+    for (Record r : all) {
+      int tokens = tok.encode(Prompts.full(ds.promptStyle, r)).length + 1;
+      if (tokens > (long) FAR_ABOVE * maxLength) {
+        farAbove.add(r.where() + " (" + tokens + " tokens)");
+      }
+    }
+    if (!farAbove.isEmpty()) {
+      throw new BadDataException(farAbove.size() + " of " + all.size() + " records are more than " + FAR_ABOVE
+          + " times spec.dataset.maxLength (" + maxLength + " tokens), so most of each would be cut away: "
+          + named(farAbove) + ". Shorten or drop them, raise maxLength, or set spec.dataset.truncateLongRecords: true"
+          + " to train on their first " + maxLength + " tokens");
+    }
+  }
+
+  /** The first few places, and how many more. */
+  private static String named(List<String> where) {
+    return String.join("; ", where.subList(0, Math.min(NAMED, where.size())))
+        + (where.size() > NAMED ? " and " + (where.size() - NAMED) + " more" : "");
   }
 
   private Result train(FineTuneJobSpec spec, TrainingSpec t, NDManager base, Model model) throws IOException {
@@ -99,7 +174,7 @@ public final class Trainer {
     DatasetSpec ds = spec.dataset;
     Datasets.Splits splits = Datasets.load(ds, jobDir, outputDir);
     if (splits.train().isEmpty() || splits.validation().isEmpty()) {
-      throw new BadJobException("dataset " + splits.source() + " gives " + splits.train().size() + " training and "
+      throw new BadDataException("dataset " + splits.source() + " gives " + splits.train().size() + " training and "
           + splits.validation().size() + " validation records; both splits need at least one record (more data, or"
           + " larger spec.dataset.split fractions)");
     }
@@ -112,7 +187,8 @@ public final class Trainer {
     Collator collator = new Collator(model.tokenizer().endOfText(), maxLength, Boolean.TRUE.equals(ds.maskPrompt));
     List<Collator.Example> train = tokenize(model.tokenizer(), ds, splits.train());
     List<Collator.Example> validation = tokenize(model.tokenizer(), ds, splits.validation());
-    checkSomethingToLearn(collator, train, ds);
+    checkRecords(collator, splits.train(), train, ds, maxLength);
+    checkLength(model.tokenizer(), ds, splits, maxLength);
 
     int batch = t.batchSize;
     int accum = t.gradientAccumulationSteps;
@@ -141,6 +217,7 @@ public final class Trainer {
         System.out.println("resuming from " + dir + " (epoch " + state.epochsCompleted + ", batch " + state.batchInEpoch
             + ", step " + state.step + ")");
       }
+      state.trainedWith = TrainedWith.of(spec);
       rewriteHistory(state.history);
       listener.onStart(new TrainingListener.RunInfo(job, outputDir, t.epochs, stepsPerEpoch, totalSteps, train.size(),
           validation.size(), splits.test(), net.parameterCount(), model, restoredFrom, state.epochsCompleted, state.step,
@@ -153,7 +230,7 @@ public final class Trainer {
       }
 
       if (stopRequested) {
-        return finish(state, t, Outcome.INTERRUPTED, "stopped by request (SIGTERM) before training started", latestName);
+        return finish(state, t, Outcome.INTERRUPTED, "stopped by request (" + stopSignal + ") before training started", latestName);
       }
       long runStart = System.nanoTime();
       long runTokens = 0;
@@ -200,7 +277,7 @@ public final class Trainer {
               latestName = checkpoint(checkpoints, Checkpoints.stepName(state.step), model, optimizer, state, spec);
             }
             if (stopRequested) {
-              return finish(state, t, Outcome.INTERRUPTED, "stopped by request (SIGTERM) in epoch " + (epoch + 1)
+              return finish(state, t, Outcome.INTERRUPTED, "stopped by request (" + stopSignal + ") in epoch " + (epoch + 1)
                   + " after step " + state.step + "; checkpoint " + latestName, latestName);
             }
           }
@@ -212,6 +289,7 @@ public final class Trainer {
           throw new DivergedException("the validation loss after epoch " + (epoch + 1) + " is " + validationLoss
               + "; lower spec.training.learningRate or set maxGradNorm");
         }
+        checkNotDiverging(validationLoss, epoch + 1, state.history, net.config().vocabSize());
         EpochRecord rec = new EpochRecord(epoch + 1, trainLoss, validationLoss);
         rec.step = state.step;
         rec.learningRate = schedule.at(Math.max(0, state.step - 1));
@@ -246,12 +324,77 @@ public final class Trainer {
               + minDelta + " for " + spec.earlyStopping.patience + " epoch(s)", latestName);
         }
         if (stopRequested && epoch + 1 < t.epochs) {
-          return finish(state, t, Outcome.INTERRUPTED, "stopped by request (SIGTERM) after epoch " + (epoch + 1)
+          return finish(state, t, Outcome.INTERRUPTED, "stopped by request (" + stopSignal + ") after epoch " + (epoch + 1)
               + "; checkpoint " + latestName, latestName);
         }
       }
       return finish(state, t, Outcome.COMPLETED, "completed " + t.epochs + " epochs; best validation loss "
           + fmt(state.bestValidationLoss) + " at epoch " + state.bestEpoch, latestName);
+    }
+  }
+
+  /**
+   * A rerun continues the run in its folder only under the spec it was trained with: a change that changes the
+   * result (model, data, training, early stopping; epochs under a linear or cosine schedule) is refused with the
+   * fields that differ and the two ways out, before anything in the folder is touched. More epochs on a finished
+   * run is a choice (--more-epochs).
+   */
+  void checkRerun(FineTuneJobSpec spec) throws IOException {
+    Optional<Checkpoints.Saved> latest = new Checkpoints(outputDir.resolve(TrainerContract.CHECKPOINTS_DIR)).latest();
+    if (latest.isEmpty()) {
+      return;
+    }
+    TrainerState saved = latest.get().state();
+    Map<String, String> now = TrainedWith.of(spec);
+    List<String> changes = new ArrayList<>(TrainedWith.resultChanges(saved.trainedWith, now));
+    Integer planned = TrainedWith.epochs(saved.trainedWith);
+    int epochs = spec.training.epochs;
+    boolean finished = saved.earlyStopped || (planned != null && saved.epochsCompleted >= planned);
+    String ways = "To train with the new spec, write to a new run folder (--output DIR, or another metadata.name or"
+        + " spec.checkpoints.path), or rerun with --restart, which moves this run aside to " + outputDir.getFileName()
+        + ".old-TIMESTAMP and starts over";
+    if (planned != null && epochs != planned) {
+      if (finished && !saved.earlyStopped && epochs > saved.epochsCompleted && !moreEpochs) {
+        throw new SpecChangedException("the run in " + outputDir + " finished its " + planned + " epochs; the spec now asks for "
+            + epochs + ". Training on is a choice: rerun with --more-epochs (the " + spec.training.schedule.name()
+            .toLowerCase(java.util.Locale.ROOT) + " learning-rate schedule is then computed over " + epochs + " epochs"
+            + (spec.training.schedule == TrainingSpec.Schedule.CONSTANT ? ")" : ", so the rate rises again)")
+            + ". " + ways);
+      }
+      if (!finished && spec.training.schedule != TrainingSpec.Schedule.CONSTANT) {
+        changes.add(TrainedWith.EPOCHS + ": " + planned + ", now " + epochs + " (the learning-rate schedule spans them)");
+      }
+    }
+    if (!changes.isEmpty()) {
+      throw new SpecChangedException("the run in " + outputDir + " was trained with a different spec:\n  "
+          + String.join("\n  ", changes) + "\n" + ways);
+    }
+    boolean stillFinished = finished && (saved.earlyStopped || saved.epochsCompleted >= epochs);
+    evaluationStands = stillFinished && TrainedWith.sameEvaluation(saved.trainedWith, now)
+        && Files.isRegularFile(outputDir.resolve(TrainerContract.RESPONSES_FILE));
+  }
+
+  /** Nats above the loss of a uniform guess, ln(vocabulary), at which a run counts as diverged. */
+  static final double ABOVE_UNIFORM = 1.0;
+  /** A validation loss this many times the first epoch's (and a nat above it) counts as diverged. */
+  static final double ABOVE_FIRST_EPOCH = 3.0;
+
+  /**
+   * A run can diverge while its losses stay finite (a learning rate of 10 without clipping: losses in the
+   * thousands): a validation loss well above guessing every token uniformly, or far above the first epoch's,
+   * stops it as Diverged rather than letting it complete and ship an early epoch as "best".
+   */
+  static void checkNotDiverging(double validationLoss, int epoch, List<EpochRecord> history, int vocabSize) {
+    double uniform = Math.log(vocabSize);
+    String fix = "; lower spec.training.learningRate, add warmupSteps or set maxGradNorm (typical: 1.0)";
+    if (validationLoss > uniform + ABOVE_UNIFORM) {
+      throw new DivergedException(String.format("the validation loss after epoch %d is %.4g, above %.4g, the loss of"
+          + " guessing every token uniformly (ln %d)%s", epoch, validationLoss, uniform, vocabSize, fix));
+    }
+    Double first = history.isEmpty() ? null : history.get(0).validationLoss;
+    if (first != null && validationLoss > ABOVE_FIRST_EPOCH * first && validationLoss > first + 1) {
+      throw new DivergedException(String.format("the validation loss after epoch %d is %.4g, more than %.0f times the"
+          + " first epoch's (%.4g)%s", epoch, validationLoss, ABOVE_FIRST_EPOCH, first, fix));
     }
   }
 

@@ -30,4 +30,6 @@ public class TrainerState {
   public int epochsWithoutImprovement;
   public boolean earlyStopped;
   public List<EpochRecord> history = new ArrayList<>();
+  /** What the run computes from: {@link TrainedWith#of}; null in checkpoints of older trainers. */
+  public java.util.Map<String, String> trainedWith;
 }

@@ -133,6 +133,45 @@ class MainWiringTest {
   }
 
   @Test
+  void ctrlCIsNamedSigintAndStopsAfterACheckpoint() throws Exception {
+    Path job = dir.resolve("job.yaml");
+    Files.writeString(job, JOB.formatted("synthetic: {size: 400, seed: 4}", 50));
+    Path out = dir.resolve("out");
+    int port = freePort();
+    Path log = dir.resolve("trainer.log");
+    ProcessBuilder pb = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "java").toString(), "-Xmx1g",
+        "-cp", System.getProperty("java.class.path"), "dev.finetune.trainer.Main", job.toString(), "--output",
+        out.toString()).redirectErrorStream(true).redirectOutput(log.toFile());
+    pb.environment().put("DJL_OFFLINE", "true");
+    pb.environment().put(TrainerContract.ENV_PORT, Integer.toString(port));
+    Process p = pb.start();
+    try {
+      long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(180);
+      boolean training = false;
+      while (!training && p.isAlive() && System.nanoTime() < deadline) {
+        try {
+          training = FineTuneJobs.json().readValue(Http.get("http://127.0.0.1:" + port + TrainerContract.PROGRESS_PATH)
+              .body(), TrainerProgress.class).step != null;
+        } catch (IOException e) {
+          // not listening yet
+        }
+        p.waitFor(200, TimeUnit.MILLISECONDS);
+      }
+      assertThat(training).as(Files.readString(log)).isTrue();
+      new ProcessBuilder("kill", "-INT", Long.toString(p.pid())).start().waitFor();
+      assertThat(p.waitFor(120, TimeUnit.SECONDS)).as(Files.readString(log)).isTrue();
+    } finally {
+      p.destroyForcibly();
+    }
+    String output = Files.readString(log);
+    assertThat(p.exitValue()).as(output).isEqualTo(ExitCodes.INTERRUPTED);
+    assertThat(output).contains("SIGINT: stopping at the next step boundary").doesNotContain("SIGTERM");
+    TrainerSummary s = FineTuneJobs.json().readValue(out.resolve(TrainerContract.SUMMARY_FILE).toFile(), TrainerSummary.class);
+    assertThat(s.reason).isEqualTo("Interrupted");
+    assertThat(s.message).contains("stopped by request (SIGINT)");
+  }
+
+  @Test
   void anInvalidSpecExitsWithThreeAndSaysWhyInTheTerminationLog() throws Exception {
     Path job = dir.resolve("job.yaml");
     Files.writeString(job, JOB.formatted("synthetic: {size: 80}", 0));
