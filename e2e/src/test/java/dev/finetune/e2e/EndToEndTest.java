@@ -146,7 +146,9 @@ class EndToEndTest {
     Set<Phase> phases = Collections.synchronizedSet(new LinkedHashSet<>());
     Watch watch = recordPhases("small-cpu", phases);
     Instant applied = Instant.now();
-    Result r = server.kubectl("apply", "-n", NS, "-f", Repo.examples().resolve("small-cpu.yaml").toString());
+    Path manifest = Files.createTempFile("small-cpu", ".yaml");
+    Files.writeString(manifest, FineTuneJobs.toYaml(smallCpu("small-cpu")));
+    Result r = server.kubectl("apply", "-n", NS, "-f", manifest.toString());
     assertThat(r.exitCode()).as(r.output()).isZero();
     Set<String> rows = new LinkedHashSet<>();
     AtomicReference<Instant> firstEpoch = new AtomicReference<>();
@@ -389,12 +391,26 @@ class EndToEndTest {
     });
   }
 
-  /** examples/small-cpu.yaml under another name: same seeds, so the same losses and weights as the happy path. */
-  private static void createSmallCpu(String name) throws IOException {
+  /**
+   * examples/small-cpu.yaml under another name, cut to 4 epochs of 600 records of a narrower model: these tests
+   * are about the operator, and the example's full run (which LearnsTest trains) takes minutes more per scenario.
+   * Same seeds everywhere, so the same losses and weights as the happy path.
+   */
+  private static FineTuneJob smallCpu(String name) throws IOException {
     FineTuneJob job = FineTuneJobs.read(Repo.examples().resolve("small-cpu.yaml"));
     job.getMetadata().setName(name);
     job.getMetadata().setNamespace(NS);
-    server.client().resource(job).create();
+    job.getSpec().model.scratch.embeddingDim = 64;
+    job.getSpec().dataset.synthetic.size = 600;
+    job.getSpec().training.epochs = 4;
+    job.getSpec().training.warmupSteps = 10;
+    job.getSpec().earlyStopping.patience = 2;
+    job.getSpec().evaluation.maxNewTokens = 24;
+    return job;
+  }
+
+  private static void createSmallCpu(String name) throws IOException {
+    server.client().resource(smallCpu(name)).create();
   }
 
   private static FineTuneJob awaitTerminal(String name) {

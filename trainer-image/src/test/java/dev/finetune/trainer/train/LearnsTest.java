@@ -23,40 +23,8 @@ import org.junit.jupiter.api.io.TempDir;
  * validation loss and answers more held-out (test split) prompts exactly than before training.
  */
 class LearnsTest {
-  static final String JOB = """
-      apiVersion: finetune.dev/v1alpha1
-      kind: FineTuneJob
-      metadata:
-        name: learns
-      spec:
-        model:
-          scratch:
-            layers: 2
-            embeddingDim: 96
-            heads: 4
-            contextLength: 128
-            seed: 1
-        dataset:
-          synthetic:
-            size: 1200
-            seed: 7
-          promptStyle: phi3
-          maskPrompt: true
-          maxLength: 128
-        training:
-          epochs: 14
-          batchSize: 16
-          learningRate: 0.003
-          warmupSteps: 30
-          schedule: cosine
-          minLearningRate: 0.0001
-          maxGradNorm: 1.0
-          weightDecay: 0.01
-        earlyStopping:
-          patience: 3
-        evaluation:
-          maxNewTokens: 16
-      """;
+  /** The quick start: what README and examples/small-cpu.yaml promise is what this test trains. */
+  static final Path EXAMPLE = dev.finetune.api.testing.Repo.examples().resolve("small-cpu.yaml");
 
   record Score(double validationLoss, int exact, int total, Map<String, int[]> perTask) {}
 
@@ -80,7 +48,7 @@ class LearnsTest {
 
   @Test
   void fineTuningLowersValidationLossAndAnswersMorePromptsExactly(@TempDir Path dir) throws IOException {
-    Path jobFile = Jobs.write(dir, JOB);
+    Path jobFile = Jobs.write(dir, java.nio.file.Files.readString(EXAMPLE));
     FineTuneJob job = Jobs.read(jobFile);
     Path out = dir.resolve("out");
     Datasets.Splits splits = Datasets.load(job.getSpec().dataset, dir, out);
