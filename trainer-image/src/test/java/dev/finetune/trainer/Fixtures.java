@@ -2,7 +2,9 @@ package dev.finetune.trainer;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.finetune.api.testing.Skips;
 import java.io.IOException;
+import java.nio.file.Files;
 import java.nio.file.Path;
 
 /** Paths of the shared fixtures (Surefire passes {@code finetune.shared}). */
@@ -14,11 +16,19 @@ public final class Fixtures {
   }
 
   public static Path tinyGpt2() {
-    return shared().resolve("fixtures/tiny-gpt2");
+    return fixture("tiny-gpt2");
   }
 
   public static Path gpt2Tokenizer() {
-    return shared().resolve("fixtures/gpt2-tokenizer");
+    return fixture("gpt2-tokenizer");
+  }
+
+  /** A fixture folder; a test that needs a missing one is skipped with a line that names it. */
+  static Path fixture(String name) {
+    Path p = shared().resolve("fixtures").resolve(name);
+    Skips.unless(Files.isDirectory(p), "no PyTorch fixture " + p + " (it comes with ../shared beside the repository;"
+        + " -Dfinetune.shared=DIR points elsewhere)");
+    return p;
   }
 
   public static JsonNode json(Path p) throws IOException {
