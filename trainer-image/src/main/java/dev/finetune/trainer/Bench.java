@@ -7,8 +7,12 @@ import ai.djl.ndarray.NDScope;
 import ai.djl.ndarray.types.Shape;
 import ai.djl.pytorch.jni.JniUtils;
 import ai.djl.training.GradientCollector;
+import dev.finetune.api.TrainingSpec;
 import dev.finetune.trainer.model.Gpt2;
 import dev.finetune.trainer.model.GptConfig;
+import dev.finetune.trainer.model.Model;
+import dev.finetune.trainer.model.PrecisionPolicy;
+import dev.finetune.trainer.model.TextTokenizer;
 import dev.finetune.trainer.train.AdamW;
 import dev.finetune.trainer.train.Trainer;
 import java.nio.file.Files;
@@ -23,7 +27,12 @@ import java.util.Random;
  * Training-step benchmark with the same shape, data and output fields as
  * {@code shared/bench/pytorch_reference.py}: a GPT-2 (default 4 layers, 256 wide, 4 heads, vocabulary 50257)
  * trained with AdamW on random token batches (8 x 128, the last 8 targets -100); prints one JSON line.
- * Options: --vocab --n-embd --n-layer --n-head --seq --batch --steps --warmup --threads (0 = one per core).
+ * Options: --vocab --n-embd --n-layer --n-head --seq --batch --steps --warmup --threads (0 = one per core),
+ * --precision auto|fp32|tf32|bf16 (as spec.training.precision; default fp32). The JSON says which device and precision ran.
+ * {@code --generate N --tokenizer tokenizer.json} instead times greedy decoding of N new tokens after a short
+ * prompt, with and without the KV cache (fp32, random weights of the given shape). {@code --random-model DIR
+ * --tokenizer tokenizer.json} instead writes a randomly initialised GPT-2 of that shape
+ * (--seq is its context length) in HF layout, for benchmarks of whole jobs.
  */
 public final class Bench {
   private Bench() {}
@@ -40,13 +49,23 @@ public final class Bench {
     o.put("steps", 6);
     o.put("warmup", 2);
     o.put("threads", 0);
+    o.put("generate", 0);
+    Map<String, String> text = new LinkedHashMap<>();
+    text.put("precision", "fp32");
+    text.put("random-model", null);
+    text.put("tokenizer", null);
     for (int i = 0; i < args.length; i += 2) {
       String k = args[i].replaceFirst("^--", "");
-      if (!o.containsKey(k) || i + 1 >= args.length) {
-        System.err.println("usage: Bench " + o.keySet().stream().map(s -> "[--" + s + " N]").reduce("", (a, b) -> a + " " + b));
+      if (!(o.containsKey(k) || text.containsKey(k)) || i + 1 >= args.length) {
+        System.err.println("usage: Bench " + o.keySet().stream().map(s -> "[--" + s + " N]").reduce("", (a, b) -> a + " " + b)
+            + " [--precision auto|fp32|tf32|bf16] | --random-model DIR --tokenizer tokenizer.json [--n-embd ...]");
         System.exit(3);
       }
-      o.put(k, Integer.parseInt(args[i + 1]));
+      if (text.containsKey(k)) {
+        text.put(k, args[i + 1]);
+      } else {
+        o.put(k, Integer.parseInt(args[i + 1]));
+      }
     }
     int vocab = o.get("vocab");
     int d = o.get("n-embd");
@@ -57,13 +76,26 @@ public final class Bench {
     int steps = o.get("steps");
     int warmup = o.get("warmup");
     int threads = o.get("threads") > 0 ? o.get("threads") : Runtime.getRuntime().availableProcessors();
+    if (text.get("random-model") != null) {
+      writeRandomModel(Path.of(text.get("random-model")), Path.of(text.get("tokenizer")), d, layers, heads, seq);
+      return;
+    }
+    if (o.get("generate") > 0) {
+      generation(Path.of(text.get("tokenizer")), d, layers, heads, seq, o.get("generate"), threads);
+      return;
+    }
+    TrainingSpec.Precision requested = TrainingSpec.Precision.valueOf(text.get("precision").toUpperCase(Locale.ROOT));
 
     try (NDManager base = NDManager.newBaseManager()) {
       JniUtils.setNumThreads(threads);
       GptConfig config = new GptConfig(vocab, seq, d, layers, heads, 4 * d, 1e-5, vocab - 1);
+      PrecisionPolicy precision = PrecisionPolicy.resolve(requested);
+      System.err.println(precision.describe());
       try (Gpt2 net = Gpt2.random(config, 0, base);
           AdamW opt = new AdamW(net.parameters(), base, 0.9, 0.999, 1e-8, 0.1)) {
         net.requireGradients();
+        net.setPrecision(precision);
+        opt.useFused(precision.nativeOps().orElse(null));
         Random rnd = new Random(0);
         long[][] ids = new long[batch][seq];
         long[][] targets = new long[batch][seq];
@@ -80,13 +112,17 @@ public final class Bench {
           try (NDManager step = base.newSubManager(); NDScope scope = new NDScope()) {
             Gpt2.Consts k = new Gpt2.Consts(step);
             try (GradientCollector gc = Engine.getInstance().newGradientCollector()) {
-              NDArray l = Gpt2.loss(net.forward(Trainer.ids(step, ids), k, true), targets, k);
+              NDArray l = net.loss(Trainer.ids(step, ids), targets, k, true);
               gc.backward(l);
               loss = l.getFloat();
             }
           }
           opt.step(net.parameters(), 5e-5);
           AdamW.zeroGradients(net.parameters());
+          try (NDScope scope = new NDScope()) {
+            // Waits for the step's queued GPU work (the optimizer's kernels) before the clock stops.
+            net.parameters().get("ln_f.bias").get(0).getFloat();
+          }
           times[s] = (System.nanoTime() - start) / 1e9;
         }
         double[] timed = Arrays.copyOfRange(times, warmup, times.length);
@@ -98,11 +134,53 @@ public final class Bench {
         double flops = 6.0 * params * batch * seq + 12.0 * layers * batch * seq * (double) seq * d;
         String impl = "djl-" + Engine.getDjlVersion() + "-pytorch-" + Engine.getInstance().getVersion();
         System.out.println(String.format(Locale.ROOT,
-            "{\"impl\": \"%s\", \"threads\": %d, \"params\": %d, \"batch\": %d, \"seq\": %d, \"median_step_s\": %.4f, "
+            "{\"impl\": \"%s\", \"device\": \"%s\", \"precision\": \"%s\", \"threads\": %d, \"params\": %d, \"batch\": %d, \"seq\": %d, \"median_step_s\": %.4f, "
                 + "\"tokens_per_s\": %.1f, \"model_flops_per_s\": %.2f, \"gemm_gflops\": %.2f, \"mfu_vs_gemm\": %.3f, "
                 + "\"peak_rss_mb\": %.1f, \"final_loss\": %.4f}",
-            impl, JniUtils.getNumThreads(), params, batch, seq, stepS, batch * seq / stepS, flops / stepS / 1e9,
+            impl, precision.device(), precision.precision(), JniUtils.getNumThreads(), params, batch, seq, stepS, batch * seq / stepS, flops / stepS / 1e9,
             gemm / 1e9, flops / stepS / gemm, peakRssMb(), loss));
+      }
+    }
+  }
+
+  /** Greedy decoding speed with and without the KV cache; the tokens must be the same. */
+  static void generation(Path tokenizer, int d, int layers, int heads, int context, int tokens, int threads)
+      throws Exception {
+    try (NDManager base = NDManager.newBaseManager()) {
+      JniUtils.setNumThreads(threads);
+      int vocab = 50257;
+      GptConfig config = new GptConfig(vocab, context, d, layers, heads, 4 * d, 1e-5, vocab - 1);
+      try (Model model = new Model(Gpt2.random(config, 0, base), TextTokenizer.load(tokenizer, vocab - 1))) {
+        String prompt = "Below is an instruction that describes a task. Write a response that appropriately completes"
+            + " the request.\n\n### Instruction:\nRewrite the sentence using a simile.\n\n### Input:\nThe car is very"
+            + " fast.\n\n### Response:\n";
+        model.generateTokens(prompt, 4, 0, 0, 0, true); // warm-up
+        double[] seconds = new double[2];
+        long[][] out = new long[2][];
+        for (int cached = 0; cached < 2; cached++) {
+          long start = System.nanoTime();
+          out[cached] = model.generateTokens(prompt, tokens, 0, 0, 0, cached == 1);
+          seconds[cached] = (System.nanoTime() - start) / 1e9;
+        }
+        System.out.println(String.format(Locale.ROOT,
+            "{\"impl\": \"djl-generate\", \"device\": \"%s\", \"threads\": %d, \"params\": %d, \"prompt_tokens\": %d, "
+                + "\"new_tokens\": %d, \"tokens_per_s_no_cache\": %.1f, \"tokens_per_s_kv_cache\": %.1f, \"speedup\": %.2f, "
+                + "\"same_tokens\": %b}",
+            Engine.getInstance().defaultDevice(), JniUtils.getNumThreads(), model.net().parameterCount(),
+            model.tokenizer().encode(prompt).length, out[1].length, out[0].length / seconds[0], out[1].length / seconds[1],
+            seconds[0] / seconds[1], Arrays.equals(out[0], out[1])));
+      }
+    }
+  }
+
+  /** A randomly initialised GPT-2 of the given shape with {@code tokenizer}'s vocabulary, in HF layout in {@code dir}. */
+  static void writeRandomModel(Path dir, Path tokenizer, int d, int layers, int heads, int context) throws Exception {
+    try (NDManager base = NDManager.newBaseManager()) {
+      int vocab = 50257;
+      GptConfig config = new GptConfig(vocab, context, d, layers, heads, 4 * d, 1e-5, vocab - 1);
+      try (Model model = new Model(Gpt2.random(config, 0, base), TextTokenizer.load(tokenizer, vocab - 1))) {
+        model.save(dir);
+        System.out.printf("wrote a random GPT-2 (%d parameters) to %s%n", model.net().parameterCount(), dir);
       }
     }
   }

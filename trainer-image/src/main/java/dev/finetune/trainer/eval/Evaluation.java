@@ -85,7 +85,18 @@ public final class Evaluation {
   public static EvaluationStatus run(EvaluationSpec spec, PromptStyle style, Path modelDir, List<Record> test,
       Path outputDir, String judgeApiKey) throws IOException {
     try (NDManager manager = NDManager.newBaseManager(); Model model = Model.load(modelDir, manager)) {
-      return run(spec, style, generator(model, spec), test, outputDir, judge(spec, judgeApiKey));
+      long start = System.nanoTime();
+      Answerer answerer = generator(model, spec);
+      Answerer timed = (prompt, index) -> {
+        String answer = answerer.answer(prompt, index);
+        if (index == test.size() - 1) {
+          double s = (System.nanoTime() - start) / 1e9;
+          System.out.printf(java.util.Locale.ROOT, "evaluation: generated %d new tokens in %.1f s (%.1f tokens/s)%n",
+              model.generatedTokens(), s, model.generatedTokens() / Math.max(s, 1e-9));
+        }
+        return answer;
+      };
+      return run(spec, style, timed, test, outputDir, judge(spec, judgeApiKey));
     }
   }
 

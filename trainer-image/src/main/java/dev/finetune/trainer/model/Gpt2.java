@@ -3,6 +3,7 @@ package dev.finetune.trainer.model;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDList;
 import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.NDScope;
 import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
@@ -42,6 +43,7 @@ public final class Gpt2 extends AbstractBlock implements AutoCloseable {
   /** Parameters by HF name (without the {@code transformer.} prefix), in a fixed order. */
   private final LinkedHashMap<String, NDArray> params;
   private float dropout;
+  private PrecisionPolicy precision = PrecisionPolicy.FP32;
 
   private Gpt2(GptConfig config, NDManager manager, LinkedHashMap<String, NDArray> params) {
     super((byte) 1);
@@ -91,6 +93,15 @@ public final class Gpt2 extends AbstractBlock implements AutoCloseable {
   /** Dropout probability used in training forward passes; 0 turns dropout off. */
   public void setDropout(double p) {
     this.dropout = (float) p;
+  }
+
+  /** How forward passes compute (fp32 by default; the trainer sets what spec.training.precision resolves to). */
+  public void setPrecision(PrecisionPolicy precision) {
+    this.precision = precision;
+  }
+
+  public PrecisionPolicy precision() {
+    return precision;
   }
 
   /** The names and shapes GPT-2 of this config has. */
@@ -208,10 +219,27 @@ public final class Gpt2 extends AbstractBlock implements AutoCloseable {
   }
 
   /**
-   * Logits [B, T, vocab] for token ids [B, T] (int64). {@code training} enables dropout when it is above 0.
+   * Logits [B, T, vocab] (fp32) for token ids [B, T] (int64). {@code training} enables dropout when it is above 0.
    * Intermediates are attached to the manager of {@code ids}'s operations; run it in a step scope.
    */
   public NDArray forward(NDArray ids, Consts k, boolean training) {
+    return precision.fp32(logits(ids, k, training));
+  }
+
+  /**
+   * Mean cross-entropy of the forward pass over the targets that are not -100 (see {@link #loss}); with the native
+   * library in use, one fused kernel on the logits as computed (bf16 in mixed precision).
+   */
+  public NDArray loss(NDArray ids, long[][] targets, Consts k, boolean training) {
+    NDArray logits = logits(ids, k, training);
+    if (precision.nativeOps().isPresent()) {
+      return precision.nativeOps().get().crossEntropy(logits, PrecisionPolicy.targets(k.manager(), targets));
+    }
+    return loss(logits, targets, k);
+  }
+
+  /** Logits in the precision's compute dtype (bf16 in mixed precision). */
+  private NDArray logits(NDArray ids, Consts k, boolean training) {
     long b = ids.getShape().get(0);
     long t = ids.getShape().get(1);
     if (t > config.contextLength()) {
@@ -230,30 +258,117 @@ public final class Gpt2 extends AbstractBlock implements AutoCloseable {
     for (int i = 0; i < config.layers(); i++) {
       String n = "h." + i + ".";
       NDArray a = layerNorm(x, n + "ln_1");
-      NDArray qkv = a.matMul(p(n + "attn.c_attn.weight")).add(p(n + "attn.c_attn.bias"));
+      NDArray qkv = linear(a, n + "attn.c_attn", k);
       NDList parts = qkv.split(3, 2);
       NDArray q = parts.get(0).reshape(b, t, h, hd).transpose(0, 2, 1, 3);
       NDArray kk = parts.get(1).reshape(b, t, h, hd).transpose(0, 2, 1, 3);
       NDArray v = parts.get(2).reshape(b, t, h, hd).transpose(0, 2, 1, 3);
-      NDArray att = q.matMul(kk.transpose(0, 1, 3, 2)).mul(k.attentionScale(hd)).add(mask).softmax(-1);
-      if (drop) {
-        att = dropout(att);
-      }
-      NDArray y = att.matMul(v).transpose(0, 2, 1, 3).reshape(b, t, d);
-      y = y.matMul(p(n + "attn.c_proj.weight")).add(p(n + "attn.c_proj.bias"));
+      NDArray y = attention(q, kk, v, mask, k, drop).transpose(0, 2, 1, 3).reshape(b, t, d);
+      y = linear(y, n + "attn.c_proj", k);
       if (drop) {
         y = dropout(y);
       }
       x = x.add(y);
-      NDArray f = layerNorm(x, n + "ln_2").matMul(p(n + "mlp.c_fc.weight")).add(p(n + "mlp.c_fc.bias"));
-      f = gelu(f, k).matMul(p(n + "mlp.c_proj.weight")).add(p(n + "mlp.c_proj.bias"));
+      NDArray f = linear(layerNorm(x, n + "ln_2"), n + "mlp.c_fc", k);
+      f = linear(gelu(f, k), n + "mlp.c_proj", k);
       if (drop) {
         f = dropout(f);
       }
       x = x.add(f);
     }
     x = layerNorm(x, "ln_f");
-    return x.matMul(p("wte.weight").transpose());
+    return precision.operand(x).matMul(precision.weight(p("wte.weight"), k.casts).transpose());
+  }
+
+  /**
+   * Keys and values of every layer for the tokens seen so far ({@link #forwardCached}): decoding then computes
+   * only the new token's row instead of the whole sequence again. Its arrays live on {@code manager}.
+   */
+  public static final class KvCache {
+    private final NDManager manager;
+    private final NDArray[] keys;
+    private final NDArray[] values;
+    private int length;
+
+    public KvCache(NDManager manager, int layers) {
+      this.manager = manager;
+      this.keys = new NDArray[layers];
+      this.values = new NDArray[layers];
+    }
+
+    /** Tokens cached so far. */
+    public int length() {
+      return length;
+    }
+
+    /** Appends a layer's new keys or values [1, H, n, hd] and returns all of them so far. */
+    private NDArray append(NDArray[] store, int layer, NDArray fresh) {
+      NDArray old = store[layer];
+      NDArray all = old == null ? fresh : old.concat(fresh, 2);
+      NDScope.unregister(all);
+      all.attach(manager);
+      store[layer] = all;
+      if (old != null && old != all) {
+        old.close();
+      }
+      return all;
+    }
+  }
+
+  /**
+   * Logits [B, n, vocab] (fp32) of {@code ids} [B, n], the tokens that follow the {@code cache.length()} tokens
+   * already in {@code cache} (none at first), which they are appended to. Gives the rows a full forward pass over
+   * all the tokens gives (no dropout). The caller keeps the total within the context length.
+   */
+  public NDArray forwardCached(NDArray ids, KvCache cache, Consts k) {
+    long b = ids.getShape().get(0);
+    long n = ids.getShape().get(1);
+    int past = cache.length;
+    if (past + n > config.contextLength()) {
+      throw new IllegalArgumentException((past + n) + " tokens exceed the context length " + config.contextLength());
+    }
+    int d = config.embeddingDim();
+    int h = config.heads();
+    int hd = config.headDim();
+    NDArray x = ids.getNDArrayInternal().embedding(ids, p("wte.weight"), SparseFormat.DENSE).singletonOrThrow();
+    x = x.add(p("wpe.weight").get(new NDIndex("{}:{}", past, past + n)));
+    NDArray mask = n == 1 ? null : k.offsetCausalMask(past, n);
+    for (int i = 0; i < config.layers(); i++) {
+      String pre = "h." + i + ".";
+      NDList parts = linear(layerNorm(x, pre + "ln_1"), pre + "attn.c_attn", k).split(3, 2);
+      NDArray q = parts.get(0).reshape(b, n, h, hd).transpose(0, 2, 1, 3);
+      NDArray kk = cache.append(cache.keys, i, parts.get(1).reshape(b, n, h, hd).transpose(0, 2, 1, 3));
+      NDArray v = cache.append(cache.values, i, parts.get(2).reshape(b, n, h, hd).transpose(0, 2, 1, 3));
+      NDArray att = q.matMul(kk.transpose(0, 1, 3, 2)).mul(k.attentionScale(hd));
+      att = (mask == null ? att : att.add(mask)).softmax(-1);
+      NDArray y = precision.operand(att).matMul(v).transpose(0, 2, 1, 3).reshape(b, n, d);
+      x = x.add(linear(y, pre + "attn.c_proj", k));
+      NDArray f = linear(layerNorm(x, pre + "ln_2"), pre + "mlp.c_fc", k);
+      x = x.add(linear(gelu(f, k), pre + "mlp.c_proj", k));
+    }
+    cache.length = past + (int) n;
+    x = layerNorm(x, "ln_f");
+    return precision.fp32(precision.operand(x).matMul(precision.weight(p("wte.weight"), k.casts).transpose()));
+  }
+
+  /** {@code x W + b} of a Conv1D layer ({@code prefix.weight} [in, out], {@code prefix.bias}), bf16 in mixed precision. */
+  private NDArray linear(NDArray x, String prefix, Consts k) {
+    return precision.linear(x, p(prefix + ".weight"), p(prefix + ".bias"), k.casts);
+  }
+
+  /**
+   * Causal self-attention of q, k, v [B, H, T, hd]: the fused kernel when the native library has it (no T x T
+   * matrix), else softmax(q k^T / sqrt(hd) + mask) v with the softmax in fp32 and the matmuls in the compute dtype.
+   */
+  private NDArray attention(NDArray q, NDArray kk, NDArray v, NDArray mask, Consts k, boolean drop) {
+    if (precision.fusedAttention()) {
+      return precision.nativeOps().get().causalAttention(q, kk, v, drop ? dropout : 0);
+    }
+    NDArray att = q.matMul(kk.transpose(0, 1, 3, 2)).mul(k.attentionScale(q.getShape().get(3))).add(mask).softmax(-1);
+    if (drop) {
+      att = dropout(att);
+    }
+    return precision.operand(att).matMul(v);
   }
 
   private NDArray layerNorm(NDArray x, String prefix) {
@@ -265,8 +380,13 @@ public final class Gpt2 extends AbstractBlock implements AutoCloseable {
     return x.getNDArrayInternal().dropout(x, dropout, true).singletonOrThrow();
   }
 
+  /** GPT-2's tanh GELU: one kernel from the native library when it is in use, else {@link #gelu(NDArray, Consts)}. */
+  private NDArray gelu(NDArray x, Consts k) {
+    return precision.nativeOps().isPresent() ? precision.nativeOps().get().gelu(x) : geluOps(x, k);
+  }
+
   /** GPT-2's tanh GELU: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). DJL's gelu is the erf form. */
-  private static NDArray gelu(NDArray x, Consts k) {
+  static NDArray geluOps(NDArray x, Consts k) {
     NDArray inner = x.add(x.mul(x).mul(x).mul(k.scalar(0.044715f))).mul(k.scalar((float) Math.sqrt(2 / Math.PI)));
     return x.mul(k.scalar(0.5f)).mul(inner.tanh().add(k.scalar(1f)));
   }
@@ -311,6 +431,8 @@ public final class Gpt2 extends AbstractBlock implements AutoCloseable {
     private final NDManager manager;
     private final Map<Float, NDArray> scalars = new java.util.HashMap<>();
     private final Map<Long, NDArray> masks = new java.util.HashMap<>();
+    /** bf16 casts of the weights in mixed precision, made once per step (autocast's cast cache). */
+    final Map<NDArray, NDArray> casts = PrecisionPolicy.newCache();
 
     public Consts(NDManager manager) {
       this.manager = manager;
@@ -324,8 +446,17 @@ public final class Gpt2 extends AbstractBlock implements AutoCloseable {
       return scalars.computeIfAbsent(v, x -> manager.create(x));
     }
 
-    NDArray attentionScale(int headDim) {
+    NDArray attentionScale(long headDim) {
       return scalar((float) (1.0 / Math.sqrt(headDim)));
+    }
+
+    /** Additive mask [n, past + n] for n new tokens after {@code past} cached ones: -inf on keys after each query. */
+    NDArray offsetCausalMask(int past, long n) {
+      NDArray rows = manager.arange(past, past + (int) n).reshape(n, 1);
+      NDArray cols = manager.arange(0, past + (int) n).reshape(1, past + n);
+      NDArray future = cols.gt(rows);
+      return ai.djl.ndarray.NDArrays.where(future, manager.full(new Shape(n, past + n), Float.NEGATIVE_INFINITY),
+          manager.zeros(new Shape(n, past + n)));
     }
 
     /** Additive causal mask [T, T]: 0 on and below the diagonal, -inf above, from arange comparisons. */

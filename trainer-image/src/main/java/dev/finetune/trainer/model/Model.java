@@ -19,6 +19,7 @@ import java.util.Random;
 public final class Model implements AutoCloseable {
   private final Gpt2 net;
   private final TextTokenizer tokenizer;
+  private long generatedTokens;
 
   public Model(Gpt2 net, TextTokenizer tokenizer) {
     this.net = net;
@@ -97,29 +98,55 @@ public final class Model implements AutoCloseable {
   /**
    * Continues {@code prompt} by up to {@code maxNewTokens} tokens and returns only the new text, stopping at
    * end-of-text. Temperature 0 is greedy decoding; above 0 it samples (among the {@code topK} most likely
-   * tokens when topK > 0) with {@code seed}. No KV cache: fine for the small models this trainer serves.
+   * tokens when topK > 0) with {@code seed}. With a KV cache: each new token costs one row of the network, not
+   * the whole sequence again; once the text outgrows the context length, the window slides and every token
+   * is computed afresh over the last context-length tokens, as without a cache.
    */
   public String generate(String prompt, int maxNewTokens, double temperature, int topK, long seed) {
+    return tokenizer.decode(generateTokens(prompt, maxNewTokens, temperature, topK, seed, true));
+  }
+
+  /**
+   * The new token ids of {@link #generate(String, int, double, int, long)} (end-of-text not included), with the KV
+   * cache or (the reference) without.
+   */
+  public long[] generateTokens(String prompt, int maxNewTokens, double temperature, int topK, long seed,
+      boolean kvCache) {
     long[] ids = tokenizer.encode(prompt);
     long[] out = new long[0];
     Random rnd = new Random(seed);
     int ctx = net.config().contextLength();
-    for (int n = 0; n < maxNewTokens; n++) {
-      long[] all = concat(ids, out);
-      long[] window = all.length > ctx ? Arrays.copyOfRange(all, all.length - ctx, all.length) : all;
-      long next;
-      try (NoGrad noGrad = new NoGrad(); NDManager step = net.manager().newSubManager(); NDScope scope = new NDScope()) {
-        NDArray input = step.create(window, new Shape(1, window.length));
-        NDArray logits = net.forward(input, new Gpt2.Consts(step), false);
-        float[] last = logits.get(0, window.length - 1).toFloatArray();
-        next = temperature <= 0 ? argmax(last) : sample(last, temperature, topK, rnd);
+    try (NoGrad noGrad = new NoGrad(); NDManager session = net.manager().newSubManager()) {
+      Gpt2.KvCache cache = new Gpt2.KvCache(session, net.config().layers());
+      for (int n = 0; n < maxNewTokens; n++) {
+        long[] all = concat(ids, out);
+        long next;
+        try (NDManager step = session.newSubManager(); NDScope scope = new NDScope()) {
+          float[] last;
+          if (kvCache && all.length <= ctx) {
+            long[] fresh = Arrays.copyOfRange(all, cache.length(), all.length);
+            NDArray logits = net.forwardCached(step.create(fresh, new Shape(1, fresh.length)), cache, new Gpt2.Consts(step));
+            last = logits.get(0, fresh.length - 1).toFloatArray();
+          } else {
+            long[] window = all.length > ctx ? Arrays.copyOfRange(all, all.length - ctx, all.length) : all;
+            NDArray logits = net.forward(step.create(window, new Shape(1, window.length)), new Gpt2.Consts(step), false);
+            last = logits.get(0, window.length - 1).toFloatArray();
+          }
+          next = temperature <= 0 ? argmax(last) : sample(last, temperature, topK, rnd);
+        }
+        generatedTokens++;
+        if (next == tokenizer.endOfText()) {
+          break;
+        }
+        out = concat(out, new long[] {next});
       }
-      if (next == tokenizer.endOfText()) {
-        break;
-      }
-      out = concat(out, new long[] {next});
     }
-    return tokenizer.decode(out);
+    return out;
+  }
+
+  /** Tokens generated so far by this model (end-of-text included), for throughput figures. */
+  public long generatedTokens() {
+    return generatedTokens;
   }
 
   /** Greedy decoding. */

@@ -81,6 +81,8 @@ public final class Observability implements TrainingListener, AutoCloseable {
   private String latestCheckpoint;
   private String bestCheckpoint;
   private String restoredFrom;
+  private String precision;
+  private String device;
   private String finalPhase;
   private String reason;
   private String message;
@@ -212,6 +214,8 @@ public final class Observability implements TrainingListener, AutoCloseable {
         step = run.startStep();
         epoch = Math.min(run.startEpoch() + 1, run.epochs());
         restoredFrom = run.restoredFrom();
+        precision = run.precision();
+        device = run.device();
         history = new ArrayList<>(run.history() == null ? List.of() : run.history());
         double minDelta = run.job().getSpec().earlyStopping == null || run.job().getSpec().earlyStopping.minDelta == null
             ? 0 : run.job().getSpec().earlyStopping.minDelta;
@@ -473,6 +477,8 @@ public final class Observability implements TrainingListener, AutoCloseable {
     s.bestValidationLoss = bestValidationLoss;
     s.bestEpoch = bestEpoch;
     s.earlyStopped = earlyStopped;
+    s.precision = precision;
+    s.device = device;
     s.checkpoint = checkpointStatus();
     s.evaluation = evaluation;
     s.history = new ArrayList<>(history);

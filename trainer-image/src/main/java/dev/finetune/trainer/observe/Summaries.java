@@ -155,6 +155,8 @@ public final class Summaries {
     s.bestValidationLoss = in.bestValidationLoss;
     s.bestEpoch = in.bestEpoch;
     s.earlyStopped = in.earlyStopped;
+    s.precision = in.precision;
+    s.device = in.device;
     s.checkpoint = in.checkpoint;
     s.evaluation = in.evaluation;
     s.history = in.history == null ? null : new ArrayList<>(in.history);

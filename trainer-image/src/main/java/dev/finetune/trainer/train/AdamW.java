@@ -4,13 +4,17 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDList;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.NDScope;
+import ai.djl.ndarray.types.DataType;
 import dev.finetune.trainer.model.SafeTensors;
+import dev.finetune.trainer.model.TorchNative;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 
 /**
@@ -31,6 +35,7 @@ public final class AdamW implements AutoCloseable {
   private final Map<String, NDArray> m = new LinkedHashMap<>();
   private final Map<String, NDArray> v = new LinkedHashMap<>();
   private long step;
+  private TorchNative fused;
 
   public AdamW(Map<String, NDArray> params, NDManager parent, double beta1, double beta2, double eps, double weightDecay) {
     this.beta1 = beta1;
@@ -44,6 +49,14 @@ public final class AdamW implements AutoCloseable {
     }
   }
 
+  /**
+   * Updates through PyTorch's fused AdamW kernel (one launch for all parameters, as torch.optim.AdamW(fused=True))
+   * when {@code lib} has it; null keeps the update here, in DJL operations.
+   */
+  public void useFused(TorchNative lib) {
+    this.fused = lib != null && lib.fusedAdamW() ? lib : null;
+  }
+
   /** Optimizer steps taken so far (PyTorch's per-parameter {@code step}). */
   public long steps() {
     return step;
@@ -52,6 +65,15 @@ public final class AdamW implements AutoCloseable {
   /** One update of every parameter from its gradient at learning rate {@code lr}. */
   public void step(Map<String, NDArray> params, double lr) {
     step++;
+    if (fused != null) {
+      try (NDScope scope = new NDScope()) {
+        List<NDArray> ps = new ArrayList<>(params.values());
+        List<NDArray> grads = ps.stream().map(NDArray::getGradient).toList();
+        fused.adamW(ps, grads, new ArrayList<>(m.values()), new ArrayList<>(v.values()), lr, beta1, beta2, weightDecay,
+            eps, step);
+      }
+      return;
+    }
     double bc1 = 1 - Math.pow(beta1, step);
     double bc2Sqrt = Math.sqrt(1 - Math.pow(beta2, step));
     float stepSize = (float) (lr / bc1);
@@ -85,14 +107,17 @@ public final class AdamW implements AutoCloseable {
   }
 
   public static double gradNorm(Map<String, NDArray> params) {
-    double sq = 0;
+    // Each tensor's sum of squares in float, added up in double on the device: one host read per step, not one
+    // per tensor (each read waits for the GPU).
+    NDArray sq = null;
     try (NDScope scope = new NDScope()) {
       for (NDArray p : params.values()) {
         NDArray g = p.getGradient();
-        sq += g.mul(g).sum().getFloat();
+        NDArray s = g.mul(g).sum().toType(DataType.FLOAT64, false);
+        sq = sq == null ? s : sq.add(s);
       }
+      return sq == null ? 0 : Math.sqrt(sq.getDouble());
     }
-    return Math.sqrt(sq);
   }
 
   /** Sets every parameter's gradient to zero (after an optimizer step; backward passes accumulate). */

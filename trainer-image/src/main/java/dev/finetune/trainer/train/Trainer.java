@@ -23,6 +23,7 @@ import dev.finetune.trainer.data.Record;
 import dev.finetune.trainer.model.Gpt2;
 import dev.finetune.trainer.model.Model;
 import dev.finetune.trainer.model.NoGrad;
+import dev.finetune.trainer.model.PrecisionPolicy;
 import dev.finetune.trainer.model.TextTokenizer;
 import dev.finetune.trainer.train.TrainingListener.Outcome;
 import dev.finetune.trainer.train.TrainingListener.Result;
@@ -171,6 +172,9 @@ public final class Trainer {
   private Result train(FineTuneJobSpec spec, TrainingSpec t, NDManager base, Model model) throws IOException {
     Gpt2 net = model.net();
     net.setDropout(t.dropout == null ? 0 : t.dropout);
+    PrecisionPolicy precision = PrecisionPolicy.resolve(t.precision);
+    net.setPrecision(precision);
+    System.out.println(precision.describe());
     DatasetSpec ds = spec.dataset;
     Datasets.Splits splits = Datasets.load(ds, jobDir, outputDir);
     if (splits.train().isEmpty() || splits.validation().isEmpty()) {
@@ -201,6 +205,7 @@ public final class Trainer {
 
     net.requireGradients();
     try (AdamW optimizer = new AdamW(net.parameters(), base, t.beta1, t.beta2, t.epsilon, t.weightDecay)) {
+      optimizer.useFused(precision.nativeOps().orElse(null));
       Checkpoints checkpoints = new Checkpoints(outputDir.resolve(TrainerContract.CHECKPOINTS_DIR));
       checkpoints.removeIncomplete();
       TrainerState state = new TrainerState();
@@ -221,7 +226,7 @@ public final class Trainer {
       rewriteHistory(state.history);
       listener.onStart(new TrainingListener.RunInfo(job, outputDir, t.epochs, stepsPerEpoch, totalSteps, train.size(),
           validation.size(), splits.test(), net.parameterCount(), model, restoredFrom, state.epochsCompleted, state.step,
-          List.copyOf(state.history)));
+          List.copyOf(state.history), precision.precision().toString(), precision.device()));
       String latestName = latest.map(s -> outputDir.relativize(s.dir()).toString()).orElse(null);
 
       if (state.earlyStopped || state.epochsCompleted >= t.epochs) {
@@ -454,7 +459,7 @@ public final class Trainer {
       }
       Gpt2.Consts k = new Gpt2.Consts(step);
       try (GradientCollector gc = Engine.getInstance().newGradientCollector()) {
-        NDArray loss = Gpt2.loss(net.forward(ids(step, b.inputs()), k, true), b.targets(), k);
+        NDArray loss = net.loss(ids(step, b.inputs()), b.targets(), k, true);
         double value = loss.getFloat();
         gc.backward(groupSize == 1 ? loss : loss.div(step.create((float) groupSize)));
         return value;
@@ -470,7 +475,7 @@ public final class Trainer {
       Collator.Batch b = collator.collate(data.subList(i, Math.min(i + batch, data.size())));
       try (NoGrad noGrad = new NoGrad(); NDManager step = base.newSubManager(); NDScope scope = new NDScope()) {
         Gpt2.Consts k = new Gpt2.Consts(step);
-        sum += Gpt2.loss(net.forward(ids(step, b.inputs()), k, false), b.targets(), k).getFloat();
+        sum += net.loss(ids(step, b.inputs()), b.targets(), k, false).getFloat();
         n++;
       }
     }

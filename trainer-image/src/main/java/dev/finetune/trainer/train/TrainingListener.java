@@ -32,10 +32,21 @@ public interface TrainingListener {
   /** Training failed; {@code exitCode} is what the process will exit with (1, 3 or 4). */
   default void onError(Throwable error, int exitCode) {}
 
-  /** What is being trained. {@code model} is live (use it only on the calling thread); test may be empty. */
+  /**
+   * What is being trained. {@code model} is live (use it only on the calling thread); test may be empty;
+   * {@code precision} (fp32, tf32, bf16) and {@code device} say how it computes (null when unknown).
+   */
   record RunInfo(FineTuneJob job, Path outputDir, int epochs, long stepsPerEpoch, long totalSteps,
       int trainRecords, int validationRecords, List<Record> test, long parameters, Model model,
-      String restoredFrom, int startEpoch, long startStep, List<EpochRecord> history) {}
+      String restoredFrom, int startEpoch, long startStep, List<EpochRecord> history, String precision,
+      String device) {
+    public RunInfo(FineTuneJob job, Path outputDir, int epochs, long stepsPerEpoch, long totalSteps, int trainRecords,
+        int validationRecords, List<Record> test, long parameters, Model model, String restoredFrom, int startEpoch,
+        long startStep, List<EpochRecord> history) {
+      this(job, outputDir, epochs, stepsPerEpoch, totalSteps, trainRecords, validationRecords, test, parameters, model,
+          restoredFrom, startEpoch, startStep, history, null, null);
+    }
+  }
 
   /** One optimizer step: epoch is 1-based, step counts optimizer steps from 1. */
   record StepInfo(int epoch, long step, long totalSteps, double loss, double learningRate, long tokens,
