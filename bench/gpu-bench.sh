@@ -58,9 +58,10 @@ $cpu && java=(java -Xmx4g -cp "$APP_CP")
 note() { echo "gpu-bench: $*" >&2; }
 record() { grep -h '^{' "$@" >> "$results" || true; }
 
-# The trainer's native library, against the PyTorch DJL runs here.
-if ! $cpu || [ -n "${TORCH_DIR:-}" ]; then
-  torch_dir=${TORCH_DIR:-$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__))')}
+# The trainer's native library, against the PyTorch DJL runs here (with --cpu: whatever FINETUNE_NATIVE_LIB and
+# PYTORCH_LIBRARY_PATH the caller set, e.g. the Debian build of .ci/run).
+if ! $cpu; then
+  torch_dir=$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__))')
   if bash trainer-image/native/build.sh /tmp/finetune-native "$torch_dir" > "$out/native-build.log" 2>&1; then
     export FINETUNE_NATIVE_LIB=/tmp/finetune-native/libfinetune_native.so
   else
