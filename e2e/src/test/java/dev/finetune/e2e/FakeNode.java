@@ -31,6 +31,8 @@ import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
 import java.util.function.Predicate;
 
 /**
@@ -38,12 +40,15 @@ import java.util.function.Predicate;
  * runs the container's command as a local process (java from this JVM, the trainer jar from the build) with
  * the Pod's environment, its volumes mapped to local directories (a PVC to a directory that outlives the Pod,
  * ConfigMaps written out as files, emptyDirs), and writes the Pod's status: Running with podIP 127.0.0.1, then
- * Succeeded or Failed with the exit code and the termination message. A deleted Pod's process gets SIGTERM.
+ * Succeeded or Failed with the exit code and the termination message. A Pod being deleted (suspend, eviction) is
+ * stopped as a kubelet stops it: SIGTERM, SIGKILL when the grace period runs out, its final status written (the
+ * API server's conditions, such as DisruptionTarget, kept), then the deletion confirmed.
  */
 final class FakeNode implements AutoCloseable {
   static final String NODE = "e2e-node";
   private static final String TERMINATION_LOG = "/dev/termination-log";
   private static final int MESSAGE_LIMIT = 4096;
+  private static final List<String> NODE_CONDITIONS = List.of("PodScheduled", "Initialized", "ContainersReady", "Ready");
 
   private final KubernetesClient client;
   private final Path root;
@@ -52,6 +57,9 @@ final class FakeNode implements AutoCloseable {
   private final ExecutorService runner = Executors.newCachedThreadPool();
   private final Map<String, Process> processes = new ConcurrentHashMap<>();
   private final Map<String, Instant> seen = new ConcurrentHashMap<>();
+  private final Map<String, Long> terminating = new ConcurrentHashMap<>();
+  private final Map<String, Integer> exitCodes = new ConcurrentHashMap<>();
+  private final ScheduledExecutorService killer = Executors.newSingleThreadScheduledExecutor();
   private SharedIndexInformer<Pod> informer;
 
   /**
@@ -86,7 +94,7 @@ final class FakeNode implements AutoCloseable {
       public void onDelete(Pod pod, boolean unknownFinalState) {
         Process p = processes.get(pod.getMetadata().getUid());
         if (p != null) {
-          p.destroy(); // SIGTERM, as the kubelet does before the grace period ends
+          p.destroyForcibly(); // gone without a graceful deletion: nothing waits for the process any more
         }
       }
     });
@@ -101,6 +109,24 @@ final class FakeNode implements AutoCloseable {
   /** Directory that backs a PersistentVolumeClaim: it outlives Pods, like a real volume. */
   Path claimDir(String namespace, String claim) {
     return root.resolve("volumes").resolve(namespace).resolve(claim);
+  }
+
+  /** The exit code of the Pod's process, once it has ended. */
+  Integer exitCode(Pod pod) {
+    return exitCodes.get(pod.getMetadata().getUid());
+  }
+
+  /** SIGTERMs the running processes of the Pods that match (a node shutting down, say); the Pods stay. */
+  int terminate(Predicate<Pod> which) {
+    int signalled = 0;
+    for (Pod pod : informer.getStore().list()) {
+      Process p = processes.get(pod.getMetadata().getUid());
+      if (p != null && p.isAlive() && which.test(pod)) {
+        p.destroy();
+        signalled++;
+      }
+    }
+    return signalled;
   }
 
   /** SIGKILLs the running processes of the Pods that match, as a node crash or OOM kill would. */
@@ -118,10 +144,43 @@ final class FakeNode implements AutoCloseable {
 
   private void accept(Pod pod) {
     String uid = pod.getMetadata().getUid();
-    if (pod.getSpec().getNodeName() == null && pod.getMetadata().getDeletionTimestamp() == null
-        && seen.putIfAbsent(uid, Instant.now()) == null) {
+    if (pod.getMetadata().getDeletionTimestamp() != null) {
+      if (seen.containsKey(uid)) {
+        stop(pod);
+      }
+    } else if (pod.getSpec().getNodeName() == null && seen.putIfAbsent(uid, Instant.now()) == null) {
       runner.submit(() -> run(pod));
     }
+  }
+
+  /** A graceful deletion: SIGTERM now, SIGKILL when the grace period ends; run() confirms the deletion. */
+  private void stop(Pod pod) {
+    String uid = pod.getMetadata().getUid();
+    Long grace = pod.getMetadata().getDeletionGracePeriodSeconds() != null ? pod.getMetadata().getDeletionGracePeriodSeconds()
+        : pod.getSpec().getTerminationGracePeriodSeconds() != null ? pod.getSpec().getTerminationGracePeriodSeconds() : 30L;
+    if (terminating.putIfAbsent(uid, grace) == null) {
+      Process p = processes.get(uid);
+      if (p != null) {
+        signal(p, grace);
+      } else if (exitCodes.containsKey(uid)) {
+        confirmDeletion(pod.getMetadata().getNamespace(), pod.getMetadata().getName());
+      }
+      // else not started yet: run() signals the process as soon as it exists
+    }
+  }
+
+  private void signal(Process p, long graceSeconds) {
+    p.destroy();
+    killer.schedule(() -> {
+      if (p.isAlive()) {
+        p.destroyForcibly();
+      }
+    }, graceSeconds, TimeUnit.SECONDS);
+  }
+
+  /** What the kubelet does once the containers of a Pod being deleted have stopped. */
+  private void confirmDeletion(String ns, String name) {
+    client.pods().inNamespace(ns).withName(name).withGracePeriod(0).delete();
   }
 
   private void run(Pod pod) {
@@ -166,13 +225,21 @@ final class FakeNode implements AutoCloseable {
       env.putAll(extraEnv);
 
       Instant started = Instant.now();
+      String uid = pod.getMetadata().getUid();
       Process process = pb.start();
-      processes.put(pod.getMetadata().getUid(), process);
+      processes.put(uid, process);
+      if (terminating.containsKey(uid)) {
+        signal(process, terminating.get(uid));
+      }
       writeStatus(ns, name, running(c, started));
       int exit = process.waitFor();
-      processes.remove(pod.getMetadata().getUid());
+      exitCodes.put(uid, exit);
+      processes.remove(uid);
       String message = terminationMessage(terminationLog, podDir.resolve("log"), exit, c.getTerminationMessagePolicy());
       writeStatus(ns, name, terminated(c, started, exit, message));
+      if (terminating.containsKey(uid)) {
+        confirmDeletion(ns, name);
+      }
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
     } catch (Exception e) {
@@ -276,15 +343,19 @@ final class FakeNode implements AutoCloseable {
 
   private static List<PodCondition> conditions(String ready, Instant at) {
     List<PodCondition> list = new ArrayList<>();
-    for (String type : List.of("PodScheduled", "Initialized", "ContainersReady", "Ready")) {
+    for (String type : NODE_CONDITIONS) {
       String status = type.equals("PodScheduled") || type.equals("Initialized") ? "True" : ready;
       list.add(new PodConditionBuilder().withType(type).withStatus(status).withLastTransitionTime(at.toString()).build());
     }
     return list;
   }
 
+  /** Writes the node's view of the Pod's status, keeping conditions others set (DisruptionTarget on an eviction). */
   private void writeStatus(String ns, String name, PodStatus status) {
     client.pods().inNamespace(ns).withName(name).editStatus(p -> {
+      List<PodCondition> others = p.getStatus() == null || p.getStatus().getConditions() == null ? List.of()
+          : p.getStatus().getConditions().stream().filter(c -> !NODE_CONDITIONS.contains(c.getType())).toList();
+      status.getConditions().addAll(others);
       p.setStatus(status);
       return p;
     });
@@ -297,6 +368,7 @@ final class FakeNode implements AutoCloseable {
     }
     processes.values().forEach(Process::destroyForcibly);
     runner.shutdownNow();
+    killer.shutdownNow();
   }
 
   static void deleteRecursively(Path dir) {
