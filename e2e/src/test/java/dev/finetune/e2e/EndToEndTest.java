@@ -25,9 +25,8 @@ import io.fabric8.kubernetes.api.model.PersistentVolumeClaimBuilder;
 import io.fabric8.kubernetes.api.model.Pod;
 import io.fabric8.kubernetes.api.model.Quantity;
 import io.fabric8.kubernetes.client.KubernetesClient;
-import io.fabric8.kubernetes.client.Watch;
-import io.fabric8.kubernetes.client.Watcher;
-import io.fabric8.kubernetes.client.WatcherException;
+import io.fabric8.kubernetes.client.informers.ResourceEventHandler;
+import io.fabric8.kubernetes.client.informers.SharedIndexInformer;
 import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
 import java.io.IOException;
 import java.net.ServerSocket;
@@ -144,7 +143,7 @@ class EndToEndTest {
   @Order(1)
   void happyPath() throws Exception {
     Set<Phase> phases = Collections.synchronizedSet(new LinkedHashSet<>());
-    Watch watch = recordPhases("small-cpu", phases);
+    SharedIndexInformer<FineTuneJob> watch = recordPhases("small-cpu", phases);
     Instant applied = Instant.now();
     Path manifest = Files.createTempFile("small-cpu", ".yaml");
     Files.writeString(manifest, FineTuneJobs.toYaml(smallCpu("small-cpu")));
@@ -198,22 +197,23 @@ class EndToEndTest {
 
   @Test
   @Order(2)
-  void crashInEpochTwoResumesToTheSameResult() throws Exception {
+  void crashAndSigtermResumeToTheSameResult() throws Exception {
     Instant applied = Instant.now();
     createSmallCpu("crash");
 
     // Kill the trainer (SIGKILL) in the middle of epoch 2, as an OOM kill or a node crash would.
-    await().atMost(RUN_TIMEOUT).pollInterval(Duration.ofMillis(50)).until(() -> {
-      TrainerProgress p = progress();
-      return p != null && p.epoch != null && p.epoch == 2 && p.steps != null && p.step != null
-          && p.step > p.steps / p.epochs + 2;
-    });
+    awaitMidEpoch(2);
     assertThat(node.kill(pod -> "crash".equals(pod.getMetadata().getLabels().get(Names.JOB_LABEL)))).isEqualTo(1);
+    // The retry: SIGTERM in the middle of epoch 3 (a node shutting down); it checkpoints and exits with the retry code.
+    awaitMidEpoch(3);
+    assertThat(node.terminate(pod -> "crash".equals(pod.getMetadata().getLabels().get(Names.JOB_LABEL)))).isEqualTo(1);
 
     FineTuneJob done = awaitTerminal("crash");
     assertThat(done.getStatus().phase).as(describe("crash")).isEqualTo(Phase.Succeeded);
-    assertThat(trainerPods("crash")).hasSize(2);
-    assertThat(done.getStatus().restarts).isGreaterThanOrEqualTo(1);
+    List<Pod> pods = trainerPods("crash");
+    assertThat(pods).hasSize(3);
+    assertThat(pods).extracting(node::exitCode).containsExactlyInAnyOrder(137, TrainerContract.ExitCodes.INTERRUPTED, 0);
+    assertThat(done.getStatus().restarts).isEqualTo(2);
     assertThat(server.kubectl("describe", "ftj", "-n", NS, "crash").output()).contains("CheckpointRestored");
 
     Path run = runDir(done);
@@ -224,7 +224,7 @@ class EndToEndTest {
       assertThat(history.get(i).validationLoss).as("epoch %d validation loss", i + 1).isEqualTo(happyHistory.get(i).validationLoss);
     }
     assertThat(Files.readAllBytes(run.resolve("best/model.safetensors"))).as("final weights").isEqualTo(happyWeights);
-    timing("crash-and-resume", Duration.between(applied, Instant.now()), null, null);
+    timing("crash-sigterm-and-resume", Duration.between(applied, Instant.now()), null, null);
   }
 
   @Test
@@ -321,14 +321,15 @@ class EndToEndTest {
     FineTuneJob done = awaitTerminal("bad-data");
     assertThat(done.getStatus().phase).isEqualTo(Phase.Failed);
     assertThat(done.getStatus().message).as(describe("bad-data")).contains("data.jsonl line 7: field 'output' is missing");
-    // Not retried: the operator stopped the Job (parallelism 0) as soon as the trainer exited with 3. Kubernetes 1.20
-    // drops the podFailurePolicy that fails the Job at once on newer clusters, and its Job controller may have
-    // started one replacement Pod before the operator's patch landed; no Pod comes after that.
-    int pods = trainerPods("bad-data").size();
-    assertThat(pods).isBetween(1, 2);
+    // Not retried: the Job's podFailurePolicy fails the Job as soon as the trainer exits with the bad-job code.
+    await().atMost(Duration.ofSeconds(30)).untilAsserted(() -> assertThat(
+        server.client().batch().v1().jobs().inNamespace(NS).withName("bad-data-train").get().getStatus().getConditions())
+        .anySatisfy(c -> {
+          assertThat(c.getType()).isEqualTo("Failed");
+          assertThat(c.getReason()).isEqualTo("PodFailurePolicy");
+        }));
     Thread.sleep(12_000); // longer than the Job controller's back-off
-    assertThat(trainerPods("bad-data")).as("bad input is not retried").hasSize(pods);
-    assertThat(server.client().batch().v1().jobs().inNamespace(NS).withName("bad-data-train").get().getSpec().getParallelism()).isZero();
+    assertThat(trainerPods("bad-data")).as("bad input is not retried").hasSize(1);
 
     // An invalid spec is refused by the API server: by its schema, or by a CEL rule in the validator's words.
     Result refused = server.kubectl("apply", "-n", NS, "-f", Repo.root().resolve("api/src/test/resources/broken/negative-epochs.yaml").toString());
@@ -345,7 +346,11 @@ class EndToEndTest {
   @Order(5)
   void operatorRestartMidRunMakesNoSecondJobAndCatchesUp() throws Exception {
     Instant applied = Instant.now();
-    createSmallCpu("restart");
+    FineTuneJob job = FineTuneJobs.read(Repo.examples().resolve("small-cpu.yaml"));
+    job.getMetadata().setName("restart");
+    job.getMetadata().setNamespace(NS);
+    job.getSpec().ttlSecondsAfterFinished = 0;
+    server.client().resource(job).create();
     await().atMost(RUN_TIMEOUT).until(() -> {
       FineTuneJob j = get("restart");
       return j.getStatus() != null && j.getStatus().epoch != null && j.getStatus().epoch >= 1;
@@ -353,17 +358,121 @@ class EndToEndTest {
     operator.close();
     Thread.sleep(3_000);
     operator = startOperator();
-    FineTuneJob done = awaitTerminal("restart");
-    assertThat(done.getStatus().phase).as(describe("restart")).isEqualTo(Phase.Succeeded);
+    // Away again when the Job ends: with ttlSecondsAfterFinished 0 the TTL controller would delete it at once, but
+    // the operator sets the Job's TTL only once it has recorded the end, so nothing is lost.
+    await().atMost(RUN_TIMEOUT).until(() -> {
+      FineTuneJob j = get("restart");
+      return j.getStatus() != null && j.getStatus().epoch != null && j.getStatus().epoch >= 3;
+    });
+    operator.close();
+    await().atMost(RUN_TIMEOUT).until(() -> server.client().batch().v1().jobs().inNamespace(NS).withName("restart-train").get()
+        .getStatus().getConditions().stream().anyMatch(c -> "Complete".equals(c.getType()) && "True".equals(c.getStatus())));
+    Thread.sleep(3_000);
+    assertThat(server.client().batch().v1().jobs().inNamespace(NS).withName("restart-train").get()).as("kept until recorded").isNotNull();
     assertThat(server.client().batch().v1().jobs().inNamespace(NS).withLabel(Names.JOB_LABEL, "restart").list().getItems()).hasSize(1);
     assertThat(trainerPods("restart")).hasSize(1);
+    operator = startOperator();
+    FineTuneJob done = awaitTerminal("restart");
+    assertThat(done.getStatus().phase).as(describe("restart")).isEqualTo(Phase.Succeeded);
     assertThat(done.getStatus().history).hasSize(done.getStatus().epoch);
     assertThat(done.getStatus().history).extracting(e -> e.validationLoss)
         .containsExactlyElementsOf(happyHistory.stream().map(e -> e.validationLoss).toList());
-    timing("operator-restart", Duration.between(applied, Instant.now()), null, null);
+    // Recorded: the TTL controller deletes the finished Job; the FineTuneJob keeps its phase and results.
+    await().atMost(Duration.ofSeconds(60)).until(
+        () -> server.client().batch().v1().jobs().inNamespace(NS).withName("restart-train").get() == null);
+    Thread.sleep(3_000);
+    FineTuneJob after = get("restart");
+    assertThat(after.getStatus().phase).as(describe("restart")).isEqualTo(Phase.Succeeded);
+    assertThat(after.getStatus().reason).isEqualTo(done.getStatus().reason);
+    assertThat(after.getStatus().history).hasSameSizeAs(done.getStatus().history);
+    assertThat(after.getStatus().bestEpoch).isEqualTo(done.getStatus().bestEpoch);
+    timing("operator-restart-and-ttl", Duration.between(applied, Instant.now()), null, null);
+  }
+
+  /** An eviction (DisruptionTarget) is not a failure: with backoffLimit 0 the Job still gets a new Pod. */
+  @Test
+  @Order(6)
+  void anEvictedTrainerGetsANewPodWithoutUsingABackoff() throws Exception {
+    Instant applied = Instant.now();
+    FineTuneJob job = FineTuneJobs.read(Repo.examples().resolve("small-cpu.yaml"));
+    job.getMetadata().setName("evicted");
+    job.getMetadata().setNamespace(NS);
+    job.getSpec().backoffLimit = 0;
+    server.client().resource(job).create();
+
+    awaitMidEpoch(2);
+    Pod first = trainerPods("evicted").get(0);
+    assertThat(server.client().pods().inNamespace(NS).withName(first.getMetadata().getName()).evict()).isTrue();
+
+    FineTuneJob done = awaitTerminal("evicted");
+    assertThat(done.getStatus().phase).as(describe("evicted")).isEqualTo(Phase.Succeeded);
+    assertThat(node.exitCode(first)).as("the trainer checkpointed on SIGTERM").isEqualTo(TrainerContract.ExitCodes.INTERRUPTED);
+    // The evicted Pod is gone (the eviction deleted it); its replacement ran to the end; the Job counted no failure.
+    assertThat(trainerPods("evicted")).singleElement()
+        .satisfies(p -> assertThat(p.getMetadata().getName()).isNotEqualTo(first.getMetadata().getName()));
+    assertThat(server.client().batch().v1().jobs().inNamespace(NS).withName("evicted-train").get().getStatus().getFailed())
+        .as("failures counted against backoffLimit 0").isIn(null, 0);
+    assertThat(history(runDir(done))).extracting(e -> e.validationLoss)
+        .containsExactlyElementsOf(happyHistory.stream().map(e -> e.validationLoss).toList());
+    assertThat(Files.readAllBytes(runDir(done).resolve("best/model.safetensors"))).as("final weights").isEqualTo(happyWeights);
+    timing("eviction", Duration.between(applied, Instant.now()), null, null);
+  }
+
+  /**
+   * Suspend: created suspended there is no Pod; resumed, one starts; suspended while training, its Pod is deleted
+   * and the trainer checkpoints on SIGTERM within the grace period; resumed again, it continues exactly.
+   */
+  @Test
+  @Order(7)
+  void suspendAndResumeContinueExactly() throws Exception {
+    Instant applied = Instant.now();
+    FineTuneJob job = FineTuneJobs.read(Repo.examples().resolve("small-cpu.yaml"));
+    job.getMetadata().setName("suspend");
+    job.getMetadata().setNamespace(NS);
+    job.getSpec().suspend = true;
+    server.client().resource(job).create();
+    await().atMost(Duration.ofSeconds(30)).until(() -> get("suspend").getStatus() != null
+        && get("suspend").getStatus().phase == Phase.Suspended);
+    Thread.sleep(3_000);
+    assertThat(trainerPods("suspend")).as("a suspended job has no Pod").isEmpty();
+
+    setSuspend("suspend", false);
+    awaitMidEpoch(2);
+    Pod first = trainerPods("suspend").get(0);
+    setSuspend("suspend", true);
+    await().atMost(Duration.ofSeconds(60)).untilAsserted(() -> {
+      assertThat(trainerPods("suspend")).as("the suspended Job's Pod is deleted").isEmpty();
+      assertThat(get("suspend").getStatus().phase).isEqualTo(Phase.Suspended);
+    });
+    assertThat(node.exitCode(first)).as("checkpointed on SIGTERM, not killed").isEqualTo(TrainerContract.ExitCodes.INTERRUPTED);
+
+    setSuspend("suspend", false);
+    FineTuneJob done = awaitTerminal("suspend");
+    assertThat(done.getStatus().phase).as(describe("suspend")).isEqualTo(Phase.Succeeded);
+    assertThat(history(runDir(done))).extracting(e -> e.validationLoss)
+        .containsExactlyElementsOf(happyHistory.stream().map(e -> e.validationLoss).toList());
+    assertThat(Files.readAllBytes(runDir(done).resolve("best/model.safetensors"))).as("final weights").isEqualTo(happyWeights);
+    assertThat(describe("suspend")).contains("Suspended", "Resumed");
+    timing("suspend-and-resume", Duration.between(applied, Instant.now()), null, null);
   }
 
   // ---- helpers -----------------------------------------------------------------------------------------------
+
+  /** Waits until the running trainer is a few steps into the given epoch (its /progress). */
+  private static void awaitMidEpoch(int epoch) {
+    await().atMost(RUN_TIMEOUT).pollInterval(Duration.ofMillis(50)).until(() -> {
+      TrainerProgress p = progress();
+      return p != null && p.epoch != null && p.epoch == epoch && p.steps != null && p.step != null
+          && p.step > (epoch - 1) * p.steps / p.epochs + 2;
+    });
+  }
+
+  private static void setSuspend(String name, boolean suspend) {
+    server.client().resources(FineTuneJob.class).inNamespace(NS).withName(name).edit(j -> {
+      j.getSpec().suspend = suspend;
+      return j;
+    });
+  }
 
   private static void apply(String yaml) throws IOException {
     Path file = Files.createTempFile(root, "job", ".yaml");
@@ -376,18 +485,30 @@ class EndToEndTest {
     return server.client().resources(FineTuneJob.class).inNamespace(NS).withName(name).get();
   }
 
-  /** Every phase the job's status passes through, from a watch (a poll can miss a short Pending). */
-  private static Watch recordPhases(String name, Set<Phase> phases) {
-    return server.client().resources(FineTuneJob.class).inNamespace(NS).withField("metadata.name", name).watch(new Watcher<>() {
+  /**
+   * Every phase the job's status passes through, from an informer (a poll can miss a short Pending; a bare watch
+   * without a resourceVersion asks v1.34 for a watch list, which this control plane's etcd cannot serve).
+   */
+  private static SharedIndexInformer<FineTuneJob> recordPhases(String name, Set<Phase> phases) {
+    return server.client().resources(FineTuneJob.class).inNamespace(NS).withName(name).inform(new ResourceEventHandler<>() {
       @Override
-      public void eventReceived(Action action, FineTuneJob job) {
+      public void onAdd(FineTuneJob job) {
+        record(job);
+      }
+
+      @Override
+      public void onUpdate(FineTuneJob old, FineTuneJob job) {
+        record(job);
+      }
+
+      @Override
+      public void onDelete(FineTuneJob job, boolean unknownFinalState) {}
+
+      private void record(FineTuneJob job) {
         if (job.getStatus() != null && job.getStatus().phase != null) {
           phases.add(job.getStatus().phase);
         }
       }
-
-      @Override
-      public void onClose(WatcherException cause) {}
     });
   }
 

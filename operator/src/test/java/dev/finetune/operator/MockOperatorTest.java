@@ -194,7 +194,7 @@ class MockOperatorTest {
     var js = job.getSpec();
     assertThat(js.getBackoffLimit()).isEqualTo(5);
     assertThat(js.getActiveDeadlineSeconds()).isEqualTo(7200L);
-    assertThat(js.getTtlSecondsAfterFinished()).isEqualTo(600);
+    assertThat(js.getTtlSecondsAfterFinished()).as("set once the end is recorded").isNull();
     assertThat(js.getSuspend()).isFalse();
     assertThat(js.getParallelism()).isEqualTo(1);
     assertThat(js.getCompletions()).isEqualTo(1);
@@ -220,6 +220,7 @@ class MockOperatorTest {
         .containsEntry("prometheus.io/path", "/metrics");
     PodSpec pod = template.getSpec();
     assertThat(pod.getRestartPolicy()).isEqualTo("Never");
+    assertThat(pod.getTerminationGracePeriodSeconds()).as("checkpoint of a model of unknown size").isEqualTo(774L);
     assertThat(pod.getNodeSelector()).containsEntry("pool", "gpu");
     assertThat(pod.getTolerations()).singleElement().satisfies(t -> assertThat(t.getKey()).isEqualTo("nvidia.com/gpu"));
     assertThat(pod.getAffinity().getNodeAffinity()).isNotNull();
@@ -370,7 +371,9 @@ class MockOperatorTest {
   @Test
   void progressIsPolledThenTheTerminationMessageFinishesTheStatus() {
     String ns = "progress";
-    create(Jobs.small("run", ns));
+    FineTuneJob ftj = Jobs.small("run", ns);
+    ftj.getSpec().ttlSecondsAfterFinished = 600;
+    create(ftj);
     Job job = awaitJob(ns, "run");
     trainer.set(Jobs.progress(1, 3));
     Pod pod = createPod(job, "a1b2c", p -> {
@@ -435,6 +438,9 @@ class MockOperatorTest {
         "Created", "Started", "EpochFinished", "EpochFinished", "EpochFinished", "EarlyStopped", "Succeeded"));
     assertThat(events(ns, "run").stream().filter(e -> e.getReason().equals("EpochFinished")).map(Event::getMessage))
         .contains("Epoch 1/3 finished: train loss 3.0000, validation loss 3.5000");
+    // the end is recorded: now the TTL controller may delete the Job
+    await().untilAsserted(() -> assertThat(client.batch().v1().jobs().inNamespace(ns).withName("run-train").get()
+        .getSpec().getTtlSecondsAfterFinished()).isEqualTo(600));
 
     // final: deleting the finished Job does not bring it back, and status stays
     client.batch().v1().jobs().resource(job).delete();
@@ -533,11 +539,12 @@ class MockOperatorTest {
       Jobs.terminated(p, TrainerContract.ExitCodes.DIVERGED, FineTuneJobs.toJson(bad));
       return p;
     });
-    // No Failed condition on the Job: a cluster that drops the podFailurePolicy (before 1.26) would retry, so
-    // the operator fails the job itself and sets the Job's parallelism to 0.
+    // The Job's podFailurePolicy fails it at once on the bad-job exit code (the Job controller's part, played here);
+    // the operator leaves the Job alone and reports the trainer's reason.
+    setJobCondition(job, "Failed");
     st = awaitStatus(ns, "crashy", j -> j.getStatus().phase == Phase.Failed);
     assertThat(client.batch().v1().jobs().inNamespace(ns).withName(job.getMetadata().getName()).get().getSpec().getParallelism())
-        .isZero();
+        .isEqualTo(1);
     assertThat(st.getStatus().reason).isEqualTo("Diverged");
     assertThat(st.getStatus().message).isEqualTo("the loss became NaN at step 17");
     assertThat(st.getStatus().restarts).isEqualTo(1);

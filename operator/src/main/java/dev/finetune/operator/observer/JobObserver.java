@@ -76,8 +76,7 @@ public final class JobObserver {
     } else {
       phase = Phase.Pending;
     }
-    // The podFailurePolicy fails the Job at once, but clusters before 1.26 drop it and would retry bad input.
-    return !phase.isTerminal() && TrainerPods.badJobExit(pods) ? Phase.Failed : phase;
+    return phase; // a bad-job exit code fails the Job at once (its podFailurePolicy): condition Failed
   }
 
   /** Each Pod after the first is a restart; so is each attempt the Job counted beyond the first. */

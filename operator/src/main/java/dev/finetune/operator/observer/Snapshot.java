@@ -34,7 +34,7 @@ public record Snapshot(Optional<Job> job, List<Pod> pods, Optional<TrainerProgre
       return new Snapshot(Optional.empty(), List.of(), Optional.empty());
     }
     List<Pod> pods = TrainerPods.of(job.get(), ctx.getSecondaryResources(Pod.class));
-    if ((JobObserver.ended(job.get()) || TrainerPods.badJobExit(pods)) && !TrainerPods.endShown(pods)) {
+    if (JobObserver.ended(job.get()) && !TrainerPods.endShown(pods)) {
       // The Job informer can be ahead of the Pod informer (the Job controller marks the Job complete right
       // after it sees the Pod end): read the trainer's termination message from the server, once, at the end.
       pods = TrainerPods.of(job.get(), ctx.getClient().pods().inNamespace(ftj.getMetadata().getNamespace())

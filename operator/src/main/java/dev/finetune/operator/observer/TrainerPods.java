@@ -1,11 +1,9 @@
 package dev.finetune.operator.observer;
 
-import dev.finetune.api.trainer.TrainerContract;
 import dev.finetune.operator.resources.Names;
 import io.fabric8.kubernetes.api.model.OwnerReference;
 import io.fabric8.kubernetes.api.model.Pod;
 import io.fabric8.kubernetes.api.model.batch.v1.Job;
-import java.util.Arrays;
 import java.util.Collection;
 import java.util.Comparator;
 import java.util.List;
@@ -51,12 +49,6 @@ public final class TrainerPods {
   public static boolean endShown(List<Pod> pods) {
     return !pods.isEmpty() && (inPhase(last(pods), "Succeeded") || inPhase(last(pods), "Failed"))
         && TerminationMessages.of(last(pods)).isPresent();
-  }
-
-  /** A trainer exited with a "bad job" code (invalid spec or data, diverged loss): retrying cannot help. */
-  public static boolean badJobExit(List<Pod> pods) {
-    return pods.stream().map(TerminationMessages::of).flatMap(Optional::stream)
-        .anyMatch(t -> Arrays.stream(TrainerContract.ExitCodes.DO_NOT_RETRY).anyMatch(code -> code == t.exitCode()));
   }
 
   /** The port of the trainer container's metrics port (which serves /progress), else the default. */

@@ -2,7 +2,6 @@ package dev.finetune.operator.reconciler;
 
 import dev.finetune.api.FineTuneJob;
 import dev.finetune.api.FineTuneJobStatus;
-import dev.finetune.api.FineTuneJobStatus.Phase;
 import dev.finetune.operator.config.OperatorConfig;
 import dev.finetune.operator.observer.Conditions;
 import dev.finetune.operator.observer.JobObserver;
@@ -25,8 +24,9 @@ import org.slf4j.LoggerFactory;
 
 /**
  * Makes the cluster follow a FineTuneJob: creates (or adopts after a lost reply) the checkpoint claim, the
- * ConfigMap with the job file and the training Job; applies changes of spec.suspend to the Job; stops the Job's
- * retries once the FineTuneJob failed. What it did, or why it could not, goes into the status it is given.
+ * ConfigMap with the job file and the training Job; applies changes of spec.suspend to the Job; hands a finished
+ * Job to the TTL controller once its end is recorded. What it did, or why it could not, goes into the status it is
+ * given.
  */
 public class JobDeployer {
   private static final Logger LOG = LoggerFactory.getLogger(JobDeployer.class);
@@ -60,12 +60,27 @@ public class JobDeployer {
     }
   }
 
-  /** Applies a change of spec.suspend, and stops the retries of a Job whose FineTuneJob has failed. */
-  public void align(FineTuneJob ftj, Job job, FineTuneJobStatus st, Context<FineTuneJob> ctx) {
-    suspendOrResume(ftj, job, st, ctx);
-    if (st.phase == Phase.Failed && !JobObserver.ended(job)) {
-      stopRetries(ctx, job);
+  /** Applies a change of spec.suspend. */
+  public void align(FineTuneJob ftj, Job job, Context<FineTuneJob> ctx) {
+    suspendOrResume(ftj, job, ctx);
+  }
+
+  /**
+   * Sets spec.ttlSecondsAfterFinished on the finished Job once the FineTuneJob's status records its end. The Job is
+   * made without it, so the TTL controller cannot delete a Job (and its Pods with the trainer's summary) whose end
+   * the operator has not seen yet, say while it restarts.
+   */
+  public void expireWhenRecorded(FineTuneJob ftj, FineTuneJobStatus recorded, Context<FineTuneJob> ctx) {
+    Integer ttl = ftj.getSpec().ttlSecondsAfterFinished;
+    if (ttl == null || recorded.phase == null || !recorded.phase.isTerminal() || recorded.jobName == null) {
+      return;
     }
+    ctx.getSecondaryResources(Job.class).stream()
+        .filter(j -> recorded.jobName.equals(j.getMetadata().getName()) && j.getSpec().getTtlSecondsAfterFinished() == null)
+        .findFirst()
+        .ifPresent(j -> ctx.getClient().batch().v1().jobs().inNamespace(j.getMetadata().getNamespace())
+            .withName(j.getMetadata().getName())
+            .patch(PatchContext.of(PatchType.JSON_MERGE), "{\"spec\":{\"ttlSecondsAfterFinished\":" + ttl + "}}"));
   }
 
   /** "code message" of the API server's answer. */
@@ -133,7 +148,7 @@ public class JobDeployer {
    * Only a change of spec.suspend is applied (the last applied value is an annotation on the Job): a Job that a
    * queue controller such as Kueue holds suspended until admission is left alone.
    */
-  private static void suspendOrResume(FineTuneJob ftj, Job job, FineTuneJobStatus st, Context<FineTuneJob> ctx) {
+  private static void suspendOrResume(FineTuneJob ftj, Job job, Context<FineTuneJob> ctx) {
     boolean want = Boolean.TRUE.equals(ftj.getSpec().suspend);
     String applied = job.getMetadata().getAnnotations() == null ? null
         : job.getMetadata().getAnnotations().get(Names.SUSPEND_ANNOTATION);
@@ -141,22 +156,9 @@ public class JobDeployer {
     if (want == appliedWant || JobObserver.ended(job)) {
       return;
     }
-    Job patched = ctx.getClient().batch().v1().jobs().inNamespace(job.getMetadata().getNamespace())
+    ctx.getClient().batch().v1().jobs().inNamespace(job.getMetadata().getNamespace())
         .withName(job.getMetadata().getName())
         .patch(PatchContext.of(PatchType.JSON_MERGE), "{\"metadata\":{\"annotations\":{\"" + Names.SUSPEND_ANNOTATION
             + "\":\"" + want + "\"}},\"spec\":{\"suspend\":" + want + "}}");
-    if (want && !Boolean.TRUE.equals(patched.getSpec().getSuspend())) {
-      Conditions.set(st, Conditions.SUSPENDED, false, "SuspendNotSupported", "the cluster dropped Job.spec.suspend"
-          + " (Kubernetes before 1.21); the trainer keeps running", ftj.getMetadata().getGeneration());
-    }
-  }
-
-  /** Parallelism 0: the Job controller starts no new Pod; the FineTuneJob is Failed and stays so. */
-  private static void stopRetries(Context<FineTuneJob> ctx, Job job) {
-    if (!Integer.valueOf(0).equals(job.getSpec().getParallelism())) {
-      ctx.getClient().batch().v1().jobs().inNamespace(job.getMetadata().getNamespace())
-          .withName(job.getMetadata().getName())
-          .patch(PatchContext.of(PatchType.JSON_MERGE), "{\"spec\":{\"parallelism\":0}}");
-    }
   }
 }

@@ -7,6 +7,7 @@ import dev.finetune.api.FineTuneJobSpec;
 import dev.finetune.api.FineTuneJobs;
 import dev.finetune.api.ModelSpec;
 import dev.finetune.api.ResourcesSpec;
+import dev.finetune.api.ScratchModelSpec;
 import dev.finetune.api.trainer.TrainerContract;
 import dev.finetune.operator.config.OperatorConfig;
 import io.fabric8.kubernetes.api.model.ConfigMap;
@@ -36,7 +37,10 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
 
 /**
  * Builds the objects a FineTuneJob owns: the checkpoint claim, the ConfigMap with the job file and the
@@ -163,7 +167,7 @@ public final class TrainerResources {
         .withCompletions(1)
         .withBackoffLimit(spec.backoffLimit == null ? 3 : spec.backoffLimit)
         .withActiveDeadlineSeconds(spec.activeDeadlineSeconds)
-        .withTtlSecondsAfterFinished(spec.ttlSecondsAfterFinished)
+        // no ttlSecondsAfterFinished yet: the operator sets it once it has recorded the Job's end
         .withSuspend(Boolean.TRUE.equals(spec.suspend))
         .withNewPodFailurePolicy()
         .withRules(podFailureRules())
@@ -172,6 +176,7 @@ public final class TrainerResources {
         .withNewMetadata().withLabels(podLabels).withAnnotations(podAnnotations).endMetadata()
         .withNewSpec()
         .withRestartPolicy("Never")
+        .withTerminationGracePeriodSeconds(terminationGracePeriodSeconds(spec.model))
         .withServiceAccountName(blankToNull(spec.serviceAccountName))
         .withAutomountServiceAccountToken(false)
         .withPriorityClassName(blankToNull(spec.priorityClassName))
@@ -191,6 +196,56 @@ public final class TrainerResources {
         .endTemplate()
         .endSpec()
         .build();
+  }
+
+  /** Parameters assumed for a model whose size the spec does not tell: GPT-2 XL, the largest GPT-2. */
+  static final long UNKNOWN_MODEL_PARAMETERS = 1_558_000_000L;
+  /** Checkpoint bytes per parameter: float32 weights and AdamW's two moments. */
+  static final long CHECKPOINT_BYTES_PER_PARAMETER = 12;
+  /** A slow network volume; the grace period allows twice the time a checkpoint takes at this rate. */
+  static final long SLOW_VOLUME_BYTES_PER_SECOND = 50L << 20;
+
+  /**
+   * How long Kubernetes waits after SIGTERM (suspend, eviction, preemption) before SIGKILL: a minute for the step in
+   * progress, plus twice the time to write a checkpoint of the model (weights and AdamW's moments) to a slow volume.
+   * GPT-2 (124M): about 2 minutes; GPT-2 XL or a model of unknown size: about 13 minutes.
+   */
+  public static long terminationGracePeriodSeconds(ModelSpec model) {
+    long bytes = parameters(model) * CHECKPOINT_BYTES_PER_PARAMETER;
+    return 60 + (2 * bytes + SLOW_VOLUME_BYTES_PER_SECOND - 1) / SLOW_VOLUME_BYTES_PER_SECOND;
+  }
+
+  /**
+   * The model's parameters: counted for a scratch GPT-2; for a hub model from the size its name gives (gpt2,
+   * gpt2-medium/large/xl, or a size such as 0.5B or 124M); else {@link #UNKNOWN_MODEL_PARAMETERS}.
+   */
+  static long parameters(ModelSpec model) {
+    if (model != null && model.scratch != null) {
+      ScratchModelSpec s = model.scratch;
+      long d = s.embeddingDim == null ? 64 : s.embeddingDim;
+      long layers = s.layers == null ? 2 : s.layers;
+      long context = s.contextLength == null ? 256 : s.contextLength;
+      // token and position embeddings, then per block: attention (4 d x d) and MLP (8 d x d) with biases, 2 norms
+      return (257 + context) * d + layers * (12 * d * d + 13 * d) + 2 * d;
+    }
+    if (model != null && model.hub != null) {
+      String name = model.hub.substring(model.hub.indexOf('/') + 1).toLowerCase(Locale.ROOT);
+      Matcher size = Pattern.compile("(?<![a-z0-9.])(\\d+(?:\\.\\d+)?)([mb])(?![a-z])").matcher(name);
+      if (size.find()) {
+        return (long) (Double.parseDouble(size.group(1)) * (size.group(2).equals("b") ? 1e9 : 1e6));
+      }
+      switch (name) {
+        case "gpt2", "distilgpt2":
+          return 124_000_000L;
+        case "gpt2-medium":
+          return 355_000_000L;
+        case "gpt2-large":
+          return 774_000_000L;
+        default:
+          return UNKNOWN_MODEL_PARAMETERS;
+      }
+    }
+    return UNKNOWN_MODEL_PARAMETERS;
   }
 
   /** FailJob on the trainer's "bad job" exit codes; evictions and preemptions do not count as failures. */
