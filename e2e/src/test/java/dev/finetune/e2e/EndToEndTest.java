@@ -346,9 +346,7 @@ class EndToEndTest {
   @Order(5)
   void operatorRestartMidRunMakesNoSecondJobAndCatchesUp() throws Exception {
     Instant applied = Instant.now();
-    FineTuneJob job = FineTuneJobs.read(Repo.examples().resolve("small-cpu.yaml"));
-    job.getMetadata().setName("restart");
-    job.getMetadata().setNamespace(NS);
+    FineTuneJob job = smallCpu("restart");
     job.getSpec().ttlSecondsAfterFinished = 0;
     server.client().resource(job).create();
     await().atMost(RUN_TIMEOUT).until(() -> {
@@ -394,9 +392,7 @@ class EndToEndTest {
   @Order(6)
   void anEvictedTrainerGetsANewPodWithoutUsingABackoff() throws Exception {
     Instant applied = Instant.now();
-    FineTuneJob job = FineTuneJobs.read(Repo.examples().resolve("small-cpu.yaml"));
-    job.getMetadata().setName("evicted");
-    job.getMetadata().setNamespace(NS);
+    FineTuneJob job = smallCpu("evicted");
     job.getSpec().backoffLimit = 0;
     server.client().resource(job).create();
 
@@ -426,9 +422,7 @@ class EndToEndTest {
   @Order(7)
   void suspendAndResumeContinueExactly() throws Exception {
     Instant applied = Instant.now();
-    FineTuneJob job = FineTuneJobs.read(Repo.examples().resolve("small-cpu.yaml"));
-    job.getMetadata().setName("suspend");
-    job.getMetadata().setNamespace(NS);
+    FineTuneJob job = smallCpu("suspend");
     job.getSpec().suspend = true;
     server.client().resource(job).create();
     await().atMost(Duration.ofSeconds(30)).until(() -> get("suspend").getStatus() != null
