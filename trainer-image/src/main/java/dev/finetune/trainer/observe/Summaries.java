@@ -155,8 +155,7 @@ public final class Summaries {
     s.bestValidationLoss = in.bestValidationLoss;
     s.bestEpoch = in.bestEpoch;
     s.earlyStopped = in.earlyStopped;
-    s.precision = in.precision;
-    s.device = in.device;
+    // precision and device stay in summary.json only: the operator copies this message into .status.
     s.checkpoint = in.checkpoint;
     s.evaluation = in.evaluation;
     s.history = in.history == null ? null : new ArrayList<>(in.history);
