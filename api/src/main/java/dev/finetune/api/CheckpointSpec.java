@@ -2,7 +2,6 @@ package dev.finetune.api;
 
 import com.fasterxml.jackson.annotation.JsonInclude;
 import com.fasterxml.jackson.annotation.JsonPropertyDescription;
-import io.fabric8.generator.annotation.Default;
 import io.fabric8.generator.annotation.Max;
 import io.fabric8.generator.annotation.Min;
 import io.fabric8.generator.annotation.Pattern;
@@ -19,12 +18,10 @@ public class CheckpointSpec {
 
   @Min(1)
   @Max(1000)
-  @Default("2")
   @JsonPropertyDescription("How many of the newest checkpoints are kept; the best one is always kept as well.")
   public Integer keep = 2;
 
   @Min(0)
-  @Default("0")
   @JsonPropertyDescription("Also checkpoint every this many optimiser steps inside an epoch; 0: only at the end of each epoch.")
   public Integer everySteps = 0;
 
@@ -33,14 +30,12 @@ public class CheckpointSpec {
   public String claimName;
 
   @Pattern("^[0-9]+(\\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
-  @Default("10Gi")
   @JsonPropertyDescription("Size of the PersistentVolumeClaim the operator creates (ignored with claimName).")
   public String size = "10Gi";
 
   @JsonPropertyDescription("StorageClass of the created claim. Empty: the cluster's default class.")
   public String storageClassName;
 
-  @Default("false")
   @JsonPropertyDescription("Keep the created claim (and the results on it) when the FineTuneJob is deleted. false: it is deleted with the job.")
   public Boolean retainClaim = false;
 

@@ -2,7 +2,6 @@ package dev.finetune.api;
 
 import com.fasterxml.jackson.annotation.JsonInclude;
 import com.fasterxml.jackson.annotation.JsonPropertyDescription;
-import io.fabric8.generator.annotation.Default;
 import io.fabric8.generator.annotation.Max;
 import io.fabric8.generator.annotation.Min;
 import io.fabric8.generator.annotation.Pattern;
@@ -53,25 +52,20 @@ public class DatasetSpec {
   @JsonPropertyDescription("Separate train, validation and test files instead of one file split by fractions.")
   public DatasetFiles files;
 
-  @Default("{}")
   @JsonPropertyDescription("Fractions of the records for train, validation and test (they must sum to 1.0); ignored with files.")
   public SplitSpec split = new SplitSpec();
 
-  @Default("alpaca")
   @JsonPropertyDescription("How a record becomes a prompt: alpaca (### Instruction / ### Input / ### Response) or phi3 (<|User|> / <|Assistant|>).")
   public PromptStyle promptStyle = PromptStyle.ALPACA;
 
-  @Default("false")
   @JsonPropertyDescription("Train only on the response: the targets inside the instruction and input are ignored by the loss (-100).")
   public Boolean maskPrompt = false;
 
   @Min(2)
   @Max(1048576)
-  @Default("1024")
   @JsonPropertyDescription("Longest token sequence fed to the model; longer records are cut to it (and named in the log). At most the model's context length.")
   public Integer maxLength = 1024;
 
-  @Default("false")
   @JsonPropertyDescription("Accept records of more than twice maxLength tokens and cut them to maxLength. False: such a record is an error that names it, since most of it would be cut away and the model would learn from a fragment.")
   public Boolean truncateLongRecords = false;
 
@@ -107,27 +101,22 @@ public class DatasetSpec {
   public static class SplitSpec {
     @Min(0)
     @Max(1)
-    @Default("0.85")
     @JsonPropertyDescription("Fraction of records for training.")
     public Double train = 0.85;
 
     @Min(0)
     @Max(1)
-    @Default("0.05")
     @JsonPropertyDescription("Fraction of records for validation.")
     public Double validation = 0.05;
 
     @Min(0)
     @Max(1)
-    @Default("0.1")
     @JsonPropertyDescription("Fraction of records for the test answers.")
     public Double test = 0.10;
 
-    @Default("true")
     @JsonPropertyDescription("Shuffle the records with seed before splitting; false keeps the file's order (as the book's chapter 7 does).")
     public Boolean shuffle = true;
 
-    @Default("123")
     @JsonPropertyDescription("Seed of the shuffle before splitting.")
     public Long seed = 123L;
   }
@@ -137,11 +126,9 @@ public class DatasetSpec {
   public static class SyntheticDataSpec {
     @Min(10)
     @Max(1000000)
-    @Default("600")
     @JsonPropertyDescription("Number of records to generate.")
     public Integer size = 600;
 
-    @Default("7")
     @JsonPropertyDescription("Seed of the generator.")
     public Long seed = 7L;
   }

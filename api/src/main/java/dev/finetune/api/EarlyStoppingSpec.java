@@ -2,7 +2,6 @@ package dev.finetune.api;
 
 import com.fasterxml.jackson.annotation.JsonInclude;
 import com.fasterxml.jackson.annotation.JsonPropertyDescription;
-import io.fabric8.generator.annotation.Default;
 import io.fabric8.generator.annotation.Min;
 import io.fabric8.generator.annotation.ValidationRule;
 
@@ -11,13 +10,11 @@ import io.fabric8.generator.annotation.ValidationRule;
 public class EarlyStoppingSpec {
 
   @Min(1)
-  @Default("3")
   @JsonPropertyDescription("Epochs without improvement of validation loss before training stops.")
   public Integer patience = 3;
 
   @Min(0)
   @ValidationRule(value = Float32.RULE, messageExpression = Float32.SMALL + "0 or 0.001" + Float32.LARGE + "0 or 0.001" + Float32.END)
-  @Default("0.0")
   @JsonPropertyDescription("An epoch improves only when validation loss falls below the best by more than this.")
   public Double minDelta = 0.0;
 }

@@ -2,7 +2,6 @@ package dev.finetune.api;
 
 import com.fasterxml.jackson.annotation.JsonInclude;
 import com.fasterxml.jackson.annotation.JsonPropertyDescription;
-import io.fabric8.generator.annotation.Default;
 import io.fabric8.generator.annotation.Max;
 import io.fabric8.generator.annotation.Min;
 import io.fabric8.generator.annotation.Pattern;
@@ -13,29 +12,24 @@ import io.fabric8.generator.annotation.ValidationRule;
 @JsonInclude(JsonInclude.Include.NON_NULL)
 public class EvaluationSpec {
 
-  @Default("true")
   @JsonPropertyDescription("Generate answers for the test split into responses.jsonl.")
   public Boolean enabled = true;
 
   @Min(1)
   @Max(8192)
-  @Default("256")
   @JsonPropertyDescription("Most tokens generated per answer; generation also stops at end-of-text.")
   public Integer maxNewTokens = 256;
 
   @Min(0)
   @Max(10)
   @ValidationRule(value = Float32.RULE, messageExpression = Float32.SMALL + "0 (greedy) or 0.7" + Float32.LARGE + "0 (greedy) or 0.7" + Float32.END)
-  @Default("0.0")
   @JsonPropertyDescription("Sampling temperature; 0 is greedy decoding (the reference's default).")
   public Double temperature = 0.0;
 
   @Min(0)
-  @Default("0")
   @JsonPropertyDescription("Sample only among the k most likely tokens; 0: all tokens. Used with temperature above 0.")
   public Integer topK = 0;
 
-  @Default("123")
   @JsonPropertyDescription("Seed of sampling.")
   public Long seed = 123L;
 
@@ -59,7 +53,6 @@ public class EvaluationSpec {
 
     @Min(1)
     @Max(3600)
-    @Default("60")
     @JsonPropertyDescription("Timeout of one scoring request; a timed-out answer is counted as unscored, never fatal.")
     public Integer timeoutSeconds = 60;
   }

@@ -2,7 +2,6 @@ package dev.finetune.api;
 
 import com.fasterxml.jackson.annotation.JsonInclude;
 import com.fasterxml.jackson.annotation.JsonPropertyDescription;
-import io.fabric8.generator.annotation.Default;
 import io.fabric8.generator.annotation.Min;
 import io.fabric8.generator.annotation.Required;
 import io.fabric8.generator.annotation.Size;
@@ -29,22 +28,18 @@ public class FineTuneJobSpec {
   @JsonPropertyDescription("The instruction data (instruction, input, output records), how prompts are built and how the data is split.")
   public DatasetSpec dataset;
 
-  @Default("{}")
   @JsonPropertyDescription("Optimiser and schedule: epochs, batch size, learning rate, AdamW, warm-up, clipping, accumulation.")
   public TrainingSpec training = new TrainingSpec();
 
   @JsonPropertyDescription("Stop when validation loss stops improving. Absent: train all epochs. The best epoch's weights are the result either way.")
   public EarlyStoppingSpec earlyStopping;
 
-  @Default("{}")
   @JsonPropertyDescription("Where checkpoints and results are written and how many checkpoints are kept.")
   public CheckpointSpec checkpoints = new CheckpointSpec();
 
-  @Default("{}")
   @JsonPropertyDescription("Answers for the test split after training, and optional scoring by a judge model.")
   public EvaluationSpec evaluation = new EvaluationSpec();
 
-  @Default("{}")
   @JsonPropertyDescription("GPUs, CPU and memory for the trainer Pod.")
   public ResourcesSpec resources = new ResourcesSpec();
 
@@ -77,12 +72,10 @@ public class FineTuneJobSpec {
   @JsonPropertyDescription("Labels added to the training Job and its Pod, e.g. kueue.x-k8s.io/queue-name.")
   public Map<String, String> labels;
 
-  @Default("false")
   @JsonPropertyDescription("Suspend training: the trainer checkpoints and stops; set back to false to resume from the checkpoint.")
   public Boolean suspend = false;
 
   @Min(0)
-  @Default("3")
   @JsonPropertyDescription("How many times a crashed or evicted trainer is restarted (it resumes from the latest checkpoint). Bad input is never retried.")
   public Integer backoffLimit = 3;
 

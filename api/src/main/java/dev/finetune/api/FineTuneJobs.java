@@ -1,6 +1,8 @@
 package dev.finetune.api;
 
 import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.annotation.JsonSetter;
+import com.fasterxml.jackson.annotation.Nulls;
 import com.fasterxml.jackson.databind.DeserializationFeature;
 import com.fasterxml.jackson.databind.JsonMappingException;
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -47,6 +49,9 @@ public final class FineTuneJobs {
 
   private static ObjectMapper configure(ObjectMapper mapper) {
     return mapper.findAndRegisterModules()
+        // An explicit null keeps the field's initial value, its default, as a real API server prunes the null
+        // and applies the CRD default: the field initialisers are the one place defaults are written.
+        .setDefaultSetterInfo(JsonSetter.Value.forValueNulls(Nulls.SKIP))
         .enable(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES)
         .disable(DeserializationFeature.ACCEPT_FLOAT_AS_INT)
         .disable(SerializationFeature.FAIL_ON_EMPTY_BEANS);

@@ -2,7 +2,6 @@ package dev.finetune.api;
 
 import com.fasterxml.jackson.annotation.JsonInclude;
 import com.fasterxml.jackson.annotation.JsonPropertyDescription;
-import io.fabric8.generator.annotation.Default;
 import io.fabric8.generator.annotation.Pattern;
 import io.fabric8.generator.annotation.ValidationRule;
 
@@ -21,7 +20,6 @@ public class ModelSpec {
   @JsonPropertyDescription("HuggingFace hub repository id, e.g. openai-community/gpt2. Downloaded once (config.json, model.safetensors, tokenizer.json) into the checkpoint volume.")
   public String hub;
 
-  @Default("main")
   @JsonPropertyDescription("Hub revision (branch, tag or commit) used with hub.")
   public String revision = "main";
 

@@ -2,7 +2,6 @@ package dev.finetune.api;
 
 import com.fasterxml.jackson.annotation.JsonInclude;
 import com.fasterxml.jackson.annotation.JsonPropertyDescription;
-import io.fabric8.generator.annotation.Default;
 import io.fabric8.generator.annotation.Max;
 import io.fabric8.generator.annotation.Min;
 import io.fabric8.generator.annotation.Pattern;
@@ -17,11 +16,9 @@ public class ResourcesSpec {
 
   @Min(0)
   @Max(64)
-  @Default("0")
   @JsonPropertyDescription("GPUs for the trainer (limit of gpuResource). 0: train on the CPU.")
   public Integer gpus = 0;
 
-  @Default("nvidia.com/gpu")
   @JsonPropertyDescription("Extended resource name of the GPUs.")
   public String gpuResource = "nvidia.com/gpu";
 

@@ -2,7 +2,6 @@ package dev.finetune.api;
 
 import com.fasterxml.jackson.annotation.JsonInclude;
 import com.fasterxml.jackson.annotation.JsonPropertyDescription;
-import io.fabric8.generator.annotation.Default;
 import io.fabric8.generator.annotation.Max;
 import io.fabric8.generator.annotation.Min;
 import io.fabric8.generator.annotation.ValidationRule;
@@ -16,29 +15,24 @@ public class ScratchModelSpec {
 
   @Min(1)
   @Max(96)
-  @Default("2")
   @JsonPropertyDescription("Number of transformer blocks.")
   public Integer layers = 2;
 
   @Min(8)
   @Max(8192)
-  @Default("64")
   @JsonPropertyDescription("Embedding width; must be divisible by heads.")
   public Integer embeddingDim = 64;
 
   @Min(1)
   @Max(128)
-  @Default("4")
   @JsonPropertyDescription("Attention heads per block.")
   public Integer heads = 4;
 
   @Min(8)
   @Max(32768)
-  @Default("256")
   @JsonPropertyDescription("Maximum sequence length (positions) the model supports.")
   public Integer contextLength = 256;
 
-  @Default("42")
   @JsonPropertyDescription("Seed of the random initialisation.")
   public Long seed = 42L;
 }

@@ -3,7 +3,6 @@ package dev.finetune.api;
 import com.fasterxml.jackson.annotation.JsonInclude;
 import com.fasterxml.jackson.annotation.JsonProperty;
 import com.fasterxml.jackson.annotation.JsonPropertyDescription;
-import io.fabric8.generator.annotation.Default;
 import io.fabric8.generator.annotation.Max;
 import io.fabric8.generator.annotation.Min;
 import io.fabric8.generator.annotation.ValidationRule;
@@ -16,13 +15,11 @@ public class TrainingSpec {
 
   @Min(1)
   @Max(100000)
-  @Default("2")
   @JsonPropertyDescription("Passes over the training split.")
   public Integer epochs = 2;
 
   @Min(1)
   @Max(65536)
-  @Default("8")
   @JsonPropertyDescription("Records per batch (per optimiser step unless gradientAccumulationSteps is above 1).")
   public Integer batchSize = 8;
 
@@ -30,13 +27,11 @@ public class TrainingSpec {
   @Max(10)
   @ValidationRule(value = "self >= 1e-9", messageExpression = "'is %s, too small to change float32 weights (an AdamW step moves"
       + " a weight by about learningRate; a weight of 0.02 moves only by 2e-9 or more); typical: 5e-5 to 1e-3'.format([self])")
-  @Default("5.0E-5")
   @JsonPropertyDescription("Peak learning rate of AdamW; must be above 0.")
   public Double learningRate = 5e-5;
 
   @Min(0)
   @ValidationRule(value = Float32.RULE, messageExpression = Float32.SMALL + "0.01 to 0.1" + Float32.LARGE + "0.01 to 0.1" + Float32.END)
-  @Default("0.1")
   @JsonPropertyDescription("AdamW's decoupled weight decay.")
   public Double weightDecay = 0.1;
 
@@ -44,7 +39,6 @@ public class TrainingSpec {
   @Max(value = 1, inclusive = false)
   @ValidationRule(value = "self < 0.9999999701976776", messageExpression = "'is %s, which is 1 in float32 (the optimiser would"
       + " stop averaging); use at most 0.9999999 (typical: 0.9 for beta1, 0.999 for beta2)'.format([self])")
-  @Default("0.9")
   @JsonPropertyDescription("AdamW beta1; below 1.")
   public Double beta1 = 0.9;
 
@@ -52,28 +46,23 @@ public class TrainingSpec {
   @Max(value = 1, inclusive = false)
   @ValidationRule(value = "self < 0.9999999701976776", messageExpression = "'is %s, which is 1 in float32 (the optimiser would"
       + " stop averaging); use at most 0.9999999 (typical: 0.9 for beta1, 0.999 for beta2)'.format([self])")
-  @Default("0.999")
   @JsonPropertyDescription("AdamW beta2; below 1.")
   public Double beta2 = 0.999;
 
   @Min(value = 0, inclusive = false)
   @ValidationRule(value = Float32.RULE, messageExpression = Float32.SMALL + "1e-8" + Float32.LARGE + "1e-8" + Float32.END)
-  @Default("1.0E-8")
   @JsonPropertyDescription("AdamW epsilon; above 0.")
   public Double epsilon = 1e-8;
 
   @Min(0)
-  @Default("0")
   @JsonPropertyDescription("Optimiser steps over which the learning rate rises linearly from 0 to learningRate.")
   public Integer warmupSteps = 0;
 
-  @Default("constant")
   @JsonPropertyDescription("Learning rate after warm-up: constant, linear (to minLearningRate at the last step) or cosine (to minLearningRate).")
   public Schedule schedule = Schedule.CONSTANT;
 
   @Min(0)
   @ValidationRule(value = Float32.RULE, messageExpression = Float32.SMALL + "0 or about a tenth of learningRate" + Float32.LARGE + "0 or about a tenth of learningRate" + Float32.END)
-  @Default("0.0")
   @JsonPropertyDescription("Final learning rate of the linear and cosine schedules; below learningRate.")
   public Double minLearningRate = 0.0;
 
@@ -84,26 +73,21 @@ public class TrainingSpec {
 
   @Min(1)
   @Max(4096)
-  @Default("1")
   @JsonPropertyDescription("Batches whose gradients are summed (averaged) before one optimiser step.")
   public Integer gradientAccumulationSteps = 1;
 
-  @Default("true")
   @JsonPropertyDescription("Shuffle the training split every epoch (seeded, so a resumed run sees the same order).")
   public Boolean shuffle = true;
 
-  @Default("123")
   @JsonPropertyDescription("Seed of training: batch order, dropout.")
   public Long seed = 123L;
 
   @Min(0)
   @Max(value = 1, inclusive = false)
   @ValidationRule(value = Float32.RULE, messageExpression = Float32.SMALL + "0 to 0.2" + Float32.LARGE + "0 to 0.2" + Float32.END)
-  @Default("0.0")
   @JsonPropertyDescription("Dropout probability; 0 disables dropout (the default, like the reference's fine-tuning).")
   public Double dropout = 0.0;
 
-  @Default("auto")
   @JsonPropertyDescription("Arithmetic of training: auto (bf16 on GPUs of compute capability 8.0 and up, such as A100,"
       + " H100 and H200; fp32 elsewhere), fp32, tf32 (fp32 with tensor-core matmuls on GPUs; fp32 on CPUs) or bf16"
       + " (mixed precision: fp32 master weights, optimizer state and checkpoints, matmuls and attention in bf16).")

@@ -13,7 +13,7 @@ import dev.finetune.api.testing.RealKubeApiServer;
 import dev.finetune.api.testing.RealKubeApiServer.Result;
 import dev.finetune.api.testing.Repo;
 import dev.finetune.api.trainer.TrainerContract;
-import dev.finetune.api.trainer.TrainerProgress;
+import dev.finetune.api.trainer.TrainerReport;
 import dev.finetune.helm.ChartInstall;
 import dev.finetune.operator.FineTuneOperator;
 import dev.finetune.operator.config.OperatorConfig;
@@ -456,7 +456,7 @@ class EndToEndTest {
   /** Waits until the running trainer is a few steps into the given epoch (its /progress). */
   private static void awaitMidEpoch(int epoch) {
     await().atMost(RUN_TIMEOUT).pollInterval(Duration.ofMillis(50)).until(() -> {
-      TrainerProgress p = progress();
+      TrainerReport p = progress();
       return p != null && p.epoch != null && p.epoch == epoch && p.steps != null && p.step != null
           && p.step > (epoch - 1) * p.steps / p.epochs + 2;
     });
@@ -573,12 +573,12 @@ class EndToEndTest {
   }
 
   /** The running trainer's /progress, as the operator reads it; null between processes. */
-  private static TrainerProgress progress() {
+  private static TrainerReport progress() {
     try {
       HttpResponse<String> r = HttpClient.newHttpClient().send(
           HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + trainerPort + TrainerContract.PROGRESS_PATH))
               .timeout(Duration.ofSeconds(1)).build(), HttpResponse.BodyHandlers.ofString());
-      return r.statusCode() == 200 ? FineTuneJobs.json().readValue(r.body(), TrainerProgress.class) : null;
+      return r.statusCode() == 200 ? FineTuneJobs.json().readValue(r.body(), TrainerReport.class) : null;
     } catch (IOException e) {
       return null;
     } catch (InterruptedException e) {

@@ -7,8 +7,7 @@ import dev.finetune.api.FineTuneJob;
 import dev.finetune.api.FineTuneJobStatus.Phase;
 import dev.finetune.api.FineTuneJobs;
 import dev.finetune.api.trainer.TrainerContract;
-import dev.finetune.api.trainer.TrainerProgress;
-import dev.finetune.api.trainer.TrainerSummary;
+import dev.finetune.api.trainer.TrainerReport;
 import dev.finetune.operator.config.OperatorConfig;
 import dev.finetune.operator.metrics.OperatorMetrics;
 import dev.finetune.operator.resources.Names;
@@ -390,7 +389,7 @@ class MockOperatorTest {
 
     // the next epoch arrives at the next poll, without any Kubernetes event
     int polls = trainer.polls();
-    TrainerProgress two = Jobs.progress(2, 3);
+    TrainerReport two = Jobs.progress(2, 3);
     two.checkpoint = new dev.finetune.api.CheckpointStatus();
     two.checkpoint.latest = "checkpoints/epoch-0002";
     two.checkpoint.best = "best";
@@ -407,7 +406,7 @@ class MockOperatorTest {
     assertThat(trainer.polls() - before).isBetween(1, 6);
 
     // the trainer finishes epoch 3 and stops early before the operator polls again: only the summary says so
-    TrainerSummary summary = Jobs.summary("Succeeded", "EarlyStopped", 3, 5);
+    TrainerReport summary = Jobs.summary("Succeeded", "EarlyStopped", 3, 5);
     summary.earlyStopped = true;
     summary.bestEpoch = 2;
     summary.bestValidationLoss = 1.75;
@@ -516,7 +515,7 @@ class MockOperatorTest {
       Jobs.terminated(p, TrainerContract.ExitCodes.CRASHED, "java.lang.OutOfMemoryError: Java heap space");
       return p;
     });
-    TrainerProgress resumed = Jobs.progress(1, 3);
+    TrainerReport resumed = Jobs.progress(1, 3);
     resumed.checkpoint = new dev.finetune.api.CheckpointStatus();
     resumed.checkpoint.restoredFrom = "checkpoints/epoch-0001";
     trainer.set(resumed);
@@ -533,7 +532,7 @@ class MockOperatorTest {
         .contains("exited with code 1");
     assertThat(registry.get(OperatorMetrics.RESTARTS).counter().count()).isGreaterThanOrEqualTo(1.0);
 
-    TrainerSummary bad = Jobs.summary("Failed", "Diverged", 1, 3);
+    TrainerReport bad = Jobs.summary("Failed", "Diverged", 1, 3);
     bad.message = "the loss became NaN at step 17";
     setPodStatus(second, p -> {
       Jobs.terminated(p, TrainerContract.ExitCodes.DIVERGED, FineTuneJobs.toJson(bad));

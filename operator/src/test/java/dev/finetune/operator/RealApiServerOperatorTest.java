@@ -10,8 +10,9 @@ import dev.finetune.api.FineTuneJobs;
 import dev.finetune.api.testing.RealKubeApiServer;
 import dev.finetune.api.testing.RealKubeApiServer.Result;
 import dev.finetune.api.testing.Repo;
+import dev.finetune.api.testing.TinyJob;
 import dev.finetune.api.trainer.TrainerContract;
-import dev.finetune.api.trainer.TrainerSummary;
+import dev.finetune.api.trainer.TrainerReport;
 import dev.finetune.operator.config.OperatorConfig;
 import dev.finetune.operator.resources.Names;
 import dev.finetune.operator.testing.FakeTrainer;
@@ -88,24 +89,8 @@ class RealApiServerOperatorTest {
   @Test
   void applyTrainCrashRetrySucceedAndDelete() throws Exception {
     Path file = Files.createTempFile("e2e", ".yaml");
-    Files.writeString(file, """
-        apiVersion: finetune.dev/v1alpha1
-        kind: FineTuneJob
-        metadata:
-          name: e2e
-          namespace: training
-        spec:
-          model:
-            scratch: {layers: 2, embeddingDim: 64, heads: 4, contextLength: 128}
-          dataset:
-            synthetic: {size: 100}
-            maxLength: 128
-          training: {epochs: 3}
-          checkpoints: {size: 1Gi}
-          resources: {cpu: "1", memory: 1Gi}
-          labels:
-            kueue.x-k8s.io/queue-name: team-a
-        """);
+    Files.writeString(file, TinyJob.yaml("e2e", "training", 3)
+        + "  labels:\n    kueue.x-k8s.io/queue-name: team-a\n");
     Result applied = kube.kubectl("apply", "-f", file.toString());
     assertThat(applied.exitCode()).as(applied.output()).isZero();
 
@@ -144,7 +129,7 @@ class RealApiServerOperatorTest {
     awaitFtj(j -> j.getStatus().phase == Phase.Running && Integer.valueOf(2).equals(j.getStatus().epoch));
 
     // the last epoch ends between two polls: the termination message carries it
-    TrainerSummary summary = Jobs.summary("Succeeded", "Completed", 3, 3);
+    TrainerReport summary = Jobs.summary("Succeeded", "Completed", 3, 3);
     writeStatus(second, p -> Jobs.terminated(p, 0, FineTuneJobs.toJson(summary)));
     FineTuneJob done = awaitFtj(j -> j.getStatus().phase == Phase.Succeeded);
     assertThat(done.getStatus().epoch).isEqualTo(3);

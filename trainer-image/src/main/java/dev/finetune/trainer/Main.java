@@ -264,22 +264,9 @@ public final class Main {
    * before it starts, e.g. to wire a stop request.
    */
   public static int run(String[] args, List<TrainingListener> extra, java.util.function.Consumer<Trainer> onTrainer) {
-    if (args.length == 1 && (args[0].equals("--help") || args[0].equals("-h"))) {
-      System.out.print(HELP);
-      return ExitCodes.SUCCEEDED;
-    }
-    if (args.length == 1 && args[0].equals("--version")) {
-      System.out.println(version());
-      return ExitCodes.SUCCEEDED;
-    }
-    if (args.length == 1 && args[0].equals("--check-engine")) {
-      try {
-        return EngineCheck.run();
-      } catch (Exception | UnsatisfiedLinkError e) {
-        System.err.println("error: engine check failed: " + e);
-        e.printStackTrace();
-        return ExitCodes.CRASHED;
-      }
+    Integer answered = answerWithoutJob(args);
+    if (answered != null) {
+      return answered;
     }
     List<TrainingListener> listeners = new ArrayList<>();
     listeners.add(new ProgressPrinter(System.out, 2.0));
@@ -289,40 +276,7 @@ public final class Main {
     listeners.add(obs);
     TrainingListener all = TrainingListener.all(listeners);
     try {
-      Args a = Args.parse(args);
-      if (!Files.isRegularFile(a.job())) {
-        throw new BadJobException("job file " + a.job() + " does not exist\n" + USAGE);
-      }
-      FineTuneJob job;
-      try {
-        job = FineTuneJobs.readValid(a.job());
-      } catch (InvalidJobException e) {
-        // an earlier run's summary must not go on saying Succeeded; nothing else of it is touched
-        existingRunDir(a).ifPresent(dir -> obs.bind(stub(a.job()), dir));
-        throw e;
-      }
-      Path out = outputDir(job, a.job(), a.output());
-      if (a.restart()) {
-        moveAside(out);
-      }
-      EvaluationStatus earlierEvaluation = Summaries.readEvaluation(out);
-      obs.bind(job, out);
-      System.out.println(runtimeLine(obs.port()));
-      checkGpus(job, System.getenv());
-      Trainer trainer = new Trainer(job, a.job().getParent(), out, all);
-      trainer.allowMoreEpochs(a.moreEpochs());
-      if (onTrainer != null) {
-        onTrainer.accept(trainer);
-      }
-      TrainingListener.Result r = trainer.run();
-      if (trainer.evaluationStands() && earlierEvaluation != null) {
-        System.out.println("evaluation: unchanged since the run finished; the answers are in " + out.resolve(
-            TrainerContract.RESPONSES_FILE));
-        obs.evaluationFinished(earlierEvaluation);
-      } else {
-        Evaluation.afterTraining(r, obs); // responses.jsonl and judge scores; never throws
-      }
-      return r.outcome() == TrainingListener.Outcome.INTERRUPTED ? ExitCodes.INTERRUPTED : ExitCodes.SUCCEEDED;
+      return trainAndEvaluate(args, obs, all, onTrainer);
     } catch (InvalidJobException | BadJobException e) {
       System.err.println("error: " + e.getMessage());
       all.onError(e, ExitCodes.BAD_JOB);
@@ -350,5 +304,66 @@ public final class Main {
     } finally {
       obs.close(); // the final summary, then the server stops
     }
+  }
+
+  /** --help, --version and --check-engine: their exit code; null for a job to run. */
+  private static Integer answerWithoutJob(String[] args) {
+    if (args.length == 1 && (args[0].equals("--help") || args[0].equals("-h"))) {
+      System.out.print(HELP);
+      return ExitCodes.SUCCEEDED;
+    }
+    if (args.length == 1 && args[0].equals("--version")) {
+      System.out.println(version());
+      return ExitCodes.SUCCEEDED;
+    }
+    if (args.length == 1 && args[0].equals("--check-engine")) {
+      try {
+        return EngineCheck.run();
+      } catch (Exception | UnsatisfiedLinkError e) {
+        System.err.println("error: engine check failed: " + e);
+        e.printStackTrace();
+        return ExitCodes.CRASHED;
+      }
+    }
+    return null;
+  }
+
+  /** Reads the job, trains (or resumes) and evaluates; failures are thrown to {@link #run}, which maps them. */
+  private static int trainAndEvaluate(String[] args, Observability obs, TrainingListener all,
+      java.util.function.Consumer<Trainer> onTrainer) throws Exception {
+    Args a = Args.parse(args);
+    if (!Files.isRegularFile(a.job())) {
+      throw new BadJobException("job file " + a.job() + " does not exist\n" + USAGE);
+    }
+    FineTuneJob job;
+    try {
+      job = FineTuneJobs.readValid(a.job());
+    } catch (InvalidJobException e) {
+      // an earlier run's summary must not go on saying Succeeded; nothing else of it is touched
+      existingRunDir(a).ifPresent(dir -> obs.bind(stub(a.job()), dir));
+      throw e;
+    }
+    Path out = outputDir(job, a.job(), a.output());
+    if (a.restart()) {
+      moveAside(out);
+    }
+    EvaluationStatus earlierEvaluation = Summaries.readEvaluation(out);
+    obs.bind(job, out);
+    System.out.println(runtimeLine(obs.port()));
+    checkGpus(job, System.getenv());
+    Trainer trainer = new Trainer(job, a.job().getParent(), out, all);
+    trainer.allowMoreEpochs(a.moreEpochs());
+    if (onTrainer != null) {
+      onTrainer.accept(trainer);
+    }
+    TrainingListener.Result r = trainer.run();
+    if (trainer.evaluationStands() && earlierEvaluation != null) {
+      System.out.println("evaluation: unchanged since the run finished; the answers are in " + out.resolve(
+          TrainerContract.RESPONSES_FILE));
+      obs.evaluationFinished(earlierEvaluation);
+    } else {
+      Evaluation.afterTraining(r, trainer.testSplit(), obs); // responses.jsonl and judge scores; never throws
+    }
+    return r.outcome() == TrainingListener.Outcome.INTERRUPTED ? ExitCodes.INTERRUPTED : ExitCodes.SUCCEEDED;
   }
 }

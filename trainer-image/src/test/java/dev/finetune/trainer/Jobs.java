@@ -2,6 +2,7 @@ package dev.finetune.trainer;
 
 import dev.finetune.api.FineTuneJob;
 import dev.finetune.api.FineTuneJobs;
+import dev.finetune.api.testing.TinyJob;
 import dev.finetune.trainer.train.Trainer;
 import dev.finetune.trainer.train.TrainingListener;
 import java.io.IOException;
@@ -10,49 +11,16 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 
-/** Small job files for tests: a tiny scratch GPT-2 on synthetic tasks unless told otherwise. */
+/** Small job files for tests: the shared {@link TinyJob} unless told otherwise. */
 public final class Jobs {
   private Jobs() {}
 
-  public static final String TINY = """
-      apiVersion: finetune.dev/v1alpha1
-      kind: FineTuneJob
-      metadata:
-        name: %s
-      spec:
-        model:
-          scratch:
-            layers: 1
-            embeddingDim: 32
-            heads: 2
-            contextLength: 96
-            seed: 5
-        dataset:
-          synthetic:
-            size: 120
-            seed: 3
-          promptStyle: phi3
-          maskPrompt: true
-          maxLength: 96
-        training:
-          epochs: %d
-          batchSize: 8
-          learningRate: 0.003
-          warmupSteps: 3
-          schedule: cosine
-          maxGradNorm: 1.0
-          gradientAccumulationSteps: 2
-          seed: 11
-        checkpoints:
-          keep: %d
-          everySteps: %d
-      """;
+  /** The shared {@link TinyJob} as text with name, epochs, checkpoints.keep and checkpoints.everySteps to fill in. */
+  public static final String TINY = TinyJob.YAML.replace("  namespace: %s\n", "")
+      .replace("  checkpoints:\n", "  checkpoints:\n    keep: %d\n    everySteps: %d\n");
 
   public static Path tiny(Path dir, String name, int epochs, int keep, int everySteps) throws IOException {
-    Files.createDirectories(dir);
-    Path f = dir.resolve("job.yaml");
-    Files.writeString(f, String.format(TINY, name, epochs, keep, everySteps));
-    return f;
+    return write(dir, String.format(TINY, name, epochs, keep, everySteps));
   }
 
   public static Path write(Path dir, String yaml) throws IOException {

@@ -2,7 +2,7 @@ package dev.finetune.operator.observer;
 
 import dev.finetune.api.FineTuneJobs;
 import dev.finetune.api.trainer.TrainerContract;
-import dev.finetune.api.trainer.TrainerProgress;
+import dev.finetune.api.trainer.TrainerReport;
 import java.io.IOException;
 import java.net.URI;
 import java.net.http.HttpClient;
@@ -37,7 +37,7 @@ public class ProgressClient {
    * The progress document, fetched without blocking the caller; completes with null when the trainer is not
    * reachable yet or answers nonsense (never exceptionally).
    */
-  public CompletableFuture<TrainerProgress> fetchAsync(String podIp, int port) {
+  public CompletableFuture<TrainerReport> fetchAsync(String podIp, int port) {
     URI uri = progressUri(podIp, port);
     return http.sendAsync(
             HttpRequest.newBuilder(uri).timeout(timeout).header("Accept", "application/json").GET().build(),
@@ -48,7 +48,7 @@ public class ProgressClient {
             return null;
           }
           try {
-            return FineTuneJobs.json().readValue(rsp.body(), TrainerProgress.class);
+            return FineTuneJobs.json().readValue(rsp.body(), TrainerReport.class);
           } catch (IOException e) {
             LOG.debug("msg=\"progress document not understood\" uri={} error=\"{}\"", uri, e.toString());
             return null;

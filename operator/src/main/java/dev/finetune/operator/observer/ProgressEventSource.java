@@ -4,7 +4,7 @@ import dev.finetune.api.FineTuneJob;
 import dev.finetune.api.FineTuneJobStatus;
 import dev.finetune.api.FineTuneJobStatus.Phase;
 import dev.finetune.api.FineTuneJobs;
-import dev.finetune.api.trainer.TrainerProgress;
+import dev.finetune.api.trainer.TrainerReport;
 import io.fabric8.kubernetes.api.model.Pod;
 import io.javaoperatorsdk.operator.OperatorException;
 import io.javaoperatorsdk.operator.processing.event.Event;
@@ -25,7 +25,7 @@ import java.util.function.Supplier;
 
 /**
  * The trainers' {@code /progress} documents as a secondary resource of their FineTuneJobs, read in a
- * reconciliation with {@code context.getSecondaryResource(TrainerProgress.class)}.
+ * reconciliation with {@code context.getSecondaryResource(TrainerReport.class)}.
  *
  * <p>Which trainer to poll follows from the FineTuneJob itself, as in a per-resource polling event source: a job
  * whose status is Running is polled at its newest running trainer Pod, at once when that Pod is new and then at
@@ -33,7 +33,7 @@ import java.util.function.Supplier;
  * is still open is skipped, so slow or unreachable trainers never pile up or delay others. A FineTuneJob is
  * reconciled only when what its status shows from the document changed.
  */
-public class ProgressEventSource extends AbstractEventSource<TrainerProgress, FineTuneJob>
+public class ProgressEventSource extends AbstractEventSource<TrainerReport, FineTuneJob>
     implements ResourceEventAware<FineTuneJob> {
   /** Where one trainer answers. */
   record Target(String pod, String ip, int port) {}
@@ -44,7 +44,7 @@ public class ProgressEventSource extends AbstractEventSource<TrainerProgress, Fi
   private final Function<FineTuneJob, Set<Pod>> podsOf;
   private final int defaultPort;
   private final Map<ResourceID, Target> targets = new ConcurrentHashMap<>();
-  private final Map<ResourceID, TrainerProgress> latest = new ConcurrentHashMap<>();
+  private final Map<ResourceID, TrainerReport> latest = new ConcurrentHashMap<>();
   private final Map<ResourceID, String> shown = new ConcurrentHashMap<>();
   private final Set<Target> inFlight = ConcurrentHashMap.newKeySet();
   private volatile ScheduledExecutorService scheduler;
@@ -56,7 +56,7 @@ public class ProgressEventSource extends AbstractEventSource<TrainerProgress, Fi
    */
   public ProgressEventSource(ProgressClient client, Duration interval,
       Supplier<IndexerResourceCache<FineTuneJob>> primaries, Function<FineTuneJob, Set<Pod>> podsOf, int defaultPort) {
-    super(TrainerProgress.class, "trainer-progress");
+    super(TrainerReport.class, "trainer-progress");
     this.client = client;
     this.interval = interval;
     this.primaries = primaries;
@@ -85,8 +85,8 @@ public class ProgressEventSource extends AbstractEventSource<TrainerProgress, Fi
   }
 
   @Override
-  public Set<TrainerProgress> getSecondaryResources(FineTuneJob primary) {
-    TrainerProgress p = latest.get(ResourceID.fromResource(primary));
+  public Set<TrainerReport> getSecondaryResources(FineTuneJob primary) {
+    TrainerReport p = latest.get(ResourceID.fromResource(primary));
     return p == null ? Set.of() : Set.of(p);
   }
 

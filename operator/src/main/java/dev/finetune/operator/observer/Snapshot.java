@@ -2,7 +2,7 @@ package dev.finetune.operator.observer;
 
 import dev.finetune.api.FineTuneJob;
 import dev.finetune.api.FineTuneJobStatus;
-import dev.finetune.api.trainer.TrainerProgress;
+import dev.finetune.api.trainer.TrainerReport;
 import dev.finetune.operator.resources.Names;
 import io.fabric8.kubernetes.api.model.Pod;
 import io.fabric8.kubernetes.api.model.batch.v1.Job;
@@ -15,7 +15,7 @@ import java.util.Optional;
  * latest progress. Read from the informer caches and the progress poller; the API server is asked only where a
  * cache can lag behind: a Job the status names but the cache lacks, and the Pods at the end of the Job.
  */
-public record Snapshot(Optional<Job> job, List<Pod> pods, Optional<TrainerProgress> progress) {
+public record Snapshot(Optional<Job> job, List<Pod> pods, Optional<TrainerReport> progress) {
 
   /** A Job just made: no Pods and no progress yet. */
   public static Snapshot of(Job job) {
@@ -40,6 +40,6 @@ public record Snapshot(Optional<Job> job, List<Pod> pods, Optional<TrainerProgre
       pods = TrainerPods.of(job.get(), ctx.getClient().pods().inNamespace(ftj.getMetadata().getNamespace())
           .withLabel(Names.JOB_LABEL, ftj.getMetadata().getName()).list().getItems());
     }
-    return new Snapshot(job, pods, ctx.getSecondaryResource(TrainerProgress.class));
+    return new Snapshot(job, pods, ctx.getSecondaryResource(TrainerReport.class));
   }
 }

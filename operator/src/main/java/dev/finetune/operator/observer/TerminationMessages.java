@@ -1,7 +1,7 @@
 package dev.finetune.operator.observer;
 
 import dev.finetune.api.FineTuneJobs;
-import dev.finetune.api.trainer.TrainerSummary;
+import dev.finetune.api.trainer.TrainerReport;
 import dev.finetune.operator.resources.Names;
 import io.fabric8.kubernetes.api.model.ContainerStatus;
 import io.fabric8.kubernetes.api.model.Pod;
@@ -20,7 +20,7 @@ public final class TerminationMessages {
   private TerminationMessages() {}
 
   /** What a terminated trainer container left: exit code, raw message and the parsed summary if any. */
-  public record Termination(String podName, int exitCode, String reason, String message, TrainerSummary summary,
+  public record Termination(String podName, int exitCode, String reason, String message, TrainerReport summary,
       String finishedAt) {}
 
   public static Optional<Termination> of(Pod pod) {
@@ -56,7 +56,7 @@ public final class TerminationMessages {
         .orElse(p.getMetadata().getCreationTimestamp() == null ? "" : p.getMetadata().getCreationTimestamp());
   }
 
-  static TrainerSummary parse(String message) {
+  static TrainerReport parse(String message) {
     if (message == null || message.isBlank()) {
       return null;
     }
@@ -65,7 +65,7 @@ public final class TerminationMessages {
       return null;
     }
     try {
-      return FineTuneJobs.json().readValue(text, TrainerSummary.class);
+      return FineTuneJobs.json().readValue(text, TrainerReport.class);
     } catch (IOException e) {
       return null;
     }

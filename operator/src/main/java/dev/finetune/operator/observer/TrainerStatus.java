@@ -3,62 +3,53 @@ package dev.finetune.operator.observer;
 import dev.finetune.api.CheckpointStatus;
 import dev.finetune.api.EpochRecord;
 import dev.finetune.api.FineTuneJobStatus;
-import dev.finetune.api.trainer.TrainerProgress;
-import dev.finetune.api.trainer.TrainerSummary;
+import dev.finetune.api.trainer.TrainerReport;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
 
-/** Copies what the trainer reports ({@code /progress} or its summary) into a FineTuneJob's status. */
+/** Copies what the trainer reports ({@link TrainerReport}: {@code /progress} or its summary) into a job's status. */
 public final class TrainerStatus {
   private TrainerStatus() {}
 
-  public static void apply(FineTuneJobStatus status, TrainerProgress p) {
-    mergeHistory(status, p.history);
-    Integer finished = lastEpoch(p.history);
-    if (finished == null && p.trainLoss != null && p.epoch != null && p.epoch > 0) {
-      finished = p.epoch;
-    }
+  /** Fields the report leaves out keep their status value; the history merges by epoch. */
+  public static void apply(FineTuneJobStatus status, TrainerReport r) {
+    mergeHistory(status, r.history);
+    Integer finished = finishedEpoch(r);
     if (finished != null) {
       status.epoch = max(status.epoch, finished);
     }
-    if (p.epochs != null) {
-      status.epochs = p.epochs;
+    if (r.epochs != null) {
+      status.epochs = r.epochs;
     }
-    EpochRecord last = lastRecord(p.history);
-    copyLosses(status, p.trainLoss != null ? p.trainLoss : last == null ? null : last.trainLoss,
-        p.validationLoss != null ? p.validationLoss : last == null ? null : last.validationLoss,
-        p.bestValidationLoss, p.bestEpoch);
-    mergeCheckpoint(status, p.checkpoint);
-    if (p.earlyStopped != null) {
-      status.earlyStopped = p.earlyStopped;
+    EpochRecord last = lastRecord(r.history);
+    copyLosses(status, r.trainLoss != null ? r.trainLoss : last == null ? null : last.trainLoss,
+        r.validationLoss != null ? r.validationLoss : last == null ? null : last.validationLoss,
+        r.bestValidationLoss, r.bestEpoch);
+    mergeCheckpoint(status, r.checkpoint);
+    if (r.earlyStopped != null) {
+      status.earlyStopped = r.earlyStopped;
+    }
+    if (r.evaluation != null) {
+      status.evaluation = r.evaluation;
     }
   }
 
-  public static void apply(FineTuneJobStatus status, TrainerSummary s) {
-    mergeHistory(status, s.history);
-    Integer finished = lastEpoch(s.history);
-    if (s.epoch != null) {
-      finished = finished == null ? s.epoch : Math.max(finished, s.epoch);
+  /**
+   * The last finished epoch: the newest in the history; a summary (it has a reason) counts its epoch as
+   * finished, while a progress report's epoch may still be running and counts only when it has losses and the
+   * history is empty.
+   */
+  private static Integer finishedEpoch(TrainerReport r) {
+    Integer finished = lastEpoch(r.history);
+    if (r.reason != null) {
+      return r.epoch == null ? finished : finished == null ? r.epoch : Math.max(finished, r.epoch);
     }
-    if (finished != null) {
-      status.epoch = max(status.epoch, finished);
+    if (finished == null && r.trainLoss != null && r.epoch != null && r.epoch > 0) {
+      return r.epoch;
     }
-    if (s.epochs != null) {
-      status.epochs = s.epochs;
-    }
-    EpochRecord last = lastRecord(s.history);
-    copyLosses(status, s.trainLoss != null ? s.trainLoss : last == null ? null : last.trainLoss,
-        s.validationLoss != null ? s.validationLoss : last == null ? null : last.validationLoss,
-        s.bestValidationLoss, s.bestEpoch);
-    mergeCheckpoint(status, s.checkpoint);
-    if (s.earlyStopped != null) {
-      status.earlyStopped = s.earlyStopped;
-    }
-    if (s.evaluation != null) {
-      status.evaluation = s.evaluation;
-    }
+    return finished;
   }
 
   /** "e/E" for the printer column. */

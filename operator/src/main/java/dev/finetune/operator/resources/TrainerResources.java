@@ -1,5 +1,6 @@
 package dev.finetune.operator.resources;
 
+import dev.finetune.api.CheckpointSpec;
 import dev.finetune.api.DatasetSpec;
 import dev.finetune.api.EvaluationSpec;
 import dev.finetune.api.FineTuneJob;
@@ -99,7 +100,7 @@ public final class TrainerResources {
   public PersistentVolumeClaim claim(FineTuneJob ftj) {
     var cp = ftj.getSpec().checkpoints;
     boolean retain = cp != null && Boolean.TRUE.equals(cp.retainClaim);
-    String size = cp == null || cp.size == null ? "10Gi" : cp.size;
+    String size = cp == null ? new CheckpointSpec().size : cp.size;
     return new PersistentVolumeClaimBuilder()
         .withMetadata(meta(ftj, Names.claim(ftj), !retain))
         .withNewSpec()
@@ -165,7 +166,7 @@ public final class TrainerResources {
         .withNewSpec()
         .withParallelism(1)
         .withCompletions(1)
-        .withBackoffLimit(spec.backoffLimit == null ? 3 : spec.backoffLimit)
+        .withBackoffLimit(spec.backoffLimit)
         .withActiveDeadlineSeconds(spec.activeDeadlineSeconds)
         // no ttlSecondsAfterFinished yet: the operator sets it once it has recorded the Job's end
         .withSuspend(Boolean.TRUE.equals(spec.suspend))
@@ -269,7 +270,7 @@ public final class TrainerResources {
     amounts.put("cpu", new Quantity(res.cpu == null || res.cpu.isBlank() ? config.trainerCpu() : res.cpu));
     amounts.put("memory", new Quantity(res.memory == null || res.memory.isBlank() ? config.trainerMemory() : res.memory));
     if (res.gpus != null && res.gpus > 0) {
-      amounts.put(res.gpuResource == null || res.gpuResource.isBlank() ? "nvidia.com/gpu" : res.gpuResource,
+      amounts.put(res.gpuResource.isBlank() ? new ResourcesSpec().gpuResource : res.gpuResource,
           new Quantity(Integer.toString(res.gpus)));
     }
     return new ContainerBuilder()

@@ -7,7 +7,7 @@ import dev.finetune.api.FineTuneJob;
 import dev.finetune.api.FineTuneJobStatus;
 import dev.finetune.api.FineTuneJobStatus.Phase;
 import dev.finetune.api.FineTuneJobs;
-import dev.finetune.api.trainer.TrainerProgress;
+import dev.finetune.api.trainer.TrainerReport;
 import dev.finetune.operator.resources.Names;
 import dev.finetune.operator.testing.Jobs;
 import io.fabric8.kubernetes.api.model.Pod;
@@ -23,7 +23,7 @@ class ObserverTest {
   @Test
   void historyIsMergedByEpochAndBounded() {
     FineTuneJobStatus st = new FineTuneJobStatus();
-    TrainerProgress p = new TrainerProgress();
+    TrainerReport p = new TrainerReport();
     p.epochs = 500;
     p.history = new ArrayList<>();
     for (int e = 1; e <= 150; e++) {
@@ -37,7 +37,7 @@ class ObserverTest {
     assertThat(TrainerStatus.progress(st)).isEqualTo("150/500");
 
     // a later report with only the newest epochs (and a corrected one) merges, newest wins
-    TrainerProgress later = new TrainerProgress();
+    TrainerReport later = new TrainerReport();
     later.history = List.of(new EpochRecord(150, 9.0, 9.0), new EpochRecord(151, 0.5, 0.6));
     later.trainLoss = 0.5;
     TrainerStatus.apply(st, later);
@@ -51,7 +51,7 @@ class ObserverTest {
   @Test
   void progressBeforeTheFirstEpochLeavesEpochUnset() {
     FineTuneJobStatus st = new FineTuneJobStatus();
-    TrainerProgress p = new TrainerProgress();
+    TrainerReport p = new TrainerReport();
     p.phase = "Training";
     p.epoch = 1;
     p.epochs = 3;

@@ -2,7 +2,7 @@ package dev.finetune.operator.testing;
 
 import com.sun.net.httpserver.HttpServer;
 import dev.finetune.api.FineTuneJobs;
-import dev.finetune.api.trainer.TrainerProgress;
+import dev.finetune.api.trainer.TrainerReport;
 import java.io.IOException;
 import java.io.OutputStream;
 import java.net.InetAddress;
@@ -14,14 +14,14 @@ import java.util.concurrent.atomic.AtomicReference;
 /** A trainer's /progress endpoint on 127.0.0.1, serving whatever the test sets; counts the polls. */
 public final class FakeTrainer implements AutoCloseable {
   private final HttpServer server;
-  private final AtomicReference<TrainerProgress> progress = new AtomicReference<>();
+  private final AtomicReference<TrainerReport> progress = new AtomicReference<>();
   private final AtomicInteger polls = new AtomicInteger();
 
   public FakeTrainer() throws IOException {
     server = HttpServer.create(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0), 0);
     server.createContext("/progress", x -> {
       polls.incrementAndGet();
-      TrainerProgress p = progress.get();
+      TrainerReport p = progress.get();
       byte[] body = (p == null ? "{\"phase\":\"Starting\",\"epoch\":0}" : FineTuneJobs.toJson(p))
           .getBytes(StandardCharsets.UTF_8);
       x.getResponseHeaders().set("Content-Type", "application/json");
@@ -37,7 +37,7 @@ public final class FakeTrainer implements AutoCloseable {
     return server.getAddress().getPort();
   }
 
-  public void set(TrainerProgress p) {
+  public void set(TrainerReport p) {
     progress.set(p);
   }
 

@@ -3,8 +3,8 @@ package dev.finetune.operator.testing;
 import dev.finetune.api.EpochRecord;
 import dev.finetune.api.FineTuneJob;
 import dev.finetune.api.FineTuneJobs;
-import dev.finetune.api.trainer.TrainerProgress;
-import dev.finetune.api.trainer.TrainerSummary;
+import dev.finetune.api.testing.TinyJob;
+import dev.finetune.api.trainer.TrainerReport;
 import dev.finetune.operator.resources.Names;
 import io.fabric8.kubernetes.api.model.ContainerStatusBuilder;
 import io.fabric8.kubernetes.api.model.Pod;
@@ -19,38 +19,13 @@ import java.util.List;
 public final class Jobs {
   private Jobs() {}
 
+  /** The shared {@link TinyJob}, three epochs. */
   public static FineTuneJob small(String name, String namespace) {
-    FineTuneJob job = FineTuneJobs.parse("""
-        apiVersion: finetune.dev/v1alpha1
-        kind: FineTuneJob
-        metadata:
-          name: %s
-          namespace: %s
-        spec:
-          model:
-            scratch:
-              layers: 2
-              embeddingDim: 64
-              heads: 4
-              contextLength: 128
-          dataset:
-            synthetic:
-              size: 100
-            maxLength: 128
-          training:
-            epochs: 3
-            batchSize: 8
-          checkpoints:
-            size: 1Gi
-          resources:
-            cpu: "1"
-            memory: 1Gi
-        """.formatted(name, namespace));
-    return job;
+    return TinyJob.job(name, namespace, 3);
   }
 
-  public static TrainerProgress progress(int epochsDone, int epochs) {
-    TrainerProgress p = new TrainerProgress();
+  public static TrainerReport progress(int epochsDone, int epochs) {
+    TrainerReport p = new TrainerReport();
     p.phase = "Training";
     p.epoch = epochsDone + 1;
     p.epochs = epochs;
@@ -74,8 +49,8 @@ public final class Jobs {
     return h;
   }
 
-  public static TrainerSummary summary(String phase, String reason, int epochsDone, int epochs) {
-    TrainerSummary s = new TrainerSummary();
+  public static TrainerReport summary(String phase, String reason, int epochsDone, int epochs) {
+    TrainerReport s = new TrainerReport();
     s.phase = phase;
     s.reason = reason;
     s.message = reason + " after " + epochsDone + " epochs";

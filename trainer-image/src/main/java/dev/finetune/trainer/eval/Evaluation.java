@@ -49,11 +49,11 @@ public final class Evaluation {
 
   /**
    * The evaluation step of a finished run, as the trainer's main calls it: skipped when training was
-   * interrupted, evaluation is disabled or no epoch finished; otherwise answers the test split that
-   * {@code obs} saw at onStart with the best model, reports to {@code obs} and returns the status (null when
-   * skipped or failed). Never throws: a failure is printed and added to the summary's message.
+   * interrupted, evaluation is disabled or no epoch finished; otherwise answers the {@code test} split with the
+   * best model, reports to {@code obs} and returns the status (null when skipped or failed). Never throws: a
+   * failure is printed and added to the summary's message.
    */
-  public static EvaluationStatus afterTraining(TrainingListener.Result result, Observability obs) {
+  public static EvaluationStatus afterTraining(TrainingListener.Result result, List<Record> test, Observability obs) {
     try {
       FineTuneJob job = obs.job();
       if (result == null || job == null || result.outcome() == TrainingListener.Outcome.INTERRUPTED) {
@@ -67,7 +67,6 @@ public final class Evaluation {
         obs.evaluationFailed("no best model to answer the test split with (no epoch finished)");
         return null;
       }
-      List<Record> test = obs.testRecords();
       obs.evaluationStarted(test.size());
       EvaluationStatus status = run(spec, job.getSpec().dataset.promptStyle, result.bestModel(), test, obs.outputDir(),
           System.getenv(TrainerContract.ENV_JUDGE_API_KEY));
@@ -102,16 +101,13 @@ public final class Evaluation {
 
   /** Greedy or sampled decoding with the model, as the spec says; each prompt gets seed + its index. */
   public static Answerer generator(Model model, EvaluationSpec spec) {
-    int maxNew = spec.maxNewTokens == null ? 256 : spec.maxNewTokens;
-    double temperature = spec.temperature == null ? 0 : spec.temperature;
-    int topK = spec.topK == null ? 0 : spec.topK;
-    long seed = spec.seed == null ? 123 : spec.seed;
-    return (prompt, index) -> model.generate(prompt, maxNew, temperature, topK, seed + index);
+    return (prompt, index) -> model.generate(prompt, spec.maxNewTokens, spec.temperature, spec.topK,
+        spec.seed + index);
   }
 
   /** The judge the spec names, or null. */
   public static JudgeClient judge(EvaluationSpec spec, String apiKey) {
-    return spec.judge == null ? null : new JudgeClient(spec.judge, apiKey, spec.seed == null ? 123 : spec.seed);
+    return spec.judge == null ? null : new JudgeClient(spec.judge, apiKey, spec.seed);
   }
 
   /** Answers, writes responses.jsonl, judges when a judge is given (rewriting the file with the scores). */
@@ -119,16 +115,7 @@ public final class Evaluation {
       Path outputDir, JudgeClient judge) throws IOException {
     Path file = outputDir.resolve(TrainerContract.RESPONSES_FILE);
     long start = System.nanoTime();
-    List<Response> responses = new ArrayList<>(test.size());
-    System.out.println("evaluation: answering " + test.size() + " test prompts");
-    for (int i = 0; i < test.size(); i++) {
-      Record r = test.get(i);
-      String answer = answerer.answer(Prompts.prompt(style, r), i).strip();
-      responses.add(new Response(r, answer, null, null));
-      if ((i + 1) % 25 == 0) {
-        System.out.printf("evaluation: %d/%d answered (%.0f s)%n", i + 1, test.size(), (System.nanoTime() - start) / 1e9);
-      }
-    }
+    List<Response> responses = answerAll(style, answerer, test, start);
     write(file, responses);
     EvaluationStatus status = new EvaluationStatus();
     status.responses = responses.size();
@@ -177,6 +164,21 @@ public final class Evaluation {
         status.meanScore == null ? "-" : String.format("%.1f", status.meanScore), failures,
         lastError == null ? "" : "; last problem: " + lastError, (System.nanoTime() - start) / 1e9);
     return status;
+  }
+
+  /** The answerer's answer to every test prompt, in order, with a progress line every 25. */
+  private static List<Response> answerAll(PromptStyle style, Answerer answerer, List<Record> test, long start) {
+    List<Response> responses = new ArrayList<>(test.size());
+    System.out.println("evaluation: answering " + test.size() + " test prompts");
+    for (int i = 0; i < test.size(); i++) {
+      Record r = test.get(i);
+      String answer = answerer.answer(Prompts.prompt(style, r), i).strip();
+      responses.add(new Response(r, answer, null, null));
+      if ((i + 1) % 25 == 0) {
+        System.out.printf("evaluation: %d/%d answered (%.0f s)%n", i + 1, test.size(), (System.nanoTime() - start) / 1e9);
+      }
+    }
+    return responses;
   }
 
   /** The answer is the expected output, both stripped of surrounding white space. */

@@ -67,7 +67,7 @@ public final class JudgeClient {
     this.endpoint = URI.create(base + "/chat/completions");
     this.model = spec.model;
     this.apiKey = apiKey == null || apiKey.isBlank() ? null : apiKey.strip();
-    this.timeout = Duration.ofSeconds(spec.timeoutSeconds == null ? 60 : spec.timeoutSeconds);
+    this.timeout = Duration.ofSeconds(spec.timeoutSeconds);
     this.seed = seed;
     this.http = http != null ? http : HttpClient.newBuilder()
         .connectTimeout(timeout)

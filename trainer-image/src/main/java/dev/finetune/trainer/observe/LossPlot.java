@@ -39,72 +39,19 @@ public final class LossPlot {
         h.add(r);
       }
     }
-    double lo = Double.POSITIVE_INFINITY;
-    double hi = Double.NEGATIVE_INFINITY;
-    int firstEpoch = Integer.MAX_VALUE;
-    int lastEpoch = Integer.MIN_VALUE;
-    for (EpochRecord r : h) {
-      for (Double v : new Double[] {r.trainLoss, r.validationLoss}) {
-        if (v != null && Double.isFinite(v)) {
-          lo = Math.min(lo, v);
-          hi = Math.max(hi, v);
-        }
-      }
-      firstEpoch = Math.min(firstEpoch, r.epoch);
-      lastEpoch = Math.max(lastEpoch, r.epoch);
+    double[] ticks = lossTicks(h);
+    Axes axes;
+    if (ticks == null) { // no finite loss yet: an empty frame over epoch 1
+      ticks = niceTicks(0, 1, 5);
+      axes = new Axes(1, 1, ticks[0], ticks[ticks.length - 1]);
+    } else {
+      axes = new Axes(h.stream().mapToInt(r -> r.epoch).min().getAsInt(), h.stream().mapToInt(r -> r.epoch).max()
+          .getAsInt(), ticks[0], ticks[ticks.length - 1]);
     }
-    if (h.isEmpty() || lo > hi) {
-      lo = 0;
-      hi = 1;
-      firstEpoch = 1;
-      lastEpoch = 1;
-    }
-    double[] ticks = niceTicks(lo, hi, 5);
-    double yMin = ticks[0];
-    double yMax = ticks[ticks.length - 1];
-    Axes axes = new Axes(firstEpoch, lastEpoch, yMin, yMax);
 
     StringBuilder sb = new StringBuilder(4096);
-    sb.append("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    sb.append("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"").append(WIDTH)
-        .append("\" height=\"").append(HEIGHT).append("\" viewBox=\"0 0 ").append(WIDTH).append(' ').append(HEIGHT)
-        .append("\" font-family=\"sans-serif\" font-size=\"12\">\n");
-    sb.append("<title>").append(escape(title)).append("</title>\n");
-    sb.append("<rect x=\"0\" y=\"0\" width=\"").append(WIDTH).append("\" height=\"").append(HEIGHT)
-        .append("\" fill=\"white\"/>\n");
-    sb.append("<text x=\"").append(WIDTH / 2).append("\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">")
-        .append(escape(title)).append("</text>\n");
-
-    // Grid and y ticks.
-    sb.append("<g class=\"y-axis\" stroke=\"#dddddd\">\n");
-    for (double t : ticks) {
-      double y = axes.y(t);
-      sb.append(String.format(Locale.ROOT, "<line x1=\"%d\" y1=\"%.2f\" x2=\"%d\" y2=\"%.2f\"/>%n", LEFT, y,
-          WIDTH - RIGHT, y));
-    }
-    sb.append("</g>\n<g class=\"y-labels\" text-anchor=\"end\">\n");
-    for (double t : ticks) {
-      sb.append(String.format(Locale.ROOT, "<text x=\"%d\" y=\"%.2f\">%s</text>%n", LEFT - 6, axes.y(t) + 4,
-          label(t, ticks)));
-    }
-    sb.append("</g>\n");
-    // x ticks: every epoch when there are few, else about ten.
-    int span = lastEpoch - firstEpoch;
-    int every = Math.max(1, (int) Math.ceil((span + 1) / 10.0));
-    sb.append("<g class=\"x-labels\" text-anchor=\"middle\">\n");
-    for (int e = firstEpoch; e <= lastEpoch; e += every) {
-      sb.append(String.format(Locale.ROOT, "<text x=\"%.2f\" y=\"%d\">%d</text>%n", axes.x(e), HEIGHT - BOTTOM + 18, e));
-    }
-    sb.append("</g>\n");
-    sb.append(String.format(Locale.ROOT,
-        "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" stroke=\"#444444\"/>%n", LEFT, TOP,
-        WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM));
-    sb.append(String.format(Locale.ROOT, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">epoch</text>%n",
-        LEFT + (WIDTH - LEFT - RIGHT) / 2, HEIGHT - BOTTOM + 38));
-    sb.append(String.format(Locale.ROOT,
-        "<text x=\"18\" y=\"%d\" text-anchor=\"middle\" transform=\"rotate(-90 18 %d)\">loss</text>%n",
-        TOP + (HEIGHT - TOP - BOTTOM) / 2, TOP + (HEIGHT - TOP - BOTTOM) / 2));
-
+    header(sb, title);
+    grid(sb, axes, ticks);
     // Best epoch: a dashed vertical line behind the curves.
     EpochRecord best = null;
     for (EpochRecord r : h) {
@@ -120,15 +67,87 @@ public final class LossPlot {
     series(sb, "train", TRAIN_COLOUR, h, axes, true);
     series(sb, "validation", VALIDATION_COLOUR, h, axes, false);
     if (best != null && best.validationLoss != null && Double.isFinite(best.validationLoss)) {
-      double x = axes.x(best.epoch);
-      double y = axes.y(best.validationLoss);
-      sb.append(String.format(Locale.ROOT, "<circle class=\"best\" data-epoch=\"%d\" cx=\"%.2f\" cy=\"%.2f\" r=\"8\""
-          + " fill=\"none\" stroke=\"%s\" stroke-width=\"2\"/>%n", best.epoch, x, y, BEST_COLOUR));
-      String text = String.format(Locale.ROOT, "best: epoch %d, validation loss %.4f", best.epoch, best.validationLoss);
-      sb.append(String.format(Locale.ROOT, "<text class=\"best-label\" x=\"%d\" y=\"%d\" fill=\"%s\">%s</text>%n",
-          LEFT + 8, TOP - 8, BEST_COLOUR, escape(text)));
+      bestRing(sb, best, axes);
     }
-    // Legend.
+    legend(sb);
+    if (h.isEmpty()) {
+      sb.append(String.format(Locale.ROOT, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">no finished epoch yet</text>%n",
+          WIDTH / 2, HEIGHT / 2));
+    }
+    sb.append("</svg>\n");
+    return sb.toString();
+  }
+
+  /** Ticks over the finite losses; null when there is none. */
+  private static double[] lossTicks(List<EpochRecord> h) {
+    double lo = Double.POSITIVE_INFINITY;
+    double hi = Double.NEGATIVE_INFINITY;
+    for (EpochRecord r : h) {
+      for (Double v : new Double[] {r.trainLoss, r.validationLoss}) {
+        if (v != null && Double.isFinite(v)) {
+          lo = Math.min(lo, v);
+          hi = Math.max(hi, v);
+        }
+      }
+    }
+    return lo > hi ? null : niceTicks(lo, hi, 5);
+  }
+
+  private static void header(StringBuilder sb, String title) {
+    sb.append("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    sb.append("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"").append(WIDTH)
+        .append("\" height=\"").append(HEIGHT).append("\" viewBox=\"0 0 ").append(WIDTH).append(' ').append(HEIGHT)
+        .append("\" font-family=\"sans-serif\" font-size=\"12\">\n");
+    sb.append("<title>").append(escape(title)).append("</title>\n");
+    sb.append("<rect x=\"0\" y=\"0\" width=\"").append(WIDTH).append("\" height=\"").append(HEIGHT)
+        .append("\" fill=\"white\"/>\n");
+    sb.append("<text x=\"").append(WIDTH / 2).append("\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">")
+        .append(escape(title)).append("</text>\n");
+  }
+
+  /** Grid lines, tick labels, the frame and the axis names. */
+  private static void grid(StringBuilder sb, Axes axes, double[] ticks) {
+    sb.append("<g class=\"y-axis\" stroke=\"#dddddd\">\n");
+    for (double t : ticks) {
+      double y = axes.y(t);
+      sb.append(String.format(Locale.ROOT, "<line x1=\"%d\" y1=\"%.2f\" x2=\"%d\" y2=\"%.2f\"/>%n", LEFT, y,
+          WIDTH - RIGHT, y));
+    }
+    sb.append("</g>\n<g class=\"y-labels\" text-anchor=\"end\">\n");
+    for (double t : ticks) {
+      sb.append(String.format(Locale.ROOT, "<text x=\"%d\" y=\"%.2f\">%s</text>%n", LEFT - 6, axes.y(t) + 4,
+          label(t, ticks)));
+    }
+    sb.append("</g>\n");
+    // x ticks: every epoch when there are few, else about ten.
+    int span = axes.lastEpoch() - axes.firstEpoch();
+    int every = Math.max(1, (int) Math.ceil((span + 1) / 10.0));
+    sb.append("<g class=\"x-labels\" text-anchor=\"middle\">\n");
+    for (int e = axes.firstEpoch(); e <= axes.lastEpoch(); e += every) {
+      sb.append(String.format(Locale.ROOT, "<text x=\"%.2f\" y=\"%d\">%d</text>%n", axes.x(e), HEIGHT - BOTTOM + 18, e));
+    }
+    sb.append("</g>\n");
+    sb.append(String.format(Locale.ROOT,
+        "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" stroke=\"#444444\"/>%n", LEFT, TOP,
+        WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM));
+    sb.append(String.format(Locale.ROOT, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">epoch</text>%n",
+        LEFT + (WIDTH - LEFT - RIGHT) / 2, HEIGHT - BOTTOM + 38));
+    sb.append(String.format(Locale.ROOT,
+        "<text x=\"18\" y=\"%d\" text-anchor=\"middle\" transform=\"rotate(-90 18 %d)\">loss</text>%n",
+        TOP + (HEIGHT - TOP - BOTTOM) / 2, TOP + (HEIGHT - TOP - BOTTOM) / 2));
+  }
+
+  private static void bestRing(StringBuilder sb, EpochRecord best, Axes axes) {
+    double x = axes.x(best.epoch);
+    double y = axes.y(best.validationLoss);
+    sb.append(String.format(Locale.ROOT, "<circle class=\"best\" data-epoch=\"%d\" cx=\"%.2f\" cy=\"%.2f\" r=\"8\""
+        + " fill=\"none\" stroke=\"%s\" stroke-width=\"2\"/>%n", best.epoch, x, y, BEST_COLOUR));
+    String text = String.format(Locale.ROOT, "best: epoch %d, validation loss %.4f", best.epoch, best.validationLoss);
+    sb.append(String.format(Locale.ROOT, "<text class=\"best-label\" x=\"%d\" y=\"%d\" fill=\"%s\">%s</text>%n",
+        LEFT + 8, TOP - 8, BEST_COLOUR, escape(text)));
+  }
+
+  private static void legend(StringBuilder sb) {
     int lx = WIDTH - RIGHT - 150;
     sb.append("<g class=\"legend\">\n");
     sb.append(String.format(Locale.ROOT, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"%s\" stroke-width=\"2\"/>"
@@ -138,12 +157,6 @@ public final class LossPlot {
         + "<text x=\"%d\" y=\"%d\">validation loss</text>%n", lx, TOP + 34, lx + 24, TOP + 34, VALIDATION_COLOUR,
         lx + 30, TOP + 38));
     sb.append("</g>\n");
-    if (h.isEmpty()) {
-      sb.append(String.format(Locale.ROOT, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">no finished epoch yet</text>%n",
-          WIDTH / 2, HEIGHT / 2));
-    }
-    sb.append("</svg>\n");
-    return sb.toString();
   }
 
   private static void series(StringBuilder sb, String name, String colour, List<EpochRecord> h, Axes axes,

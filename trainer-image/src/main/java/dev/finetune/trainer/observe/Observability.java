@@ -6,9 +6,7 @@ import dev.finetune.api.EvaluationStatus;
 import dev.finetune.api.FineTuneJob;
 import dev.finetune.api.FineTuneJobs;
 import dev.finetune.api.trainer.TrainerContract;
-import dev.finetune.api.trainer.TrainerProgress;
-import dev.finetune.api.trainer.TrainerSummary;
-import dev.finetune.trainer.data.Record;
+import dev.finetune.api.trainer.TrainerReport;
 import dev.finetune.trainer.train.TrainingListener;
 import java.io.IOException;
 import java.net.InetAddress;
@@ -30,8 +28,9 @@ import java.util.Map;
  *   listeners.add(obs);
  *   FineTuneJob job = FineTuneJobs.readValid(file);
  *   obs.bind(job, outputDir);                                    // labels, where summary.json goes
- *   Result r = new Trainer(job, jobDir, outputDir, TrainingListener.all(listeners)).run();
- *   Evaluation.afterTraining(r, obs);                            // responses.jsonl, judge scores; never throws
+ *   Trainer trainer = new Trainer(job, jobDir, outputDir, TrainingListener.all(listeners));
+ *   Result r = trainer.run();
+ *   Evaluation.afterTraining(r, trainer.testSplit(), obs);       // responses.jsonl, judge scores; never throws
  * } // on errors call obs.onError(e, exitCode) before leaving the block
  * }</pre>
  *
@@ -60,33 +59,11 @@ public final class Observability implements TrainingListener, AutoCloseable {
   private volatile TrainerMetrics metrics;
   private volatile FineTuneJob job;
   private volatile Path outputDir;
-  private volatile List<Record> test = List.of();
 
-  // Run state, guarded by this.
-  private String phase = STARTING;
-  private int epoch;
-  private Integer epochs;
-  private long step;
-  private Long steps;
-  private Double stepLoss;
-  private Double learningRate;
-  private Double trainLoss;
-  private Double validationLoss;
-  private Double bestValidationLoss;
-  private Integer bestEpoch;
-  private Double tokensPerSecond;
-  private Double etaSeconds;
-  private boolean earlyStopped;
-  private List<EpochRecord> history = new ArrayList<>();
-  private String latestCheckpoint;
-  private String bestCheckpoint;
-  private String restoredFrom;
-  private String precision;
-  private String device;
+  // Run state, guarded by this: the one report that /progress, summary.json and the termination log show.
+  private final TrainerReport report = newReport();
+  /** Succeeded or Failed once training ended (the phase shows Evaluating meanwhile). */
   private String finalPhase;
-  private String reason;
-  private String message;
-  private EvaluationStatus evaluation;
   private boolean closed;
   private final long[] windowNanos = new long[THROUGHPUT_WINDOW + 1];
   private final long[] windowTokens = new long[THROUGHPUT_WINDOW + 1];
@@ -193,10 +170,10 @@ public final class Observability implements TrainingListener, AutoCloseable {
     String ns = job != null && job.getMetadata() != null && job.getMetadata().getNamespace() != null
         ? job.getMetadata().getNamespace() : "default";
     if (job != null && job.getSpec() != null && job.getSpec().training != null && job.getSpec().training.epochs != null) {
-      epochs = job.getSpec().training.epochs;
+      report.epochs = job.getSpec().training.epochs;
     }
     TrainerMetrics m = new TrainerMetrics(name, ns);
-    m.plan(0, epochs == null ? 0 : epochs, 0, 0);
+    m.plan(0, report.epochs == null ? 0 : report.epochs, 0, 0);
     metrics = m;
   }
 
@@ -206,35 +183,39 @@ public final class Observability implements TrainingListener, AutoCloseable {
   public void onStart(RunInfo run) {
     guard("onStart", () -> {
       bind(run.job(), run.outputDir());
-      test = run.test() == null ? List.of() : List.copyOf(run.test());
+      boolean resumed;
       synchronized (this) {
-        phase = TRAINING;
-        epochs = run.epochs();
-        steps = run.totalSteps();
-        step = run.startStep();
-        epoch = Math.min(run.startEpoch() + 1, run.epochs());
-        restoredFrom = run.restoredFrom();
-        precision = run.precision();
-        device = run.device();
-        history = new ArrayList<>(run.history() == null ? List.of() : run.history());
+        TrainerReport p = report;
+        p.phase = TRAINING;
+        p.epochs = run.epochs();
+        p.steps = run.totalSteps();
+        p.step = run.startStep();
+        p.epoch = Math.min(run.startEpoch() + 1, run.epochs());
+        if (run.restoredFrom() != null || p.checkpoint != null) {
+          checkpoint().restoredFrom = run.restoredFrom();
+        }
+        p.precision = run.precision();
+        p.device = run.device();
+        p.history = new ArrayList<>(run.history() == null ? List.of() : run.history());
         double minDelta = run.job().getSpec().earlyStopping == null || run.job().getSpec().earlyStopping.minDelta == null
             ? 0 : run.job().getSpec().earlyStopping.minDelta;
-        for (EpochRecord r : history) {
-          trainLoss = r.trainLoss;
-          validationLoss = r.validationLoss;
-          if (r.validationLoss != null && (bestValidationLoss == null || r.validationLoss < bestValidationLoss - minDelta)) {
-            bestValidationLoss = r.validationLoss;
-            bestEpoch = r.epoch;
+        for (EpochRecord r : p.history) {
+          p.trainLoss = r.trainLoss;
+          p.validationLoss = r.validationLoss;
+          if (r.validationLoss != null && (p.bestValidationLoss == null || r.validationLoss < p.bestValidationLoss - minDelta)) {
+            p.bestValidationLoss = r.validationLoss;
+            p.bestEpoch = r.epoch;
           }
         }
-        long tokens = history.isEmpty() || history.get(history.size() - 1).tokens == null ? 0
-            : history.get(history.size() - 1).tokens;
-        metrics.plan(epoch, run.epochs(), run.startStep(), tokens);
-        if (trainLoss != null && validationLoss != null) {
-          metrics.epoch(trainLoss, validationLoss, bestValidationLoss);
+        resumed = !p.history.isEmpty();
+        long tokens = !resumed || p.history.get(p.history.size() - 1).tokens == null ? 0
+            : p.history.get(p.history.size() - 1).tokens;
+        metrics.plan(p.epoch, run.epochs(), run.startStep(), tokens);
+        if (p.trainLoss != null && p.validationLoss != null) {
+          metrics.epoch(p.trainLoss, p.validationLoss, p.bestValidationLoss);
         }
       }
-      if (!history.isEmpty()) {
+      if (resumed) {
         writePlot();
       }
     });
@@ -246,14 +227,15 @@ public final class Observability implements TrainingListener, AutoCloseable {
       double rate;
       synchronized (this) {
         rate = throughput(s.tokens(), s.tokensPerSecond());
-        phase = TRAINING;
-        epoch = s.epoch();
-        step = s.step();
-        steps = s.totalSteps();
-        stepLoss = finite(s.loss());
-        learningRate = finite(s.learningRate());
-        tokensPerSecond = finite(rate);
-        etaSeconds = finite(s.etaSeconds());
+        TrainerReport p = report;
+        p.phase = TRAINING;
+        p.epoch = s.epoch();
+        p.step = s.step();
+        p.steps = s.totalSteps();
+        p.stepLoss = finite(s.loss());
+        p.learningRate = finite(s.learningRate());
+        p.tokensPerSecond = finite(rate);
+        p.etaSeconds = finite(s.etaSeconds());
       }
       TrainerMetrics m = metrics;
       if (m != null) {
@@ -283,18 +265,19 @@ public final class Observability implements TrainingListener, AutoCloseable {
     guard("onEpoch", () -> {
       synchronized (this) {
         EpochRecord r = e.record();
-        history.removeIf(old -> old.epoch != null && old.epoch.equals(r.epoch));
-        history.add(r);
-        epoch = r.epoch;
-        trainLoss = finite(r.trainLoss);
-        validationLoss = finite(r.validationLoss);
-        bestValidationLoss = finite(e.bestValidationLoss());
-        bestEpoch = e.bestEpoch() > 0 ? e.bestEpoch() : null;
-        if (bestEpoch != null) {
-          bestCheckpoint = TrainerContract.BEST_DIR;
+        TrainerReport p = report;
+        p.history.removeIf(old -> old.epoch != null && old.epoch.equals(r.epoch));
+        p.history.add(r);
+        p.epoch = r.epoch;
+        p.trainLoss = finite(r.trainLoss);
+        p.validationLoss = finite(r.validationLoss);
+        p.bestValidationLoss = finite(e.bestValidationLoss());
+        p.bestEpoch = e.bestEpoch() > 0 ? e.bestEpoch() : null;
+        if (p.bestEpoch != null) {
+          checkpoint().best = TrainerContract.BEST_DIR;
         }
         if (r.step != null) {
-          step = r.step;
+          p.step = r.step;
         }
         TrainerMetrics m = metrics;
         if (m != null) {
@@ -309,9 +292,9 @@ public final class Observability implements TrainingListener, AutoCloseable {
   public void onCheckpoint(CheckpointInfo c) {
     guard("onCheckpoint", () -> {
       synchronized (this) {
-        latestCheckpoint = c.name();
+        checkpoint().latest = c.name();
         if (c.best() != null) {
-          bestCheckpoint = c.best();
+          checkpoint().best = c.best();
         }
       }
       TrainerMetrics m = metrics;
@@ -325,33 +308,34 @@ public final class Observability implements TrainingListener, AutoCloseable {
   public void onFinish(Result r) {
     guard("onFinish", () -> {
       synchronized (this) {
+        TrainerReport p = report;
         finalPhase = r.outcome() == Outcome.INTERRUPTED ? FAILED : SUCCEEDED;
-        reason = switch (r.outcome()) {
+        p.reason = switch (r.outcome()) {
           case COMPLETED -> Summaries.COMPLETED;
           case EARLY_STOPPED -> Summaries.EARLY_STOPPED;
           case INTERRUPTED -> Summaries.INTERRUPTED;
         };
-        message = r.message();
-        phase = finalPhase;
-        earlyStopped = r.outcome() == Outcome.EARLY_STOPPED;
+        p.message = r.message();
+        p.phase = finalPhase;
+        p.earlyStopped = r.outcome() == Outcome.EARLY_STOPPED;
         if (r.history() != null && !r.history().isEmpty()) {
-          history = new ArrayList<>(r.history());
-          EpochRecord last = history.get(history.size() - 1);
-          trainLoss = finite(last.trainLoss);
-          validationLoss = finite(last.validationLoss);
+          p.history = new ArrayList<>(r.history());
+          EpochRecord last = p.history.get(p.history.size() - 1);
+          p.trainLoss = finite(last.trainLoss);
+          p.validationLoss = finite(last.validationLoss);
         }
-        epoch = Math.max(epoch, r.epochsCompleted());
-        epochs = r.epochs();
+        p.epoch = Math.max(p.epoch, r.epochsCompleted());
+        p.epochs = r.epochs();
         if (r.bestEpoch() > 0) {
-          bestEpoch = r.bestEpoch();
-          bestValidationLoss = finite(r.bestValidationLoss());
+          p.bestEpoch = r.bestEpoch();
+          p.bestValidationLoss = finite(r.bestValidationLoss());
         }
         if (r.bestModel() != null) {
-          bestCheckpoint = outputDir == null ? r.bestModel().toString()
+          checkpoint().best = outputDir == null ? r.bestModel().toString()
               : outputDir.toAbsolutePath().relativize(r.bestModel().toAbsolutePath()).toString();
         }
         if (r.latestCheckpoint() != null) {
-          latestCheckpoint = r.latestCheckpoint();
+          checkpoint().latest = r.latestCheckpoint();
         }
       }
       TrainerMetrics m = metrics;
@@ -368,9 +352,9 @@ public final class Observability implements TrainingListener, AutoCloseable {
     guard("onError", () -> {
       synchronized (this) {
         finalPhase = FAILED;
-        phase = FAILED;
-        reason = Summaries.reason(error, exitCode);
-        message = Summaries.message(error);
+        report.phase = FAILED;
+        report.reason = Summaries.reason(error, exitCode);
+        report.message = Summaries.message(error);
       }
       writeSummary();
     });
@@ -381,7 +365,7 @@ public final class Observability implements TrainingListener, AutoCloseable {
   /** Answering the test split begins (phase Evaluating). */
   public void evaluationStarted(int prompts) {
     synchronized (this) {
-      phase = EVALUATING;
+      report.phase = EVALUATING;
     }
   }
 
@@ -389,8 +373,8 @@ public final class Observability implements TrainingListener, AutoCloseable {
   public void evaluationFinished(EvaluationStatus status) {
     guard("evaluationFinished", () -> {
       synchronized (this) {
-        evaluation = status;
-        phase = finalPhase == null ? phase : finalPhase;
+        report.evaluation = status;
+        report.phase = finalPhase == null ? report.phase : finalPhase;
       }
       TrainerMetrics m = metrics;
       if (m != null && status != null) {
@@ -404,8 +388,8 @@ public final class Observability implements TrainingListener, AutoCloseable {
   public void evaluationFailed(String problem) {
     guard("evaluationFailed", () -> {
       synchronized (this) {
-        message = (message == null ? "" : message + "; ") + "evaluation failed: " + problem;
-        phase = finalPhase == null ? phase : finalPhase;
+        report.message = (report.message == null ? "" : report.message + "; ") + "evaluation failed: " + problem;
+        report.phase = finalPhase == null ? report.phase : finalPhase;
       }
       writeSummary();
     });
@@ -422,11 +406,6 @@ public final class Observability implements TrainingListener, AutoCloseable {
     return outputDir;
   }
 
-  /** The test split as the trainer reported it at onStart. */
-  public List<Record> testRecords() {
-    return test;
-  }
-
   /** The bound HTTP port, 0 when no server runs. */
   public int port() {
     return server == null ? 0 : server.port();
@@ -438,24 +417,14 @@ public final class Observability implements TrainingListener, AutoCloseable {
     return m == null ? "" : m.scrape();
   }
 
-  public synchronized TrainerProgress progress() {
-    TrainerProgress p = new TrainerProgress();
-    p.phase = phase;
-    p.epoch = epoch;
-    p.epochs = epochs;
-    p.step = step;
-    p.steps = steps;
-    p.stepLoss = stepLoss;
-    p.learningRate = learningRate;
-    p.trainLoss = trainLoss;
-    p.validationLoss = validationLoss;
-    p.bestValidationLoss = bestValidationLoss;
-    p.bestEpoch = bestEpoch;
-    p.tokensPerSecond = tokensPerSecond;
-    p.etaSeconds = etaSeconds;
-    p.earlyStopped = earlyStopped;
-    p.history = new ArrayList<>(history);
-    p.checkpoint = checkpointStatus();
+  /** The report as {@code /progress} shows it: the run so far, without the summary's reason, message, evaluation, precision, device. */
+  public synchronized TrainerReport progress() {
+    TrainerReport p = copy(report);
+    p.reason = null;
+    p.message = null;
+    p.evaluation = null;
+    p.precision = null;
+    p.device = null;
     return p;
   }
 
@@ -463,42 +432,50 @@ public final class Observability implements TrainingListener, AutoCloseable {
     return FineTuneJobs.toJson(progress());
   }
 
-  /** The summary as it stands (before the end: phase Failed, reason Error, "the trainer stopped ..."). */
-  public synchronized TrainerSummary summary() {
-    TrainerSummary s = new TrainerSummary();
+  /**
+   * The report as the summary shows it: the end (before it: phase Failed, reason Error, "the trainer stopped
+   * ..."), the last finished epoch, and none of the per-step fields.
+   */
+  public synchronized TrainerReport summary() {
+    TrainerReport s = copy(report);
     s.phase = finalPhase == null ? FAILED : finalPhase;
-    s.reason = reason == null ? Summaries.ERROR : reason;
-    s.message = message == null ? "the trainer stopped before training finished, without reporting an error" : message;
-    EpochRecord last = history.isEmpty() ? null : history.get(history.size() - 1);
+    s.reason = s.reason == null ? Summaries.ERROR : s.reason;
+    s.message = s.message == null ? "the trainer stopped before training finished, without reporting an error" : s.message;
+    EpochRecord last = s.history.isEmpty() ? null : s.history.get(s.history.size() - 1);
     s.epoch = last == null || last.epoch == null ? 0 : last.epoch;
-    s.epochs = epochs;
-    s.trainLoss = trainLoss;
-    s.validationLoss = validationLoss;
-    s.bestValidationLoss = bestValidationLoss;
-    s.bestEpoch = bestEpoch;
-    s.earlyStopped = earlyStopped;
-    s.precision = precision;
-    s.device = device;
-    s.checkpoint = checkpointStatus();
-    s.evaluation = evaluation;
-    s.history = new ArrayList<>(history);
+    s.step = null;
+    s.steps = null;
+    s.stepLoss = null;
+    s.learningRate = null;
+    s.tokensPerSecond = null;
+    s.etaSeconds = null;
     return s;
   }
 
-  private CheckpointStatus checkpointStatus() {
-    if (latestCheckpoint == null && bestCheckpoint == null && restoredFrom == null) {
-      return null;
+  private static TrainerReport newReport() {
+    TrainerReport r = new TrainerReport();
+    r.phase = STARTING;
+    r.epoch = 0;
+    r.step = 0L;
+    r.earlyStopped = false;
+    return r;
+  }
+
+  /** The report's checkpoint part, made on first use (a report without checkpoints has none). */
+  private CheckpointStatus checkpoint() {
+    if (report.checkpoint == null) {
+      report.checkpoint = new CheckpointStatus();
     }
-    CheckpointStatus c = new CheckpointStatus();
-    c.latest = latestCheckpoint;
-    c.best = bestCheckpoint;
-    c.restoredFrom = restoredFrom;
-    return c;
+    return report.checkpoint;
+  }
+
+  private static TrainerReport copy(TrainerReport r) {
+    return FineTuneJobs.json().convertValue(r, TrainerReport.class);
   }
 
   /** Writes summary.json (when a run directory is known) and the termination log (when one is configured). */
   public void writeSummary() {
-    TrainerSummary s = summary();
+    TrainerReport s = summary();
     Path out = outputDir;
     if (out != null) {
       try {
@@ -524,8 +501,8 @@ public final class Observability implements TrainingListener, AutoCloseable {
     List<EpochRecord> h;
     int best;
     synchronized (this) {
-      h = new ArrayList<>(history);
-      best = bestEpoch == null ? 0 : bestEpoch;
+      h = new ArrayList<>(report.history);
+      best = report.bestEpoch == null ? 0 : report.bestEpoch;
     }
     String name = job != null && job.getMetadata() != null && job.getMetadata().getName() != null
         ? job.getMetadata().getName() : "training";
@@ -544,8 +521,8 @@ public final class Observability implements TrainingListener, AutoCloseable {
         return;
       }
       closed = true;
-      if (EVALUATING.equals(phase) && finalPhase != null) {
-        phase = finalPhase;
+      if (EVALUATING.equals(report.phase) && finalPhase != null) {
+        report.phase = finalPhase;
       }
     }
     writeSummary();

@@ -13,7 +13,7 @@ import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.Supplier;
 
 /**
- * The trainer's one HTTP port: {@code GET /metrics} (Prometheus text), {@code GET /progress} (TrainerProgress
+ * The trainer's one HTTP port: {@code GET /metrics} (Prometheus text), {@code GET /progress} (TrainerReport
  * JSON) and {@code GET /healthz} ({@code ok}). Two daemon threads serve it, never the training thread; other
  * paths answer 404, other methods 405.
  */

@@ -4,7 +4,7 @@ import dev.finetune.api.EpochRecord;
 import dev.finetune.api.FineTuneJobs;
 import dev.finetune.api.trainer.TrainerContract;
 import dev.finetune.api.trainer.TrainerContract.ExitCodes;
-import dev.finetune.api.trainer.TrainerSummary;
+import dev.finetune.api.trainer.TrainerReport;
 import dev.finetune.api.validation.InvalidJobException;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -67,7 +67,7 @@ public final class Summaries {
   }
 
   /** The whole summary as pretty JSON. */
-  public static String toJson(TrainerSummary summary) {
+  public static String toJson(TrainerReport summary) {
     try {
       return FineTuneJobs.json().writerWithDefaultPrettyPrinter().writeValueAsString(summary);
     } catch (IOException e) {
@@ -79,8 +79,11 @@ public final class Summaries {
    * The summary as compact JSON of at most {@code limit} UTF-8 bytes: the oldest history entries go first,
    * then the message is shortened, then evaluation and checkpoint are dropped; phase and reason always stay.
    */
-  public static String fit(TrainerSummary summary, int limit) {
-    TrainerSummary s = copy(summary);
+  public static String fit(TrainerReport summary, int limit) {
+    TrainerReport s = copy(summary);
+    // precision and device stay in summary.json only: the operator copies this message into .status.
+    s.precision = null;
+    s.device = null;
     String json = compact(s);
     if (bytes(json) <= limit) {
       return json;
@@ -116,7 +119,7 @@ public final class Summaries {
       json = compact(s);
     }
     if (bytes(json) > limit) {
-      TrainerSummary min = new TrainerSummary();
+      TrainerReport min = new TrainerReport();
       min.phase = s.phase;
       min.reason = s.reason;
       min.history = null;
@@ -143,26 +146,11 @@ public final class Summaries {
     return s.substring(0, i);
   }
 
-  private static TrainerSummary copy(TrainerSummary in) {
-    TrainerSummary s = new TrainerSummary();
-    s.phase = in.phase;
-    s.reason = in.reason;
-    s.message = in.message;
-    s.epoch = in.epoch;
-    s.epochs = in.epochs;
-    s.trainLoss = in.trainLoss;
-    s.validationLoss = in.validationLoss;
-    s.bestValidationLoss = in.bestValidationLoss;
-    s.bestEpoch = in.bestEpoch;
-    s.earlyStopped = in.earlyStopped;
-    // precision and device stay in summary.json only: the operator copies this message into .status.
-    s.checkpoint = in.checkpoint;
-    s.evaluation = in.evaluation;
-    s.history = in.history == null ? null : new ArrayList<>(in.history);
-    return s;
+  private static TrainerReport copy(TrainerReport in) {
+    return FineTuneJobs.json().convertValue(in, TrainerReport.class);
   }
 
-  private static String compact(TrainerSummary s) {
+  private static String compact(TrainerReport s) {
     return FineTuneJobs.toJson(s);
   }
 
@@ -170,7 +158,6 @@ public final class Summaries {
     return s.getBytes(StandardCharsets.UTF_8).length;
   }
 
-  /** Writes summary.json through a temporary file and a rename, so a reader never sees half of it. */
   /** The evaluation an earlier run's summary.json reports, or null (no file, no evaluation, unreadable). */
   public static dev.finetune.api.EvaluationStatus readEvaluation(Path outputDir) {
     Path file = outputDir.resolve(TrainerContract.SUMMARY_FILE);
@@ -186,7 +173,8 @@ public final class Summaries {
     }
   }
 
-  public static void writeSummaryFile(Path outputDir, TrainerSummary summary) throws IOException {
+  /** Writes summary.json through a temporary file and a rename, so a reader never sees half of it. */
+  public static void writeSummaryFile(Path outputDir, TrainerReport summary) throws IOException {
     writeAtomically(outputDir.resolve(TrainerContract.SUMMARY_FILE), toJson(summary) + "\n");
   }
 
@@ -194,7 +182,7 @@ public final class Summaries {
    * Writes the cut summary to the termination log. Not through a rename: in a Pod the path is a file the
    * kubelet bind-mounts, which cannot be replaced, only rewritten.
    */
-  public static void writeTerminationLog(Path terminationLog, TrainerSummary summary) throws IOException {
+  public static void writeTerminationLog(Path terminationLog, TrainerReport summary) throws IOException {
     Files.writeString(terminationLog, fit(summary, TrainerContract.TERMINATION_MESSAGE_LIMIT), StandardCharsets.UTF_8,
         StandardOpenOption.CREATE, StandardOpenOption.TRUNCATE_EXISTING, StandardOpenOption.WRITE);
   }

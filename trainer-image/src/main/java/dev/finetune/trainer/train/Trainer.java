@@ -56,6 +56,7 @@ public final class Trainer {
   private volatile String stopSignal = "SIGTERM";
   private boolean moreEpochs;
   private boolean evaluationStands;
+  private volatile List<Record> testSplit = List.of();
 
   public Trainer(FineTuneJob job, Path jobDir, Path outputDir, TrainingListener listener) {
     this.job = job;
@@ -85,15 +86,68 @@ public final class Trainer {
     return evaluationStands;
   }
 
+  /** The dataset's test split, for the evaluation after training; empty before {@link #run()} loaded the data. */
+  public List<Record> testSplit() {
+    return testSplit;
+  }
+
   public Result run() throws IOException {
     FineTuneJobSpec spec = job.getSpec();
-    TrainingSpec t = spec.training;
     checkRerun(spec);
     Files.createDirectories(outputDir);
     try (NDManager base = NDManager.newBaseManager();
         Model model = Model.fromSpec(spec.model, jobDir, outputDir, base)) {
-      return train(spec, t, base, model);
+      return train(spec, base, model);
     }
+  }
+
+  /** Resume, then for each epoch: train the epoch, end it (validate, best, early stop, checkpoint). */
+  private Result train(FineTuneJobSpec spec, NDManager base, Model model) throws IOException {
+    TrainingSpec t = spec.training;
+    model.net().setDropout(t.dropout);
+    PrecisionPolicy precision = PrecisionPolicy.resolve(t.precision);
+    model.net().setPrecision(precision);
+    System.out.println(precision.describe());
+    Data data = prepare(spec.dataset, model);
+    model.net().requireGradients();
+    try (AdamW optimizer = new AdamW(model.net().parameters(), base, t.beta1, t.beta2, t.epsilon, t.weightDecay)) {
+      optimizer.useFused(precision.nativeOps().orElse(null));
+      Run run = new Run(spec, base, model, optimizer, data, precision);
+      Optional<Result> done = run.resume();
+      for (int epoch = run.state.epochsCompleted; done.isEmpty() && epoch < t.epochs; epoch++) {
+        done = run.trainEpoch(epoch);
+        if (done.isEmpty()) {
+          done = run.endEpoch(epoch);
+        }
+      }
+      return done.isPresent() ? done.get() : run.finish(Outcome.COMPLETED, "completed " + t.epochs
+          + " epochs; best validation loss " + fmt(run.state.bestValidationLoss) + " at epoch " + run.state.bestEpoch);
+    }
+  }
+
+  /** The tokenized training and validation splits with the collator that batches them. */
+  private record Data(Collator collator, List<Collator.Example> train, List<Collator.Example> validation) {}
+
+  private Data prepare(DatasetSpec ds, Model model) throws IOException {
+    Datasets.Splits splits = Datasets.load(ds, jobDir, outputDir);
+    if (splits.train().isEmpty() || splits.validation().isEmpty()) {
+      throw new BadDataException("dataset " + splits.source() + " gives " + splits.train().size() + " training and "
+          + splits.validation().size() + " validation records; both splits need at least one record (more data, or"
+          + " larger spec.dataset.split fractions)");
+    }
+    testSplit = splits.test();
+    int maxLength = ds.maxLength;
+    int context = model.net().config().contextLength();
+    if (maxLength > context) {
+      System.out.println("spec.dataset.maxLength " + maxLength + " is above the model's context length; using " + context);
+      maxLength = context;
+    }
+    Collator collator = new Collator(model.tokenizer().endOfText(), maxLength, Boolean.TRUE.equals(ds.maskPrompt));
+    List<Collator.Example> train = tokenize(model.tokenizer(), ds, splits.train());
+    List<Collator.Example> validation = tokenize(model.tokenizer(), ds, splits.validation());
+    checkRecords(collator, splits.train(), train, ds, maxLength);
+    checkLength(model.tokenizer(), ds, splits, maxLength);
+    return new Data(collator, train, validation);
   }
 
   /** How many offending records a message names before it gives only the count. */
@@ -169,46 +223,57 @@ public final class Trainer {
         + (where.size() > NAMED ? " and " + (where.size() - NAMED) + " more" : "");
   }
 
-  private Result train(FineTuneJobSpec spec, TrainingSpec t, NDManager base, Model model) throws IOException {
-    Gpt2 net = model.net();
-    net.setDropout(t.dropout == null ? 0 : t.dropout);
-    PrecisionPolicy precision = PrecisionPolicy.resolve(t.precision);
-    net.setPrecision(precision);
-    System.out.println(precision.describe());
-    DatasetSpec ds = spec.dataset;
-    Datasets.Splits splits = Datasets.load(ds, jobDir, outputDir);
-    if (splits.train().isEmpty() || splits.validation().isEmpty()) {
-      throw new BadDataException("dataset " + splits.source() + " gives " + splits.train().size() + " training and "
-          + splits.validation().size() + " validation records; both splits need at least one record (more data, or"
-          + " larger spec.dataset.split fractions)");
-    }
-    int maxLength = ds.maxLength;
-    if (maxLength > net.config().contextLength()) {
-      System.out.println("spec.dataset.maxLength " + maxLength + " is above the model's context length; using "
-          + net.config().contextLength());
-      maxLength = net.config().contextLength();
-    }
-    Collator collator = new Collator(model.tokenizer().endOfText(), maxLength, Boolean.TRUE.equals(ds.maskPrompt));
-    List<Collator.Example> train = tokenize(model.tokenizer(), ds, splits.train());
-    List<Collator.Example> validation = tokenize(model.tokenizer(), ds, splits.validation());
-    checkRecords(collator, splits.train(), train, ds, maxLength);
-    checkLength(model.tokenizer(), ds, splits, maxLength);
+  /** One run's plan and moving parts: what the loop's steps share. */
+  private final class Run {
+    final FineTuneJobSpec spec;
+    final TrainingSpec t;
+    final NDManager base;
+    final Model model;
+    final Gpt2 net;
+    final AdamW optimizer;
+    final Data data;
+    final PrecisionPolicy precision;
+    final int batch;
+    final int accum;
+    /** As the reference's DataLoader: the training split drops its last partial batch (unless it is the only one). */
+    final int microPerEpoch;
+    final long stepsPerEpoch;
+    final long totalSteps;
+    final LrSchedule schedule;
+    final double minDelta;
+    final Checkpoints checkpoints;
+    TrainerState state = new TrainerState();
+    String latestName;
+    long runStart;
+    long runTokens;
+    long runSteps;
+    long epochStart;
 
-    int batch = t.batchSize;
-    int accum = t.gradientAccumulationSteps;
-    // As the reference's DataLoader: the training split drops its last partial batch (unless it is the only one).
-    int microPerEpoch = Math.max(1, train.size() / batch);
-    long stepsPerEpoch = (microPerEpoch + accum - 1) / accum;
-    long totalSteps = stepsPerEpoch * t.epochs;
-    LrSchedule schedule = LrSchedule.of(t, totalSteps);
-    double minDelta = spec.earlyStopping == null ? 0 : spec.earlyStopping.minDelta;
+    Run(FineTuneJobSpec spec, NDManager base, Model model, AdamW optimizer, Data data, PrecisionPolicy precision) {
+      this.precision = precision;
+      this.spec = spec;
+      this.t = spec.training;
+      this.base = base;
+      this.model = model;
+      this.net = model.net();
+      this.optimizer = optimizer;
+      this.data = data;
+      batch = t.batchSize;
+      accum = t.gradientAccumulationSteps;
+      microPerEpoch = Math.max(1, data.train().size() / batch);
+      stepsPerEpoch = (microPerEpoch + accum - 1) / accum;
+      totalSteps = stepsPerEpoch * t.epochs;
+      schedule = LrSchedule.of(t, totalSteps);
+      minDelta = spec.earlyStopping == null ? 0 : spec.earlyStopping.minDelta;
+      checkpoints = new Checkpoints(outputDir.resolve(TrainerContract.CHECKPOINTS_DIR));
+    }
 
-    net.requireGradients();
-    try (AdamW optimizer = new AdamW(net.parameters(), base, t.beta1, t.beta2, t.epsilon, t.weightDecay)) {
-      optimizer.useFused(precision.nativeOps().orElse(null));
-      Checkpoints checkpoints = new Checkpoints(outputDir.resolve(TrainerContract.CHECKPOINTS_DIR));
+    /**
+     * Continues from the newest complete checkpoint (weights, moments, state, history.jsonl as of then) and
+     * reports the start; a result when there is nothing left to train or a stop came first.
+     */
+    Optional<Result> resume() throws IOException {
       checkpoints.removeIncomplete();
-      TrainerState state = new TrainerState();
       String restoredFrom = null;
       Optional<Checkpoints.Saved> latest = checkpoints.latest();
       if (latest.isPresent()) {
@@ -224,117 +289,156 @@ public final class Trainer {
       }
       state.trainedWith = TrainedWith.of(spec);
       rewriteHistory(state.history);
-      listener.onStart(new TrainingListener.RunInfo(job, outputDir, t.epochs, stepsPerEpoch, totalSteps, train.size(),
-          validation.size(), splits.test(), net.parameterCount(), model, restoredFrom, state.epochsCompleted, state.step,
-          List.copyOf(state.history), precision.precision().toString(), precision.device()));
-      String latestName = latest.map(s -> outputDir.relativize(s.dir()).toString()).orElse(null);
-
+      listener.onStart(new TrainingListener.RunInfo(job, outputDir, t.epochs, stepsPerEpoch, totalSteps,
+          data.train().size(), data.validation().size(), testSplit, net.parameterCount(), model, restoredFrom,
+          state.epochsCompleted, state.step, List.copyOf(state.history), precision.precision().toString(),
+          precision.device()));
+      latestName = latest.map(s -> outputDir.relativize(s.dir()).toString()).orElse(null);
       if (state.earlyStopped || state.epochsCompleted >= t.epochs) {
-        return finish(state, t, state.earlyStopped ? Outcome.EARLY_STOPPED : Outcome.COMPLETED,
-            "already finished: " + state.epochsCompleted + " epochs in " + latestName, latestName);
+        return Optional.of(finish(state.earlyStopped ? Outcome.EARLY_STOPPED : Outcome.COMPLETED,
+            "already finished: " + state.epochsCompleted + " epochs in " + latestName));
       }
-
       if (stopRequested) {
-        return finish(state, t, Outcome.INTERRUPTED, "stopped by request (" + stopSignal + ") before training started", latestName);
+        return Optional.of(finish(Outcome.INTERRUPTED, "stopped by request (" + stopSignal + ") before training started"));
       }
-      long runStart = System.nanoTime();
-      long runTokens = 0;
-      long runSteps = 0;
-      for (int epoch = state.epochsCompleted; epoch < t.epochs; epoch++) {
-        long epochStart = System.nanoTime();
-        int[] order = order(train.size(), epoch, t);
-        for (int mb = state.batchInEpoch; mb < microPerEpoch; mb++) {
-          int groupStart = mb / accum * accum;
-          int groupSize = Math.min(accum, microPerEpoch - groupStart);
-          List<Collator.Example> items = new ArrayList<>();
-          for (int i = mb * batch; i < Math.min((mb + 1) * batch, train.size()); i++) {
-            items.add(train.get(order[i]));
-          }
-          Collator.Batch b = collator.collate(items);
-          double loss = trainMicroBatch(net, base, b, groupSize, t, state.step * accum + (mb - groupStart));
-          if (!Double.isFinite(loss)) {
-            throw new DivergedException("the training loss became " + loss + " in epoch " + (epoch + 1) + " at step "
-                + (state.step + 1) + "; lower spec.training.learningRate, add warmupSteps or set maxGradNorm");
-          }
-          state.epochLossSum += loss;
-          state.epochBatches++;
-          state.tokens += b.tokens();
-          runTokens += b.tokens();
-          state.batchInEpoch = mb + 1;
-          if (mb + 1 - groupStart < groupSize) {
-            continue;
-          }
-          double gradNorm = t.maxGradNorm == null ? Double.NaN : AdamW.clipGradNorm(net.parameters(), t.maxGradNorm);
-          double lr = schedule.at(state.step);
-          optimizer.step(net.parameters(), lr);
-          AdamW.zeroGradients(net.parameters());
-          state.step++;
-          runSteps++;
-          double elapsed = (System.nanoTime() - runStart) / 1e9;
-          listener.onStep(new TrainingListener.StepInfo(epoch + 1, state.step, totalSteps, loss, lr, state.tokens,
-              runTokens / Math.max(elapsed, 1e-9), elapsed / runSteps * (totalSteps - state.step), gradNorm));
-          boolean epochEnd = mb + 1 == microPerEpoch;
-          if (!epochEnd) {
-            boolean periodic = spec.checkpoints.everySteps > 0 && state.step % spec.checkpoints.everySteps == 0;
-            if (periodic || stopRequested) {
-              state.epochSeconds += (System.nanoTime() - epochStart) / 1e9;
-              epochStart = System.nanoTime();
-              latestName = checkpoint(checkpoints, Checkpoints.stepName(state.step), model, optimizer, state, spec);
-            }
-            if (stopRequested) {
-              return finish(state, t, Outcome.INTERRUPTED, "stopped by request (" + stopSignal + ") in epoch " + (epoch + 1)
-                  + " after step " + state.step + "; checkpoint " + latestName, latestName);
-            }
-          }
-        }
+      runStart = System.nanoTime();
+      return Optional.empty();
+    }
 
-        double trainLoss = state.epochLossSum / Math.max(1, state.epochBatches);
-        double validationLoss = evaluate(net, base, collator, validation, batch);
-        if (!Double.isFinite(validationLoss)) {
-          throw new DivergedException("the validation loss after epoch " + (epoch + 1) + " is " + validationLoss
-              + "; lower spec.training.learningRate or set maxGradNorm");
+    /** The epoch's micro-batches from where the state stands; a result when a stop request ends it early. */
+    Optional<Result> trainEpoch(int epoch) throws IOException {
+      epochStart = System.nanoTime();
+      int[] order = order(data.train().size(), epoch, t);
+      for (int mb = state.batchInEpoch; mb < microPerEpoch; mb++) {
+        int groupStart = mb / accum * accum;
+        int groupSize = Math.min(accum, microPerEpoch - groupStart);
+        double loss = microBatch(epoch, mb, order, groupSize, groupStart);
+        if (mb + 1 - groupStart < groupSize) {
+          continue;
         }
-        checkNotDiverging(validationLoss, epoch + 1, state.history, net.config().vocabSize());
-        EpochRecord rec = new EpochRecord(epoch + 1, trainLoss, validationLoss);
-        rec.step = state.step;
-        rec.learningRate = schedule.at(Math.max(0, state.step - 1));
-        rec.tokens = state.tokens;
-        rec.seconds = state.epochSeconds + (System.nanoTime() - epochStart) / 1e9;
-        state.history.add(rec);
-        appendHistory(rec);
-        boolean improved = validationLoss < state.bestValidationLoss - minDelta;
-        if (improved) {
-          state.bestValidationLoss = validationLoss;
-          state.bestEpoch = epoch + 1;
-          state.epochsWithoutImprovement = 0;
-          writeBest(model);
-        } else {
-          state.epochsWithoutImprovement++;
-        }
-        state.epochsCompleted = epoch + 1;
-        state.batchInEpoch = 0;
-        state.epochLossSum = 0;
-        state.epochBatches = 0;
-        state.epochSeconds = 0;
-        state.earlyStopped = spec.earlyStopping != null && state.epochsWithoutImprovement >= spec.earlyStopping.patience;
-        System.out.printf("epoch %d/%d done: train loss %.4f, validation loss %.4f%s (%.1f s)%n", epoch + 1, t.epochs,
-            trainLoss, validationLoss, improved ? ", best so far" : ", best " + fmt(state.bestValidationLoss)
-                + " at epoch " + state.bestEpoch, rec.seconds);
-        listener.onEpoch(new TrainingListener.EpochInfo(rec, state.bestValidationLoss, state.bestEpoch, improved,
-            state.epochsWithoutImprovement));
-        latestName = checkpoint(checkpoints, Checkpoints.epochName(epoch + 1), model, optimizer, state, spec);
-        if (state.earlyStopped) {
-          return finish(state, t, Outcome.EARLY_STOPPED, "early stopped after epoch " + (epoch + 1) + ": validation loss did"
-              + " not improve on " + fmt(state.bestValidationLoss) + " (epoch " + state.bestEpoch + ") by more than "
-              + minDelta + " for " + spec.earlyStopping.patience + " epoch(s)", latestName);
-        }
-        if (stopRequested && epoch + 1 < t.epochs) {
-          return finish(state, t, Outcome.INTERRUPTED, "stopped by request (" + stopSignal + ") after epoch " + (epoch + 1)
-              + "; checkpoint " + latestName, latestName);
+        optimizerStep(epoch, loss);
+        if (mb + 1 < microPerEpoch) {
+          Optional<Result> stopped = checkpointInEpoch(epoch);
+          if (stopped.isPresent()) {
+            return stopped;
+          }
         }
       }
-      return finish(state, t, Outcome.COMPLETED, "completed " + t.epochs + " epochs; best validation loss "
-          + fmt(state.bestValidationLoss) + " at epoch " + state.bestEpoch, latestName);
+      return Optional.empty();
+    }
+
+    /** Forward and backward of micro-batch {@code mb}; its loss counts towards the epoch's mean. */
+    private double microBatch(int epoch, int mb, int[] order, int groupSize, int groupStart) {
+      List<Collator.Example> items = new ArrayList<>();
+      for (int i = mb * batch; i < Math.min((mb + 1) * batch, data.train().size()); i++) {
+        items.add(data.train().get(order[i]));
+      }
+      Collator.Batch b = data.collator().collate(items);
+      double loss = trainMicroBatch(net, base, b, groupSize, t, state.step * accum + (mb - groupStart));
+      if (!Double.isFinite(loss)) {
+        throw new DivergedException("the training loss became " + loss + " in epoch " + (epoch + 1) + " at step "
+            + (state.step + 1) + "; lower spec.training.learningRate, add warmupSteps or set maxGradNorm");
+      }
+      state.epochLossSum += loss;
+      state.epochBatches++;
+      state.tokens += b.tokens();
+      runTokens += b.tokens();
+      state.batchInEpoch = mb + 1;
+      return loss;
+    }
+
+    /** Clipping, the scheduled AdamW step and the step's report, once a group's gradients are summed. */
+    private void optimizerStep(int epoch, double loss) {
+      double gradNorm = t.maxGradNorm == null ? Double.NaN : AdamW.clipGradNorm(net.parameters(), t.maxGradNorm);
+      double lr = schedule.at(state.step);
+      optimizer.step(net.parameters(), lr);
+      AdamW.zeroGradients(net.parameters());
+      state.step++;
+      runSteps++;
+      double elapsed = (System.nanoTime() - runStart) / 1e9;
+      listener.onStep(new TrainingListener.StepInfo(epoch + 1, state.step, totalSteps, loss, lr, state.tokens,
+          runTokens / Math.max(elapsed, 1e-9), elapsed / runSteps * (totalSteps - state.step), gradNorm));
+    }
+
+    /** Inside an epoch: the periodic checkpoint (spec.checkpoints.everySteps), and the one a stop request asks for. */
+    private Optional<Result> checkpointInEpoch(int epoch) throws IOException {
+      boolean periodic = spec.checkpoints.everySteps > 0 && state.step % spec.checkpoints.everySteps == 0;
+      if (periodic || stopRequested) {
+        state.epochSeconds += (System.nanoTime() - epochStart) / 1e9;
+        epochStart = System.nanoTime();
+        checkpoint(Checkpoints.stepName(state.step));
+      }
+      if (stopRequested) {
+        return Optional.of(finish(Outcome.INTERRUPTED, "stopped by request (" + stopSignal + ") in epoch " + (epoch + 1)
+            + " after step " + state.step + "; checkpoint " + latestName));
+      }
+      return Optional.empty();
+    }
+
+    /**
+     * Validates, records the epoch (history.jsonl, best/), checkpoints it; a result when training stops here
+     * (early stopping, or a stop request before the last epoch).
+     */
+    Optional<Result> endEpoch(int epoch) throws IOException {
+      EpochRecord rec = validate(epoch);
+      boolean improved = rec.validationLoss < state.bestValidationLoss - minDelta;
+      if (improved) {
+        state.bestValidationLoss = rec.validationLoss;
+        state.bestEpoch = epoch + 1;
+        state.epochsWithoutImprovement = 0;
+        writeBest(model);
+      } else {
+        state.epochsWithoutImprovement++;
+      }
+      state.epochsCompleted = epoch + 1;
+      state.batchInEpoch = 0;
+      state.epochLossSum = 0;
+      state.epochBatches = 0;
+      state.epochSeconds = 0;
+      state.earlyStopped = spec.earlyStopping != null && state.epochsWithoutImprovement >= spec.earlyStopping.patience;
+      System.out.printf("epoch %d/%d done: train loss %.4f, validation loss %.4f%s (%.1f s)%n", epoch + 1, t.epochs,
+          rec.trainLoss, rec.validationLoss, improved ? ", best so far" : ", best " + fmt(state.bestValidationLoss)
+              + " at epoch " + state.bestEpoch, rec.seconds);
+      listener.onEpoch(new TrainingListener.EpochInfo(rec, state.bestValidationLoss, state.bestEpoch, improved,
+          state.epochsWithoutImprovement));
+      checkpoint(Checkpoints.epochName(epoch + 1));
+      if (state.earlyStopped) {
+        return Optional.of(finish(Outcome.EARLY_STOPPED, "early stopped after epoch " + (epoch + 1) + ": validation loss"
+            + " did not improve on " + fmt(state.bestValidationLoss) + " (epoch " + state.bestEpoch + ") by more than "
+            + minDelta + " for " + spec.earlyStopping.patience + " epoch(s)"));
+      }
+      if (stopRequested && epoch + 1 < t.epochs) {
+        return Optional.of(finish(Outcome.INTERRUPTED, "stopped by request (" + stopSignal + ") after epoch " + (epoch + 1)
+            + "; checkpoint " + latestName));
+      }
+      return Optional.empty();
+    }
+
+    /** The epoch's record: mean training loss, validation loss, and where the run stands; appended to history. */
+    private EpochRecord validate(int epoch) throws IOException {
+      double trainLoss = state.epochLossSum / Math.max(1, state.epochBatches);
+      double validationLoss = evaluate(net, base, data.collator(), data.validation(), batch);
+      if (!Double.isFinite(validationLoss)) {
+        throw new DivergedException("the validation loss after epoch " + (epoch + 1) + " is " + validationLoss
+            + "; lower spec.training.learningRate or set maxGradNorm");
+      }
+      checkNotDiverging(validationLoss, epoch + 1, state.history, net.config().vocabSize());
+      EpochRecord rec = new EpochRecord(epoch + 1, trainLoss, validationLoss);
+      rec.step = state.step;
+      rec.learningRate = schedule.at(Math.max(0, state.step - 1));
+      rec.tokens = state.tokens;
+      rec.seconds = state.epochSeconds + (System.nanoTime() - epochStart) / 1e9;
+      state.history.add(rec);
+      appendHistory(rec);
+      return rec;
+    }
+
+    private void checkpoint(String name) throws IOException {
+      latestName = Trainer.this.checkpoint(checkpoints, name, model, optimizer, state, spec);
+    }
+
+    Result finish(Outcome outcome, String message) {
+      return Trainer.this.finish(state, t, outcome, message, latestName);
     }
   }
 

@@ -8,8 +8,7 @@ import dev.finetune.api.FineTuneJobStatus;
 import dev.finetune.api.FineTuneJobs;
 import dev.finetune.api.trainer.TrainerContract;
 import dev.finetune.api.trainer.TrainerContract.ExitCodes;
-import dev.finetune.api.trainer.TrainerProgress;
-import dev.finetune.api.trainer.TrainerSummary;
+import dev.finetune.api.trainer.TrainerReport;
 import java.io.IOException;
 import java.net.InetAddress;
 import java.net.ServerSocket;
@@ -107,13 +106,13 @@ class MainWiringTest {
     assertThat(run.exit()).as(run.output()).isEqualTo(ExitCodes.SUCCEEDED);
     assertThat(run.progress()).as("/progress answered while the trainer ran").isNotEmpty();
     for (String body : run.progress()) {
-      TrainerProgress p = FineTuneJobs.json().readValue(body, TrainerProgress.class);
+      TrainerReport p = FineTuneJobs.json().readValue(body, TrainerReport.class);
       assertThat(p.phase).isIn(Observability.STARTING, Observability.TRAINING, Observability.EVALUATING,
           Observability.SUCCEEDED);
     }
 
-    TrainerSummary s = FineTuneJobs.json().readValue(out.resolve(TrainerContract.SUMMARY_FILE).toFile(),
-        TrainerSummary.class);
+    TrainerReport s = FineTuneJobs.json().readValue(out.resolve(TrainerContract.SUMMARY_FILE).toFile(),
+        TrainerReport.class);
     assertThat(s.phase).isEqualTo("Succeeded");
     assertThat(s.reason).isEqualTo("Completed");
     assertThat(s.history).hasSize(2);
@@ -151,7 +150,7 @@ class MainWiringTest {
       while (!training && p.isAlive() && System.nanoTime() < deadline) {
         try {
           training = FineTuneJobs.json().readValue(Http.get("http://127.0.0.1:" + port + TrainerContract.PROGRESS_PATH)
-              .body(), TrainerProgress.class).step != null;
+              .body(), TrainerReport.class).step != null;
         } catch (IOException e) {
           // not listening yet
         }
@@ -166,7 +165,7 @@ class MainWiringTest {
     String output = Files.readString(log);
     assertThat(p.exitValue()).as(output).isEqualTo(ExitCodes.INTERRUPTED);
     assertThat(output).contains("SIGINT: stopping at the next step boundary").doesNotContain("SIGTERM");
-    TrainerSummary s = FineTuneJobs.json().readValue(out.resolve(TrainerContract.SUMMARY_FILE).toFile(), TrainerSummary.class);
+    TrainerReport s = FineTuneJobs.json().readValue(out.resolve(TrainerContract.SUMMARY_FILE).toFile(), TrainerReport.class);
     assertThat(s.reason).isEqualTo("Interrupted");
     assertThat(s.message).contains("stopped by request (SIGINT)");
   }
@@ -178,7 +177,7 @@ class MainWiringTest {
     Path log = dir.resolve("termination-log");
     Run run = trainer(job, dir.resolve("out"), log);
     assertThat(run.exit()).as(run.output()).isEqualTo(ExitCodes.BAD_JOB);
-    TrainerSummary s = FineTuneJobs.json().readValue(log.toFile(), TrainerSummary.class);
+    TrainerReport s = FineTuneJobs.json().readValue(log.toFile(), TrainerReport.class);
     assertThat(s.phase).isEqualTo("Failed");
     assertThat(s.reason).isEqualTo("InvalidSpec");
     assertThat(s.message).contains("spec.training.epochs");
@@ -193,7 +192,7 @@ class MainWiringTest {
     Run run = trainer(job, out, log);
     assertThat(run.exit()).as(run.output()).isEqualTo(ExitCodes.BAD_JOB);
     for (Path p : List.of(log, out.resolve(TrainerContract.SUMMARY_FILE))) {
-      TrainerSummary s = FineTuneJobs.json().readValue(p.toFile(), TrainerSummary.class);
+      TrainerReport s = FineTuneJobs.json().readValue(p.toFile(), TrainerReport.class);
       assertThat(s.phase).as(p.toString()).isEqualTo("Failed");
       assertThat(s.reason).as(p.toString()).isEqualTo("InvalidData");
       assertThat(s.message).contains("no-such-file.jsonl");

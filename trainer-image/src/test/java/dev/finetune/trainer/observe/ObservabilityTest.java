@@ -12,8 +12,7 @@ import dev.finetune.api.FineTuneJobs;
 import dev.finetune.api.trainer.MetricNames;
 import dev.finetune.api.trainer.TrainerContract;
 import dev.finetune.api.trainer.TrainerContract.ExitCodes;
-import dev.finetune.api.trainer.TrainerProgress;
-import dev.finetune.api.trainer.TrainerSummary;
+import dev.finetune.api.trainer.TrainerReport;
 import dev.finetune.api.validation.InvalidJobException;
 import dev.finetune.api.validation.Problem;
 import dev.finetune.trainer.BadJobException;
@@ -205,14 +204,14 @@ class ObservabilityTest {
     ObjectMapper strict = FineTuneJobs.json();
     try (Observability obs = Observability.onLoopback(null)) {
       String url = "http://127.0.0.1:" + obs.port() + TrainerContract.PROGRESS_PATH;
-      TrainerProgress starting = strict.readValue(Http.get(url).body(), TrainerProgress.class);
+      TrainerReport starting = strict.readValue(Http.get(url).body(), TrainerReport.class);
       assertThat(starting.phase).isEqualTo(Observability.STARTING);
 
       obs.onStart(new RunInfo(job, out, 3, 4, 12, 30, 5, List.of(), 1000, null, "checkpoints/step-00000002", 0, 2,
           List.of()));
       obs.onStep(new StepInfo(1, 3, 12, 2.5, 1e-3, 3000, 1500, 90, 0.7));
       String body = Http.get(url).body();
-      TrainerProgress p = strict.readValue(body, TrainerProgress.class);
+      TrainerReport p = strict.readValue(body, TrainerReport.class);
       assertThat(p.phase).isEqualTo(Observability.TRAINING);
       assertThat(p.epoch).isEqualTo(1);
       assertThat(p.epochs).isEqualTo(3);
@@ -225,13 +224,13 @@ class ObservabilityTest {
       assertThat(p.trainLoss).isNull();
       assertThat(p.history).isEmpty();
       assertThat(p.checkpoint.restoredFrom).isEqualTo("checkpoints/step-00000002");
-      assertOnlyKnownFields(body, TrainerProgress.class);
+      assertOnlyKnownFields(body, TrainerReport.class);
 
       EpochRecord e1 = record(1, 2.4, 2.2, 4);
       obs.onEpoch(new EpochInfo(e1, 2.2, 1, true, 0));
       obs.onCheckpoint(new CheckpointInfo(out.resolve("checkpoints/epoch-0001"), "checkpoints/epoch-0001", 0.1, "best"));
       body = Http.get(url).body();
-      p = strict.readValue(body, TrainerProgress.class);
+      p = strict.readValue(body, TrainerReport.class);
       assertThat(p.trainLoss).isEqualTo(2.4);
       assertThat(p.validationLoss).isEqualTo(2.2);
       assertThat(p.bestValidationLoss).isEqualTo(2.2);
@@ -243,10 +242,10 @@ class ObservabilityTest {
       assertThat(p.history.get(0).step).isEqualTo(4L);
       assertThat(p.checkpoint.latest).isEqualTo("checkpoints/epoch-0001");
       assertThat(p.checkpoint.best).isEqualTo("best");
-      assertOnlyKnownFields(body, TrainerProgress.class);
+      assertOnlyKnownFields(body, TrainerReport.class);
 
       obs.evaluationStarted(10);
-      assertThat(strict.readValue(Http.get(url).body(), TrainerProgress.class).phase).isEqualTo(Observability.EVALUATING);
+      assertThat(strict.readValue(Http.get(url).body(), TrainerReport.class).phase).isEqualTo(Observability.EVALUATING);
     }
   }
 
@@ -275,8 +274,8 @@ class ObservabilityTest {
       obs.evaluationStarted(11);
       obs.evaluationFinished(ev);
     }
-    TrainerSummary s = FineTuneJobs.json().readValue(out.resolve(TrainerContract.SUMMARY_FILE).toFile(),
-        TrainerSummary.class);
+    TrainerReport s = FineTuneJobs.json().readValue(out.resolve(TrainerContract.SUMMARY_FILE).toFile(),
+        TrainerReport.class);
     assertThat(s.phase).isEqualTo("Succeeded");
     assertThat(s.reason).isEqualTo("EarlyStopped");
     assertThat(s.earlyStopped).isTrue();
@@ -302,7 +301,7 @@ class ObservabilityTest {
     assertThat(status.evaluation.scored).isEqualTo(9);
     assertThat(status.checkpoint.latest).isEqualTo("checkpoints/epoch-0004");
     assertThat(status.history).hasSize(history.size());
-    assertOnlyKnownFields(message, TrainerSummary.class);
+    assertOnlyKnownFields(message, TrainerReport.class);
   }
 
   @Test
@@ -321,9 +320,9 @@ class ObservabilityTest {
     byte[] bytes = Files.readAllBytes(log);
     assertThat(bytes.length).isLessThanOrEqualTo(TrainerContract.TERMINATION_MESSAGE_LIMIT);
     assertThat(bytes.length).as("it uses the room it has").isGreaterThan(TrainerContract.TERMINATION_MESSAGE_LIMIT - 400);
-    TrainerSummary cut = FineTuneJobs.json().readValue(bytes, TrainerSummary.class);
-    TrainerSummary full = FineTuneJobs.json().readValue(out.resolve(TrainerContract.SUMMARY_FILE).toFile(),
-        TrainerSummary.class);
+    TrainerReport cut = FineTuneJobs.json().readValue(bytes, TrainerReport.class);
+    TrainerReport full = FineTuneJobs.json().readValue(out.resolve(TrainerContract.SUMMARY_FILE).toFile(),
+        TrainerReport.class);
     assertThat(full.history).hasSize(epochs);
     assertThat(cut.history).isNotEmpty().hasSizeLessThan(epochs);
     // The newest entries are kept, in order, ending with the last epoch.
@@ -338,14 +337,14 @@ class ObservabilityTest {
     FineTuneJobs.json().readValue(bytes, FineTuneJobStatus.class);
 
     // A message far over the limit is shortened, the phase and reason stay.
-    TrainerSummary huge = new TrainerSummary();
+    TrainerReport huge = new TrainerReport();
     huge.phase = "Failed";
     huge.reason = "InvalidData";
     huge.message = "ü".repeat(10_000);
     huge.history = full.history;
     String fitted = Summaries.fit(huge, TrainerContract.TERMINATION_MESSAGE_LIMIT);
     assertThat(fitted.getBytes(StandardCharsets.UTF_8).length).isLessThanOrEqualTo(TrainerContract.TERMINATION_MESSAGE_LIMIT);
-    TrainerSummary back = FineTuneJobs.json().readValue(fitted, TrainerSummary.class);
+    TrainerReport back = FineTuneJobs.json().readValue(fitted, TrainerReport.class);
     assertThat(back.reason).isEqualTo("InvalidData");
     assertThat(back.message).startsWith("üüü").endsWith("...(cut)");
     assertThat(back.message.length()).as("the message keeps what room allows").isGreaterThan(1000);
@@ -359,7 +358,7 @@ class ObservabilityTest {
       obs.onError(new InvalidJobException(List.of(new Problem("spec.training.epochs", "must be at least 1"))),
           ExitCodes.BAD_JOB);
     }
-    TrainerSummary s = FineTuneJobs.json().readValue(log.toFile(), TrainerSummary.class);
+    TrainerReport s = FineTuneJobs.json().readValue(log.toFile(), TrainerReport.class);
     assertThat(s.phase).isEqualTo("Failed");
     assertThat(s.reason).isEqualTo("InvalidSpec");
     assertThat(s.message).contains("spec.training.epochs");
@@ -370,9 +369,9 @@ class ObservabilityTest {
       obs.bind(job(2), out);
       obs.onError(new BadJobException("dataset file /data/x.json does not exist"), ExitCodes.BAD_JOB);
     }
-    for (TrainerSummary t : new TrainerSummary[] {
-        FineTuneJobs.json().readValue(log.toFile(), TrainerSummary.class),
-        FineTuneJobs.json().readValue(out.resolve(TrainerContract.SUMMARY_FILE).toFile(), TrainerSummary.class)}) {
+    for (TrainerReport t : new TrainerReport[] {
+        FineTuneJobs.json().readValue(log.toFile(), TrainerReport.class),
+        FineTuneJobs.json().readValue(out.resolve(TrainerContract.SUMMARY_FILE).toFile(), TrainerReport.class)}) {
       assertThat(t.reason).isEqualTo("InvalidData");
       assertThat(t.phase).isEqualTo("Failed");
     }
@@ -385,7 +384,7 @@ class ObservabilityTest {
       obs.onEpoch(new EpochInfo(record(1, 2.0, 1.9, 2), 1.9, 1, true, 0));
       obs.onError(new DivergedException("the training loss became NaN"), ExitCodes.DIVERGED);
     }
-    s = FineTuneJobs.json().readValue(log.toFile(), TrainerSummary.class);
+    s = FineTuneJobs.json().readValue(log.toFile(), TrainerReport.class);
     assertThat(s.reason).isEqualTo("Diverged");
     assertThat(s.history).hasSize(1);
     assertThat(s.bestEpoch).isEqualTo(1);
@@ -399,7 +398,7 @@ class ObservabilityTest {
     }
     String text = Files.readString(log);
     assertThat(text).doesNotContain("Infinity").doesNotContain("NaN");
-    s = FineTuneJobs.json().readValue(text, TrainerSummary.class);
+    s = FineTuneJobs.json().readValue(text, TrainerReport.class);
     assertThat(s.reason).isEqualTo("Interrupted");
     assertThat(s.phase).isEqualTo("Failed");
     assertThat(s.bestValidationLoss).isNull();
@@ -409,7 +408,7 @@ class ObservabilityTest {
     try (Observability obs = Observability.on(null, log)) {
       obs.bind(job(2), out);
     }
-    s = FineTuneJobs.json().readValue(log.toFile(), TrainerSummary.class);
+    s = FineTuneJobs.json().readValue(log.toFile(), TrainerReport.class);
     assertThat(s.phase).isEqualTo("Failed");
     assertThat(s.reason).isEqualTo("Error");
   }
@@ -449,8 +448,8 @@ class ObservabilityTest {
     List<EpochRecord> before = List.of(record(1, 2.0, 1.8, 3), record(2, 1.5, 1.9, 6));
     try (Observability obs = Observability.onLoopback(null)) {
       obs.onStart(new RunInfo(job, out, 4, 3, 12, 30, 5, List.of(), 1000, null, "checkpoints/epoch-0002", 2, 6, before));
-      TrainerProgress p = FineTuneJobs.json().readValue(
-          Http.get("http://127.0.0.1:" + obs.port() + TrainerContract.PROGRESS_PATH).body(), TrainerProgress.class);
+      TrainerReport p = FineTuneJobs.json().readValue(
+          Http.get("http://127.0.0.1:" + obs.port() + TrainerContract.PROGRESS_PATH).body(), TrainerReport.class);
       assertThat(p.epoch).isEqualTo(3);
       assertThat(p.step).isEqualTo(6);
       assertThat(p.history).hasSize(2);

@@ -9,10 +9,10 @@ import dev.finetune.api.FineTuneJob;
 import dev.finetune.api.FineTuneJobStatus;
 import dev.finetune.api.FineTuneJobs;
 import dev.finetune.api.testing.LocalPrometheus;
+import dev.finetune.api.testing.TinyJob;
 import dev.finetune.api.trainer.MetricNames;
 import dev.finetune.api.trainer.TrainerContract;
-import dev.finetune.api.trainer.TrainerProgress;
-import dev.finetune.api.trainer.TrainerSummary;
+import dev.finetune.api.trainer.TrainerReport;
 import dev.finetune.trainer.train.Trainer;
 import dev.finetune.trainer.train.TrainingListener;
 import dev.finetune.trainer.eval.Evaluation;
@@ -41,41 +41,6 @@ class PrometheusScrapeTest {
   static final String NAME = "prom-scrape";
   static final String NAMESPACE = "ml-team";
   static final int EPOCHS = 4;
-  static final String JOB = """
-      apiVersion: finetune.dev/v1alpha1
-      kind: FineTuneJob
-      metadata:
-        name: %s
-        namespace: %s
-      spec:
-        model:
-          scratch:
-            layers: 1
-            embeddingDim: 32
-            heads: 2
-            contextLength: 96
-            seed: 5
-        dataset:
-          synthetic:
-            size: 120
-            seed: 3
-          promptStyle: phi3
-          maskPrompt: true
-          maxLength: 96
-        training:
-          epochs: %d
-          batchSize: 8
-          learningRate: 0.003
-          warmupSteps: 3
-          schedule: cosine
-          maxGradNorm: 1.0
-          seed: 11
-        checkpoints:
-          keep: 2
-        evaluation:
-          maxNewTokens: 8
-      """;
-
   @TempDir
   Path dir;
   LocalPrometheus prometheus;
@@ -141,7 +106,11 @@ class PrometheusScrapeTest {
   @Test
   void prometheusScrapesOneValuePerEpochMatchingHistory() throws Exception {
     Path jobFile = dir.resolve("job.yaml");
-    Files.writeString(jobFile, JOB.formatted(NAME, NAMESPACE, EPOCHS));
+    FineTuneJob tiny = TinyJob.job(NAME, NAMESPACE, EPOCHS);
+    tiny.getSpec().training.gradientAccumulationSteps = 1;
+    tiny.getSpec().checkpoints.keep = 2;
+    tiny.getSpec().evaluation.maxNewTokens = 8;
+    Files.writeString(jobFile, FineTuneJobs.toYaml(tiny));
     FineTuneJob job = FineTuneJobs.readValid(jobFile);
     Path out = dir.resolve("run");
     Path terminationLog = dir.resolve("termination-log");
@@ -151,7 +120,7 @@ class PrometheusScrapeTest {
       prometheus = LocalPrometheus.scraping("127.0.0.1:" + obs.port());
       awaitFirstScrape();
       String progressUrl = "http://127.0.0.1:" + obs.port() + TrainerContract.PROGRESS_PATH;
-      List<TrainerProgress> seen = new ArrayList<>();
+      List<TrainerReport> seen = new ArrayList<>();
       TrainingListener waitForScrape = new TrainingListener() {
         @Override
         public void onEpoch(EpochInfo e) {
@@ -163,7 +132,7 @@ class PrometheusScrapeTest {
               }
               Thread.sleep(100);
             }
-            seen.add(FineTuneJobs.json().readValue(Http.get(progressUrl).body(), TrainerProgress.class));
+            seen.add(FineTuneJobs.json().readValue(Http.get(progressUrl).body(), TrainerReport.class));
           } catch (IOException ex) {
             throw new AssertionError(ex);
           } catch (InterruptedException ex) {
@@ -171,9 +140,10 @@ class PrometheusScrapeTest {
           }
         }
       };
-      TrainingListener.Result result = new Trainer(job, dir, out, TrainingListener.all(List.of(obs, waitForScrape))).run();
+      Trainer trainer = new Trainer(job, dir, out, TrainingListener.all(List.of(obs, waitForScrape)));
+      TrainingListener.Result result = trainer.run();
       assertThat(result.outcome()).isEqualTo(TrainingListener.Outcome.COMPLETED);
-      Evaluation.afterTraining(result, obs);
+      Evaluation.afterTraining(result, trainer.testSplit(), obs);
 
       List<EpochRecord> history = new ArrayList<>();
       for (String line : Files.readAllLines(out.resolve(TrainerContract.HISTORY_FILE))) {
@@ -204,7 +174,7 @@ class PrometheusScrapeTest {
       // /progress as the operator polled it after each epoch.
       assertThat(seen).hasSize(EPOCHS);
       for (int i = 0; i < EPOCHS; i++) {
-        TrainerProgress p = seen.get(i);
+        TrainerReport p = seen.get(i);
         assertThat(p.phase).isEqualTo(Observability.TRAINING);
         assertThat(p.epoch).isEqualTo(i + 1);
         assertThat(p.epochs).isEqualTo(EPOCHS);
@@ -217,8 +187,8 @@ class PrometheusScrapeTest {
     }
 
     // Files at the end.
-    TrainerSummary summary = FineTuneJobs.json().readValue(out.resolve(TrainerContract.SUMMARY_FILE).toFile(),
-        TrainerSummary.class);
+    TrainerReport summary = FineTuneJobs.json().readValue(out.resolve(TrainerContract.SUMMARY_FILE).toFile(),
+        TrainerReport.class);
     assertThat(summary.phase).isEqualTo("Succeeded");
     assertThat(summary.reason).isEqualTo("Completed");
     assertThat(summary.history).hasSize(EPOCHS);

@@ -9,23 +9,34 @@ import java.util.ArrayList;
 import java.util.List;
 
 /**
- * What the trainer leaves behind at exit: {@code summary.json}, and the same document cut to 4 KiB in the
- * termination log, which the operator reads when the Pod is gone.
+ * What the trainer reports about its run, in one shape wherever it goes: {@code /progress} while it runs
+ * (polled by the operator), and at the end {@code summary.json} and the same document cut to 4 KiB in the
+ * termination log, which the operator reads when the Pod is gone. The summary is the progress plus the end
+ * (reason, message, evaluation) without the per-step fields, which only mean something while training runs.
  */
 @JsonInclude(JsonInclude.Include.NON_NULL)
 @JsonIgnoreProperties(ignoreUnknown = true)
-public class TrainerSummary {
-  /** Succeeded or Failed. */
+public class TrainerReport {
+  /** Starting, Training, Evaluating, Succeeded, Failed; a summary is Succeeded or Failed. */
   public String phase;
-  /** Completed, EarlyStopped, InvalidSpec, InvalidData, Diverged, Interrupted, Error. */
+  /** The summary's: Completed, EarlyStopped, InvalidSpec, InvalidData, Diverged, Interrupted, Error. */
   public String reason;
   public String message;
+  /** While running the epoch in progress (or the last finished), 1-based; in a summary the last finished; 0 before the first. */
   public Integer epoch;
   public Integer epochs;
+  /** While running: optimiser steps done in all, and planned in all. */
+  public Long step;
+  public Long steps;
+  public Double stepLoss;
+  public Double learningRate;
+  /** Of the last finished epoch. */
   public Double trainLoss;
   public Double validationLoss;
   public Double bestValidationLoss;
   public Integer bestEpoch;
+  public Double tokensPerSecond;
+  public Double etaSeconds;
   public Boolean earlyStopped;
   /** The precision training ran in (fp32, tf32 or bf16; what spec.training.precision auto resolved to). */
   public String precision;
