@@ -78,7 +78,7 @@ class RealApiServerTest {
         "-p", "{\"status\":{\"phase\":\"Pending\",\"jobName\":\"immutable-train\"}}");
     assertThat(status.exitCode()).as(status.output()).isZero();
     for (String change : List.of("{\"spec\":{\"training\":{\"epochs\":6}}}", "{\"spec\":{\"image\":\"trainer:2\"}}",
-        "{\"spec\":{\"earlyStopping\":{\"patience\":3}}}",
+        "{\"spec\":{\"earlyStopping\":{\"patience\":7}}}",
         "{\"spec\":{\"priorityClassName\":\"high\"}}", "{\"spec\":{\"resources\":null}}")) {
       Result refused = server.kubectl("patch", "ftj", "immutable", "--type", "merge", "-p", change);
       assertThat(refused.exitCode()).as(change + ": " + refused.output()).isNotZero();
