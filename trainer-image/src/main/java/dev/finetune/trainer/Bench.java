@@ -40,55 +40,62 @@ public final class Bench {
   public static void main(String[] args) throws Exception {
     Main.defaultOffline();
     Map<String, Integer> o = new LinkedHashMap<>();
-    o.put("vocab", 50257);
-    o.put("n-embd", 256);
-    o.put("n-layer", 4);
-    o.put("n-head", 4);
-    o.put("seq", 128);
-    o.put("batch", 8);
-    o.put("steps", 6);
-    o.put("warmup", 2);
-    o.put("threads", 0);
-    o.put("generate", 0);
     Map<String, String> text = new LinkedHashMap<>();
+    parseOptions(args, o, text);
+    int threads = o.get("threads") > 0 ? o.get("threads") : Runtime.getRuntime().availableProcessors();
+    if (text.get("random-model") != null) {
+      writeRandomModel(Path.of(text.get("random-model")), Path.of(text.get("tokenizer")), o.get("n-embd"),
+          o.get("n-layer"), o.get("n-head"), o.get("seq"));
+      return;
+    }
+    if (o.get("generate") > 0) {
+      generation(Path.of(text.get("tokenizer")), o.get("n-embd"), o.get("n-layer"), o.get("n-head"), o.get("seq"),
+          o.get("generate"), threads);
+      return;
+    }
+    training(o, TrainingSpec.Precision.valueOf(text.get("precision").toUpperCase(Locale.ROOT)), threads);
+  }
+
+  /** Fills {@code numbers} and {@code text} with their defaults, then with {@code --name value} pairs; exits 3 on a bad one. */
+  static void parseOptions(String[] args, Map<String, Integer> numbers, Map<String, String> text) {
+    numbers.put("vocab", 50257);
+    numbers.put("n-embd", 256);
+    numbers.put("n-layer", 4);
+    numbers.put("n-head", 4);
+    numbers.put("seq", 128);
+    numbers.put("batch", 8);
+    numbers.put("steps", 6);
+    numbers.put("warmup", 2);
+    numbers.put("threads", 0);
+    numbers.put("generate", 0);
     text.put("precision", "fp32");
     text.put("random-model", null);
     text.put("tokenizer", null);
     for (int i = 0; i < args.length; i += 2) {
       String k = args[i].replaceFirst("^--", "");
-      if (!(o.containsKey(k) || text.containsKey(k)) || i + 1 >= args.length) {
-        System.err.println("usage: Bench " + o.keySet().stream().map(s -> "[--" + s + " N]").reduce("", (a, b) -> a + " " + b)
+      if (!(numbers.containsKey(k) || text.containsKey(k)) || i + 1 >= args.length) {
+        System.err.println("usage: Bench " + numbers.keySet().stream().map(s -> "[--" + s + " N]").reduce("", (a, b) -> a + " " + b)
             + " [--precision auto|fp32|tf32|bf16] | --random-model DIR --tokenizer tokenizer.json [--n-embd ...]");
         System.exit(3);
       }
       if (text.containsKey(k)) {
         text.put(k, args[i + 1]);
       } else {
-        o.put(k, Integer.parseInt(args[i + 1]));
+        numbers.put(k, Integer.parseInt(args[i + 1]));
       }
     }
+  }
+
+  /** Times AdamW training steps on random batches and prints the JSON line with the peer's fields. */
+  static void training(Map<String, Integer> o, TrainingSpec.Precision requested, int threads) throws Exception {
     int vocab = o.get("vocab");
     int d = o.get("n-embd");
     int layers = o.get("n-layer");
-    int heads = o.get("n-head");
     int seq = o.get("seq");
     int batch = o.get("batch");
-    int steps = o.get("steps");
-    int warmup = o.get("warmup");
-    int threads = o.get("threads") > 0 ? o.get("threads") : Runtime.getRuntime().availableProcessors();
-    if (text.get("random-model") != null) {
-      writeRandomModel(Path.of(text.get("random-model")), Path.of(text.get("tokenizer")), d, layers, heads, seq);
-      return;
-    }
-    if (o.get("generate") > 0) {
-      generation(Path.of(text.get("tokenizer")), d, layers, heads, seq, o.get("generate"), threads);
-      return;
-    }
-    TrainingSpec.Precision requested = TrainingSpec.Precision.valueOf(text.get("precision").toUpperCase(Locale.ROOT));
-
     try (NDManager base = NDManager.newBaseManager()) {
       JniUtils.setNumThreads(threads);
-      GptConfig config = new GptConfig(vocab, seq, d, layers, heads, 4 * d, 1e-5, vocab - 1);
+      GptConfig config = new GptConfig(vocab, seq, d, layers, o.get("n-head"), 4 * d, 1e-5, vocab - 1);
       PrecisionPolicy precision = PrecisionPolicy.resolve(requested);
       System.err.println(precision.describe());
       try (Gpt2 net = Gpt2.random(config, 0, base);
@@ -96,33 +103,15 @@ public final class Bench {
         net.requireGradients();
         net.setPrecision(precision);
         opt.useFused(precision.nativeOps().orElse(null));
-        Random rnd = new Random(0);
         long[][] ids = new long[batch][seq];
         long[][] targets = new long[batch][seq];
-        for (int b = 0; b < batch; b++) {
-          for (int t = 0; t < seq; t++) {
-            ids[b][t] = rnd.nextInt(vocab);
-            targets[b][t] = t >= seq - 8 ? -100 : rnd.nextInt(vocab);
-          }
-        }
-        double[] times = new double[warmup + steps];
+        randomBatch(ids, targets, vocab);
+        int warmup = o.get("warmup");
+        double[] times = new double[warmup + o.get("steps")];
         double loss = 0;
-        for (int s = 0; s < warmup + steps; s++) {
+        for (int s = 0; s < times.length; s++) {
           long start = System.nanoTime();
-          try (NDManager step = base.newSubManager(); NDScope scope = new NDScope()) {
-            Gpt2.Consts k = new Gpt2.Consts(step);
-            try (GradientCollector gc = Engine.getInstance().newGradientCollector()) {
-              NDArray l = net.loss(Trainer.ids(step, ids), targets, k, true);
-              gc.backward(l);
-              loss = l.getFloat();
-            }
-          }
-          opt.step(net.parameters(), 5e-5);
-          AdamW.zeroGradients(net.parameters());
-          try (NDScope scope = new NDScope()) {
-            // Waits for the step's queued GPU work (the optimizer's kernels) before the clock stops.
-            net.parameters().get("ln_f.bias").get(0).getFloat();
-          }
+          loss = step(net, opt, base, ids, targets);
           times[s] = (System.nanoTime() - start) / 1e9;
         }
         double[] timed = Arrays.copyOfRange(times, warmup, times.length);
@@ -141,6 +130,38 @@ public final class Bench {
             gemm / 1e9, flops / stepS / gemm, peakRssMb(), loss));
       }
     }
+  }
+
+  /** Random token ids and targets from seed 0, the last 8 targets of each row -100, as the reference makes them. */
+  static void randomBatch(long[][] ids, long[][] targets, int vocab) {
+    Random rnd = new Random(0);
+    int seq = ids[0].length;
+    for (int b = 0; b < ids.length; b++) {
+      for (int t = 0; t < seq; t++) {
+        ids[b][t] = rnd.nextInt(vocab);
+        targets[b][t] = t >= seq - 8 ? -100 : rnd.nextInt(vocab);
+      }
+    }
+  }
+
+  /** One forward, backward and AdamW step; returns the loss. */
+  static double step(Gpt2 net, AdamW opt, NDManager base, long[][] ids, long[][] targets) {
+    double loss;
+    try (NDManager step = base.newSubManager(); NDScope scope = new NDScope()) {
+      Gpt2.Consts k = new Gpt2.Consts(step);
+      try (GradientCollector gc = Engine.getInstance().newGradientCollector()) {
+        NDArray l = net.loss(Trainer.ids(step, ids), targets, k, true);
+        gc.backward(l);
+        loss = l.getFloat();
+      }
+    }
+    opt.step(net.parameters(), 5e-5);
+    AdamW.zeroGradients(net.parameters());
+    try (NDScope scope = new NDScope()) {
+      // Waits for the step's queued GPU work (the optimizer's kernels) before the clock stops.
+      net.parameters().get("ln_f.bias").get(0).getFloat();
+    }
+    return loss;
   }
 
   /** Greedy decoding speed with and without the KV cache; the tokens must be the same. */
