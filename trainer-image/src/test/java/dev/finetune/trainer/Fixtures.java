@@ -19,12 +19,16 @@ public final class Fixtures {
     return fixture("tiny-gpt2");
   }
 
+  public static Path tinyLlama() {
+    return fixture("tiny-llama");
+  }
+
   public static Path gpt2Tokenizer() {
     return fixture("gpt2-tokenizer");
   }
 
   /** A fixture folder; a test that needs a missing one is skipped with a line that names it. */
-  static Path fixture(String name) {
+  public static Path fixture(String name) {
     Path p = shared().resolve("fixtures").resolve(name);
     Skips.unless(Files.isDirectory(p), "no PyTorch fixture " + p + " (it comes with ../shared beside the repository;"
         + " -Dfinetune.shared=DIR points elsewhere)");

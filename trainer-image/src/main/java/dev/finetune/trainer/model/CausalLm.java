@@ -1,0 +1,103 @@
+package dev.finetune.trainer.model;
+
+import dev.finetune.trainer.BadJobException;
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * A decoder-only language model the trainer can train: GPT-2 ({@link Gpt2}) or the Llama family ({@link Llama}).
+ * Parameters are named as in the HF checkpoint, so what is saved is what transformers loads.
+ */
+public interface CausalLm extends AutoCloseable {
+
+  /** Logits [B, T, vocab] for token ids [B, T]; {@code training} turns dropout on. Run it in a step scope. */
+  NDArray forward(NDArray ids, Gpt2.Consts k, boolean training);
+
+  /**
+   * Mean cross-entropy over the targets that are not -100 of the forward pass of {@code ids} (see
+   * {@link Gpt2#loss(NDArray, long[][], Gpt2.Consts)}).
+   */
+  default NDArray loss(NDArray ids, long[][] targets, Gpt2.Consts k, boolean training) {
+    return Gpt2.loss(forward(ids, k, training), targets, k);
+  }
+
+  /** The arithmetic of training ({@code spec.training.precision}). */
+  void setPrecision(PrecisionPolicy precision);
+
+  /** Every weight by HF name, in a stable order. */
+  Map<String, NDArray> parameters();
+
+  /**
+   * What the optimizer updates: every weight, or, with a LoRA adapter attached, the adapter alone (the base stays
+   * frozen).
+   */
+  default Map<String, NDArray> trainable() {
+    return lora() == null ? parameters() : lora().parameters();
+  }
+
+  /** Turns autograd on for what trains. */
+  default void requireGradients() {
+    trainable().values().forEach(a -> a.setRequiresGradient(true));
+  }
+
+  default long parameterCount() {
+    return parameters().values().stream().mapToLong(a -> a.getShape().size()).sum();
+  }
+
+  int contextLength();
+
+  /**
+   * A lower bound of the bytes autograd keeps for one training batch of {@code batch} x {@code tokens}: per layer the
+   * normed inputs, projections and attention probabilities; the logits and their log-softmax.
+   */
+  long activationBytes(int batch, int tokens);
+
+  int vocabSize();
+
+  NDManager manager();
+
+  /** Dropout probability for training forward passes; 0 turns it off. */
+  void setDropout(double p);
+
+  /** Routes the named linear layers through a LoRA adapter (null detaches it). */
+  void attach(Lora adapter);
+
+  Lora lora();
+
+  /**
+   * The linear layers a LoRA adapter can target: module name (as {@link #parameters()} names it, without
+   * {@code .weight}) to {in, out}.
+   */
+  Map<String, long[]> linearLayers();
+
+  /** PEFT's target modules for this architecture when a job names none. */
+  List<String> defaultLoraTargets();
+
+  /** What the HF checkpoint puts before {@link #parameters()}' names ({@code transformer.} for GPT-2). */
+  default String hfPrefix() {
+    return "";
+  }
+
+  /** Whether the linear weights are stored [in, out] (GPT-2's Conv1D; PEFT's fan_in_fan_out) instead of [out, in]. */
+  default boolean fanInFanOut() {
+    return false;
+  }
+
+  /** Writes config.json and the weights into {@code dir} (HF layout, float32). */
+  default void save(Path dir) throws IOException {
+    save(dir, parameters());
+  }
+
+  /** Writes config.json and the given weights (named as {@link #parameters()}, e.g. with an adapter merged). */
+  void save(Path dir, Map<String, NDArray> weights) throws IOException;
+
+  /** Overwrites the weights in place with those of a directory {@link #save} wrote for the same config. */
+  void restore(Path dir) throws IOException;
+
+  @Override
+  void close();
+}

@@ -1,0 +1,69 @@
+package dev.finetune.trainer.model;
+
+import dev.finetune.trainer.BadJobException;
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Iterator;
+import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
+import java.util.Map;
+import java.util.Set;
+
+/**
+ * The weights of an HF model directory as the hub ships them: one {@code model.safetensors}, or shards listed by
+ * {@code model.safetensors.index.json}'s {@code weight_map}. F16/BF16 tensors are read into float32.
+ */
+public final class HfWeights {
+  public static final String SINGLE = "model.safetensors";
+  public static final String INDEX = "model.safetensors.index.json";
+
+  private HfWeights() {}
+
+  /** Whether {@code dir} holds weights in one of the two layouts. */
+  public static boolean present(Path dir) {
+    return Files.isRegularFile(dir.resolve(SINGLE)) || Files.isRegularFile(dir.resolve(INDEX));
+  }
+
+  /** Every tensor by its HF name; the caller's manager owns them. */
+  public static LinkedHashMap<String, NDArray> read(Path dir, NDManager manager) throws IOException {
+    LinkedHashMap<String, NDArray> out = new LinkedHashMap<>();
+    for (Path file : files(dir)) {
+      try {
+        out.putAll(SafeTensors.read(file, manager));
+      } catch (IOException | RuntimeException e) {
+        throw new BadJobException(file + " is not a readable safetensors file: " + e.getMessage(), e);
+      }
+    }
+    return out;
+  }
+
+  /** The safetensors files of a model directory, single file first, else the index's shards in order. */
+  static Set<Path> files(Path dir) throws IOException {
+    Set<Path> files = new LinkedHashSet<>();
+    if (Files.isRegularFile(dir.resolve(SINGLE))) {
+      files.add(dir.resolve(SINGLE));
+      return files;
+    }
+    Path index = dir.resolve(INDEX);
+    if (!Files.isRegularFile(index)) {
+      throw new BadJobException("model directory " + dir + " has neither " + SINGLE + " nor " + INDEX);
+    }
+    JsonNode map = new ObjectMapper().readTree(index.toFile()).path("weight_map");
+    if (!map.isObject() || map.isEmpty()) {
+      throw new BadJobException(index + " has no weight_map");
+    }
+    for (Iterator<Map.Entry<String, JsonNode>> it = map.fields(); it.hasNext(); ) {
+      Path shard = dir.resolve(it.next().getValue().asText()).normalize();
+      if (!shard.startsWith(dir.normalize()) || !Files.isRegularFile(shard)) {
+        throw new BadJobException(index + " names shard " + shard.getFileName() + ", which is not in " + dir);
+      }
+      files.add(shard);
+    }
+    return files;
+  }
+}

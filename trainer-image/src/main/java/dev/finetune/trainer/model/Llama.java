@@ -1,0 +1,314 @@
+package dev.finetune.trainer.model;
+
+import dev.finetune.trainer.BadJobException;
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDArrays;
+import ai.djl.ndarray.NDList;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.Shape;
+import ai.djl.ndarray.types.SparseFormat;
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The Llama-family decoder as transformers computes it ({@code LlamaForCausalLM}, {@code Qwen2ForCausalLM},
+ * {@code MistralForCausalLM}): token embedding, pre-RMSNorm blocks with rotary (RoPE) grouped-query attention and a
+ * SwiGLU MLP, a final RMSNorm, and logits through {@code lm_head} (or the tied embedding).
+ *
+ * <p>Parameters keep their HF names and orientation ({@code nn.Linear}: [out, in]), so loading and saving an HF
+ * directory is a plain copy. Every projection goes through {@link #linear}, the one place where a LoRA adapter adds
+ * its update (and where a lower-precision matmul would go). Constants on the autograd path are NDArrays of the
+ * step ({@link Gpt2.Consts}).
+ */
+public final class Llama implements CausalLm {
+  private final LlamaConfig config;
+  private final NDManager manager;
+  private final LinkedHashMap<String, NDArray> params;
+  private final float[] inverseFrequencies;
+  private float attentionDropout;
+  private Lora lora;
+
+  private Llama(LlamaConfig config, NDManager manager, LinkedHashMap<String, NDArray> params) {
+    this.config = config;
+    this.manager = manager;
+    this.params = params;
+    this.inverseFrequencies = config.rope().inverseFrequencies(config.headDim());
+  }
+
+  public LlamaConfig config() {
+    return config;
+  }
+
+  @Override
+  public NDManager manager() {
+    return manager;
+  }
+
+  @Override
+  public Map<String, NDArray> parameters() {
+    return params;
+  }
+
+  @Override
+  public int contextLength() {
+    return config.contextLength();
+  }
+
+  @Override
+  public long activationBytes(int batch, int tokens) {
+    LlamaConfig c = config;
+    long n = (long) batch * tokens;
+    long qkv = (long) (c.heads() + 2 * c.kvHeads()) * c.headDim();
+    long perLayer = n * (4L * c.hidden() + qkv + 3L * c.intermediate()) + 2L * batch * c.heads() * tokens * tokens;
+    return 4 * (c.layers() * perLayer + 2 * n * c.vocabSize());
+  }
+
+  @Override
+  public int vocabSize() {
+    return config.vocabSize();
+  }
+
+  /** HF Llama has no residual or embedding dropout; the job's dropout applies to the attention probabilities. */
+  @Override
+  public void setDropout(double p) {
+    this.attentionDropout = (float) p;
+  }
+
+  /** Mixed precision is GPT-2's so far: the Llama family trains in fp32 (tf32 matmuls on GPUs where asked). */
+  @Override
+  public void setPrecision(PrecisionPolicy precision) {
+    if (precision.bf16()) {
+      throw new BadJobException("spec.training.precision resolved to bf16, which the trainer implements for GPT-2 only;"
+          + " set spec.training.precision to fp32 or tf32 for this " + config.modelType() + " model");
+    }
+  }
+
+  @Override
+  public void attach(Lora adapter) {
+    this.lora = adapter;
+  }
+
+  @Override
+  public Lora lora() {
+    return lora;
+  }
+
+  /** The parameter names and shapes a model of this config has, in HF's order. */
+  static LinkedHashMap<String, Shape> shapes(LlamaConfig c) {
+    LinkedHashMap<String, Shape> s = new LinkedHashMap<>();
+    long d = c.hidden();
+    long q = (long) c.heads() * c.headDim();
+    long kv = (long) c.kvHeads() * c.headDim();
+    s.put("model.embed_tokens.weight", new Shape(c.vocabSize(), d));
+    for (int i = 0; i < c.layers(); i++) {
+      String p = "model.layers." + i + ".";
+      s.put(p + "input_layernorm.weight", new Shape(d));
+      linear(s, p + "self_attn.q_proj", q, d, c.qkvBias());
+      linear(s, p + "self_attn.k_proj", kv, d, c.qkvBias());
+      linear(s, p + "self_attn.v_proj", kv, d, c.qkvBias());
+      linear(s, p + "self_attn.o_proj", d, q, c.outBias());
+      s.put(p + "post_attention_layernorm.weight", new Shape(d));
+      linear(s, p + "mlp.gate_proj", c.intermediate(), d, c.mlpBias());
+      linear(s, p + "mlp.up_proj", c.intermediate(), d, c.mlpBias());
+      linear(s, p + "mlp.down_proj", d, c.intermediate(), c.mlpBias());
+    }
+    s.put("model.norm.weight", new Shape(d));
+    if (!c.tiedEmbeddings()) {
+      s.put("lm_head.weight", new Shape(c.vocabSize(), d));
+    }
+    return s;
+  }
+
+  private static void linear(Map<String, Shape> s, String name, long out, long in, boolean bias) {
+    s.put(name + ".weight", new Shape(out, in));
+    if (bias) {
+      s.put(name + ".bias", new Shape(out));
+    }
+  }
+
+  /** Loads a model directory's weights (one file or shards); names and shapes must match config.json. */
+  public static Llama load(LlamaConfig c, Path dir, NDManager parent) throws IOException {
+    NDManager m = parent.newSubManager();
+    try {
+      Map<String, NDArray> read = HfWeights.read(dir, m);
+      LinkedHashMap<String, NDArray> params = new LinkedHashMap<>();
+      List<String> problems = new ArrayList<>();
+      for (Map.Entry<String, Shape> e : shapes(c).entrySet()) {
+        NDArray a = read.remove(e.getKey());
+        if (a == null) {
+          problems.add("missing " + e.getKey());
+        } else if (!a.getShape().equals(e.getValue())) {
+          problems.add(e.getKey() + " has shape " + a.getShape() + ", config.json implies " + e.getValue());
+        } else {
+          params.put(e.getKey(), a);
+        }
+      }
+      // Some tied checkpoints store lm_head anyway; rotary buffers are recomputed.
+      read.keySet().removeIf(k -> (c.tiedEmbeddings() && k.equals("lm_head.weight")) || k.endsWith(".rotary_emb.inv_freq"));
+      if (!read.isEmpty()) {
+        problems.add("unexpected tensors " + (read.size() > 8 ? List.copyOf(read.keySet()).subList(0, 8) + "..." : read.keySet()));
+      }
+      if (!problems.isEmpty()) {
+        throw new BadJobException(dir + ": the weights do not match config.json: " + String.join("; ", problems));
+      }
+      return new Llama(c, m, params);
+    } catch (IOException | RuntimeException e) {
+      m.close();
+      throw e;
+    }
+  }
+
+  @Override
+  public Map<String, long[]> linearLayers() {
+    Map<String, long[]> out = new LinkedHashMap<>();
+    params.forEach((name, a) -> {
+      if (name.startsWith("model.layers.") && name.endsWith("_proj.weight")) {
+        out.put(name.substring(0, name.length() - ".weight".length()), new long[] {a.getShape().get(1), a.getShape().get(0)});
+      }
+    });
+    return out;
+  }
+
+  @Override
+  public List<String> defaultLoraTargets() {
+    return List.of("q_proj", "v_proj");
+  }
+
+  /** config.json (as read) and model.safetensors (float32, HF names): transformers loads the directory. */
+  @Override
+  public void save(Path dir, Map<String, NDArray> weights) throws IOException {
+    config.write(dir.resolve("config.json"));
+    SafeTensors.write(dir.resolve(HfWeights.SINGLE), weights);
+  }
+
+  @Override
+  public void restore(Path dir) throws IOException {
+    try (Llama saved = load(config, dir, manager)) {
+      for (Map.Entry<String, NDArray> e : params.entrySet()) {
+        saved.params.get(e.getKey()).copyTo(e.getValue());
+      }
+    }
+  }
+
+  private NDArray p(String name) {
+    return params.get(name);
+  }
+
+  /**
+   * Logits [B, T, vocab] for token ids [B, T] (int64), positions 0..T-1. Intermediates belong to the step's
+   * manager ({@code k}); run it in a step scope.
+   */
+  @Override
+  public NDArray forward(NDArray ids, Gpt2.Consts k, boolean training) {
+    long b = ids.getShape().get(0);
+    long t = ids.getShape().get(1);
+    if (t > config.contextLength()) {
+      throw new IllegalArgumentException("sequence of " + t + " tokens is longer than the context length " + config.contextLength());
+    }
+    int h = config.heads();
+    int kvh = config.kvHeads();
+    int hd = config.headDim();
+    boolean drop = training && attentionDropout > 0;
+    NDArray[] rope = rotary(k.manager(), t);
+    NDArray x = ids.getNDArrayInternal().embedding(ids, p("model.embed_tokens.weight"), SparseFormat.DENSE).singletonOrThrow();
+    for (int i = 0; i < config.layers(); i++) {
+      String n = "model.layers." + i + ".";
+      NDArray a = rmsNorm(x, n + "input_layernorm.weight", k);
+      NDArray q = linear(a, n + "self_attn.q_proj", k, training).reshape(b, t, h, hd).transpose(0, 2, 1, 3);
+      NDArray kk = linear(a, n + "self_attn.k_proj", k, training).reshape(b, t, kvh, hd).transpose(0, 2, 1, 3);
+      NDArray v = linear(a, n + "self_attn.v_proj", k, training).reshape(b, t, kvh, hd).transpose(0, 2, 1, 3);
+      q = applyRotary(q, rope);
+      kk = repeatKv(applyRotary(kk, rope), b, t);
+      v = repeatKv(v, b, t);
+      NDArray att = q.matMul(kk.transpose(0, 1, 3, 2)).mul(k.attentionScale(hd)).add(mask(k, t, config.slidingWindow()[i]))
+          .softmax(-1);
+      if (drop) {
+        att = att.getNDArrayInternal().dropout(att, attentionDropout, true).singletonOrThrow();
+      }
+      NDArray y = att.matMul(v).transpose(0, 2, 1, 3).reshape(b, t, (long) h * hd);
+      x = x.add(linear(y, n + "self_attn.o_proj", k, training));
+      NDArray f = rmsNorm(x, n + "post_attention_layernorm.weight", k);
+      NDArray gate = linear(f, n + "mlp.gate_proj", k, training);
+      NDArray up = linear(f, n + "mlp.up_proj", k, training);
+      x = x.add(linear(silu(gate).mul(up), n + "mlp.down_proj", k, training));
+    }
+    x = rmsNorm(x, "model.norm.weight", k);
+    NDArray head = config.tiedEmbeddings() ? p("model.embed_tokens.weight") : p("lm_head.weight");
+    return x.getNDArrayInternal().linear(x, head, null).singletonOrThrow();
+  }
+
+  /** An nn.Linear module by its HF name (weight [out, in], optional bias), plus the LoRA update where one is attached. */
+  private NDArray linear(NDArray x, String module, Gpt2.Consts k, boolean training) {
+    NDArray y = x.getNDArrayInternal().linear(x, p(module + ".weight"), params.get(module + ".bias")).singletonOrThrow();
+    return lora == null ? y : lora.apply(module, x, y, k, training);
+  }
+
+  /** RMSNorm: w * x / sqrt(mean(x^2) + eps) over the last axis. */
+  private NDArray rmsNorm(NDArray x, String weight, Gpt2.Consts k) {
+    NDArray variance = x.mul(x).mean(new int[] {-1}, true);
+    return x.div(variance.add(k.scalar((float) config.rmsNormEps())).sqrt()).mul(p(weight));
+  }
+
+  private static NDArray silu(NDArray x) {
+    return x.mul(x.getNDArrayInternal().sigmoid());
+  }
+
+  /** cos and sin [T, headDim] for positions 0..T-1 (each frequency twice, as transformers concatenates them). */
+  private NDArray[] rotary(NDManager m, long t) {
+    int hd = config.headDim();
+    int half = hd / 2;
+    float[] cos = new float[(int) t * hd];
+    float[] sin = new float[(int) t * hd];
+    for (int pos = 0; pos < t; pos++) {
+      for (int i = 0; i < half; i++) {
+        float angle = pos * inverseFrequencies[i];
+        float c = (float) Math.cos(angle);
+        float s = (float) Math.sin(angle);
+        cos[pos * hd + i] = c;
+        cos[pos * hd + i + half] = c;
+        sin[pos * hd + i] = s;
+        sin[pos * hd + i + half] = s;
+      }
+    }
+    return new NDArray[] {m.create(cos, new Shape(t, hd)), m.create(sin, new Shape(t, hd))};
+  }
+
+  /** x cos + rotate_half(x) sin, where rotate_half([x1, x2]) = [-x2, x1] over the head dimension. */
+  private static NDArray applyRotary(NDArray x, NDArray[] rope) {
+    NDList halves = x.split(2, 3);
+    NDArray rotated = NDArrays.concat(new NDList(halves.get(1).neg(), halves.get(0)), 3);
+    return x.mul(rope[0]).add(rotated.mul(rope[1]));
+  }
+
+  /** Grouped-query attention: each key/value head serves queriesPerKv consecutive query heads (HF's repeat_kv). */
+  private NDArray repeatKv(NDArray x, long b, long t) {
+    int rep = config.queriesPerKv();
+    if (rep == 1) {
+      return x;
+    }
+    int kvh = config.kvHeads();
+    int hd = config.headDim();
+    return x.expandDims(2).broadcast(b, kvh, rep, t, hd).reshape(b, (long) kvh * rep, t, hd);
+  }
+
+  /** The additive causal mask, limited to the last {@code window} positions when the layer slides (Mistral). */
+  private static NDArray mask(Gpt2.Consts k, long t, int window) {
+    if (window <= 0 || window >= t) {
+      return k.causalMask(t);
+    }
+    NDManager m = k.manager();
+    NDArray rows = m.arange((int) t).reshape(t, 1);
+    NDArray cols = m.arange((int) t).reshape(1, t);
+    NDArray hidden = cols.gt(rows).logicalOr(cols.lte(rows.sub(window)));
+    return NDArrays.where(hidden, m.full(new Shape(t, t), Float.NEGATIVE_INFINITY), m.zeros(new Shape(t, t)));
+  }
+
+  @Override
+  public void close() {
+    manager.close();
+  }
+}

@@ -1,0 +1,159 @@
+package dev.finetune.trainer.model;
+
+import dev.finetune.trainer.BadJobException;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+
+/**
+ * The shape of a Llama-family decoder (HF {@code LlamaForCausalLM}, {@code Qwen2ForCausalLM},
+ * {@code MistralForCausalLM}; SmolLM2 is a Llama), read from {@code config.json}. The file itself is kept and written
+ * back unchanged, so a saved model carries every field transformers needs.
+ *
+ * @param qkvBias q/k/v projections have biases (Qwen2; Llama's {@code attention_bias})
+ * @param outBias o_proj has a bias (Llama's {@code attention_bias} only)
+ * @param slidingWindow per layer: the attention window in tokens, 0 for full causal attention
+ */
+public record LlamaConfig(String modelType, int vocabSize, int hidden, int intermediate, int layers, int heads,
+    int kvHeads, int headDim, int contextLength, double rmsNormEps, Rope rope, boolean qkvBias, boolean outBias,
+    boolean mlpBias, boolean tiedEmbeddings, int[] slidingWindow, int endOfText, ObjectNode json) {
+
+  /** The model_type values this network serves. */
+  public static final List<String> TYPES = List.of("llama", "qwen2", "mistral");
+
+  private static final ObjectMapper JSON = new ObjectMapper();
+
+  /**
+   * Rotary embedding parameters. {@code type} "default" (plain RoPE) or "llama3" (Llama 3.1's frequency
+   * rescaling with {@code factor}, {@code lowFreqFactor}, {@code highFreqFactor}, {@code originalContext}).
+   */
+  public record Rope(double theta, String type, double factor, double lowFreqFactor, double highFreqFactor,
+      int originalContext) {
+
+    /** Inverse frequencies, one per pair of head dimensions, computed in float32 as transformers does. */
+    public float[] inverseFrequencies(int headDim) {
+      float[] inv = new float[headDim / 2];
+      for (int i = 0; i < inv.length; i++) {
+        inv[i] = (float) (1.0 / Math.pow(theta, (float) (2 * i) / headDim));
+      }
+      if (type.equals("llama3")) {
+        double lowWavelen = originalContext / lowFreqFactor;
+        double highWavelen = originalContext / highFreqFactor;
+        for (int i = 0; i < inv.length; i++) {
+          double wavelen = 2 * Math.PI / inv[i];
+          if (wavelen > lowWavelen) {
+            inv[i] = (float) (inv[i] / factor);
+          } else if (wavelen >= highWavelen) {
+            double smooth = (originalContext / wavelen - lowFreqFactor) / (highFreqFactor - lowFreqFactor);
+            inv[i] = (float) ((1 - smooth) * inv[i] / factor + smooth * inv[i]);
+          }
+        }
+      }
+      return inv;
+    }
+  }
+
+  /** Reads config.json; anything this network cannot compute exactly is a bad-job error naming the field. */
+  public static LlamaConfig read(Path configJson) throws IOException {
+    JsonNode c = JSON.readTree(configJson.toFile());
+    String type = c.path("model_type").asText("");
+    if (!TYPES.contains(type)) {
+      throw new BadJobException(configJson + ": model_type '" + type + "' is not a Llama-family model (" + TYPES + ")");
+    }
+    String act = c.path("hidden_act").asText("silu");
+    if (!act.equals("silu")) {
+      throw new BadJobException(configJson + ": hidden_act '" + act + "' is not supported (silu only)");
+    }
+    int hidden = required(c, "hidden_size", configJson);
+    int heads = required(c, "num_attention_heads", configJson);
+    int kvHeads = c.path("num_key_value_heads").isNumber() ? c.get("num_key_value_heads").asInt() : heads;
+    int headDim = c.path("head_dim").isNumber() ? c.get("head_dim").asInt() : hidden / heads;
+    if (heads % kvHeads != 0) {
+      throw new BadJobException(configJson + ": num_attention_heads " + heads + " is not a multiple of num_key_value_heads " + kvHeads);
+    }
+    if (headDim % 2 != 0) {
+      throw new BadJobException(configJson + ": head dimension " + headDim + " is odd; rotary embeddings need it even");
+    }
+    if (c.path("partial_rotary_factor").asDouble(1.0) != 1.0) {
+      throw new BadJobException(configJson + ": partial_rotary_factor is not supported (1.0 only)");
+    }
+    int layers = required(c, "num_hidden_layers", configJson);
+    boolean attentionBias = c.path("attention_bias").asBoolean(false);
+    boolean qwen = type.equals("qwen2");
+    return new LlamaConfig(type, required(c, "vocab_size", configJson), hidden, required(c, "intermediate_size", configJson),
+        layers, heads, kvHeads, headDim, c.path("max_position_embeddings").asInt(2048),
+        c.path("rms_norm_eps").asDouble(1e-6), rope(c, configJson), qwen || attentionBias, !qwen && attentionBias,
+        c.path("mlp_bias").asBoolean(false), c.path("tie_word_embeddings").asBoolean(false),
+        slidingWindows(c, type, layers), firstId(c.get("eos_token_id"), firstId(c.get("bos_token_id"), 0)),
+        (ObjectNode) c);
+  }
+
+  /** Writes config.json as it was read. */
+  public void write(Path configJson) throws IOException {
+    Files.writeString(configJson, JSON.writerWithDefaultPrettyPrinter().writeValueAsString(json));
+  }
+
+  public int queriesPerKv() {
+    return heads / kvHeads;
+  }
+
+  private static int required(JsonNode c, String field, Path file) {
+    if (!c.path(field).isNumber()) {
+      throw new BadJobException(file + ": " + field + " is missing");
+    }
+    return c.get(field).asInt();
+  }
+
+  /** An id field that may be a number or a list (Llama 3 lists several end tokens: the first counts). */
+  static int firstId(JsonNode n, int fallback) {
+    if (n != null && n.isArray() && n.size() > 0) {
+      return n.get(0).asInt();
+    }
+    return n != null && n.isNumber() ? n.asInt() : fallback;
+  }
+
+  /** rope_theta and rope_scaling (transformers 4) or rope_parameters (transformers 5). */
+  private static Rope rope(JsonNode c, Path file) {
+    JsonNode params = c.path("rope_parameters").isObject() ? c.get("rope_parameters") : c.path("rope_scaling");
+    double theta = params.path("rope_theta").isNumber() ? params.get("rope_theta").asDouble()
+        : c.path("rope_theta").asDouble(10000.0);
+    String type = params.isObject() ? params.path("rope_type").asText(params.path("type").asText("default")) : "default";
+    switch (type) {
+      case "default":
+        return new Rope(theta, "default", 1, 1, 1, 0);
+      case "llama3":
+        return new Rope(theta, "llama3", params.path("factor").asDouble(8), params.path("low_freq_factor").asDouble(1),
+            params.path("high_freq_factor").asDouble(4), params.path("original_max_position_embeddings").asInt(8192));
+      default:
+        throw new BadJobException(file + ": rope type '" + type + "' is not supported (default or llama3)");
+    }
+  }
+
+  /** Mistral's sliding_window applies to every layer; Qwen2's only with use_sliding_window, per layer_types. */
+  private static int[] slidingWindows(JsonNode c, String type, int layers) {
+    int[] w = new int[layers];
+    int window = c.path("sliding_window").isNumber() ? c.get("sliding_window").asInt() : 0;
+    if (window <= 0 || type.equals("llama")) {
+      return w;
+    }
+    if (type.equals("mistral")) {
+      java.util.Arrays.fill(w, window);
+      return w;
+    }
+    if (!c.path("use_sliding_window").asBoolean(false)) {
+      return w;
+    }
+    JsonNode kinds = c.path("layer_types");
+    int maxWindowLayers = c.path("max_window_layers").asInt(layers);
+    for (int i = 0; i < layers; i++) {
+      boolean sliding = kinds.isArray() && kinds.size() == layers ? kinds.get(i).asText().equals("sliding_attention")
+          : i >= maxWindowLayers;
+      w[i] = sliding ? window : 0;
+    }
+    return w;
+  }
+}
