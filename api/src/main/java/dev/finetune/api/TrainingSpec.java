@@ -111,6 +111,9 @@ public class TrainingSpec {
     }
   }
 
+  @JsonPropertyDescription("Train a LoRA adapter instead of every weight (the base model stays frozen). Empty: full fine-tune.")
+  public LoraSpec lora;
+
   /** Learning-rate decay after warm-up. */
   public enum Schedule {
     @JsonProperty("constant")

@@ -91,6 +91,34 @@ class ValidatorTest {
   }
 
   @Test
+  void loraGetsPeftDefaultsAndItsProblemsAreNamed() {
+    FineTuneJob job = FineTuneJobs.parse(MINIMAL + "  training:\n    lora: {}\n");
+    assertThat(FineTuneJobValidator.validate(job)).isEmpty();
+    LoraSpec lora = job.getSpec().training.lora;
+    assertThat(lora.r).isEqualTo(8);
+    assertThat(lora.alpha).isEqualTo(8.0);
+    assertThat(lora.dropout).isEqualTo(0.0);
+    assertThat(lora.targetModules).isNull();
+    assertThat(FineTuneJobs.parse(MINIMAL).getSpec().training.lora).as("full fine-tune by default").isNull();
+
+    FineTuneJob bad = FineTuneJobs.parse(MINIMAL + """
+          training:
+            lora:
+              r: 0
+              alpha: 0
+              dropout: 1.5
+              targetModules: [q_proj, qproj]
+              initAdapter: " "
+        """);
+    assertThat(FineTuneJobValidator.validate(bad)).extracting(Problem::toString).containsExactlyInAnyOrder(
+        "spec.training.lora.r: is 0, must be between 1 and 1024",
+        "spec.training.lora.alpha: is 0.0, must be above 0 (typical: r or 2 r)",
+        "spec.training.lora.dropout: is 1.5, must be at least 0 and below 1",
+        "spec.training.lora.targetModules: 'qproj' is not a layer LoRA can adapt; use " + LoraSpec.MODULES,
+        "spec.training.lora.initAdapter: is empty; name a PEFT adapter folder or leave it out");
+  }
+
+  @Test
   void aTypoIsAnErrorNotIgnored() {
     assertThatThrownBy(() -> FineTuneJobs.parse(MINIMAL + "  trainig:\n    epochs: 3\n"))
         .isInstanceOf(InvalidJobException.class)

@@ -58,7 +58,7 @@ class MixedPrecisionNativeTest {
     long[][] targets = Fixtures.longs2(golden.get("targets"));
     JsonNode adam = golden.get("adamw");
     try (NDManager base = NDManager.newBaseManager(); Model model = Model.load(Fixtures.tinyGpt2(), base)) {
-      Gpt2 net = model.net();
+      Gpt2 net = (Gpt2) model.net();
       PrecisionPolicy bf16 = PrecisionPolicy.resolve(Precision.BF16);
       assertThat(bf16.precision()).isEqualTo(Precision.BF16);
       net.setPrecision(bf16);

@@ -49,6 +49,11 @@ public final class TrainerContract {
   /** Environment: where the termination summary goes (Kubernetes' terminationMessagePath). */
   public static final String ENV_TERMINATION_LOG = "FINETUNE_TERMINATION_LOG";
   public static final String DEFAULT_TERMINATION_LOG = "/dev/termination-log";
+  /**
+   * Environment: the memory the trainer may use, in bytes (e.g. the downward API's limits.memory). Without it the
+   * trainer reads its container's cgroup limit.
+   */
+  public static final String ENV_MEMORY_LIMIT = "FINETUNE_MEMORY_LIMIT";
   /** Environment: the judge's API key, from spec.evaluation.judge.apiKeySecret. */
   public static final String ENV_JUDGE_API_KEY = "FINETUNE_JUDGE_API_KEY";
   /** Kubernetes caps a termination message at 4096 bytes. */
@@ -57,6 +62,8 @@ public final class TrainerContract {
   /** Files in the run directory. */
   public static final String CHECKPOINTS_DIR = "checkpoints";
   public static final String BEST_DIR = "best";
+  /** A LoRA run's adapter (PEFT layout) of the best epoch; best/ then holds the merged full model. */
+  public static final String ADAPTER_DIR = "adapter";
   public static final String HISTORY_FILE = "history.jsonl";
   public static final String RESPONSES_FILE = "responses.jsonl";
   public static final String SUMMARY_FILE = "summary.json";

@@ -6,6 +6,7 @@ import dev.finetune.api.EarlyStoppingSpec;
 import dev.finetune.api.EvaluationSpec;
 import dev.finetune.api.FineTuneJob;
 import dev.finetune.api.FineTuneJobSpec;
+import dev.finetune.api.LoraSpec;
 import dev.finetune.api.ModelSpec;
 import dev.finetune.api.ResourcesSpec;
 import dev.finetune.api.ScratchModelSpec;
@@ -215,6 +216,30 @@ public final class FineTuneJobValidator {
         add(beta.getKey(), "is " + beta.getValue() + ", which is 1 in float32 (the optimiser would stop averaging);"
             + " use at most 0.9999999 (typical: 0.9 for beta1, 0.999 for beta2)");
       }
+    }
+    lora(t.lora);
+  }
+
+  private void lora(LoraSpec l) {
+    if (l == null) {
+      return;
+    }
+    between("spec.training.lora.r", l.r, 1, 1024);
+    if (l.alpha != null && !(l.alpha > 0)) {
+      add("spec.training.lora.alpha", "is " + l.alpha + ", must be above 0 (typical: r or 2 r)");
+    }
+    if (l.dropout != null && !(l.dropout >= 0 && l.dropout < 1)) {
+      add("spec.training.lora.dropout", "is " + l.dropout + ", must be at least 0 and below 1");
+    }
+    if (l.targetModules != null) {
+      for (String m : l.targetModules) {
+        if (!LoraSpec.MODULES.contains(m)) {
+          add("spec.training.lora.targetModules", "'" + m + "' is not a layer LoRA can adapt; use " + LoraSpec.MODULES);
+        }
+      }
+    }
+    if (l.initAdapter != null && l.initAdapter.isBlank()) {
+      add("spec.training.lora.initAdapter", "is empty; name a PEFT adapter folder or leave it out");
     }
   }
 

@@ -37,13 +37,14 @@ import java.util.Random;
  * loading and saving an HF directory a plain copy. Every constant on the autograd path is an NDArray made on
  * the step's manager ({@link Consts}): a Java scalar there can be freed before the backward pass reads it.
  */
-public final class Gpt2 extends AbstractBlock implements AutoCloseable {
+public final class Gpt2 extends AbstractBlock implements CausalLm {
   private final GptConfig config;
   private final NDManager manager;
   /** Parameters by HF name (without the {@code transformer.} prefix), in a fixed order. */
   private final LinkedHashMap<String, NDArray> params;
   private float dropout;
   private PrecisionPolicy precision = PrecisionPolicy.FP32;
+  private Lora lora;
 
   private Gpt2(GptConfig config, NDManager manager, LinkedHashMap<String, NDArray> params) {
     super((byte) 1);
@@ -77,20 +78,78 @@ public final class Gpt2 extends AbstractBlock implements AutoCloseable {
     return config;
   }
 
+  @Override
   public NDManager manager() {
     return manager;
   }
 
+  @Override
+  public int contextLength() {
+    return config.contextLength();
+  }
+
+  @Override
+  public long activationBytes(int batch, int tokens) {
+    long n = (long) batch * tokens;
+    long perLayer = n * (8L * config.embeddingDim() + 2L * config.inner()) + 2L * batch * config.heads() * tokens * tokens;
+    return 4 * (config.layers() * perLayer + 2 * n * config.vocabSize());
+  }
+
+  @Override
+  public int vocabSize() {
+    return config.vocabSize();
+  }
+
+  @Override
+  public void attach(Lora adapter) {
+    this.lora = adapter;
+  }
+
+  @Override
+  public Lora lora() {
+    return lora;
+  }
+
+  /** c_attn, c_proj and c_fc of every block: Conv1D, weight [in, out]. */
+  @Override
+  public Map<String, long[]> linearLayers() {
+    Map<String, long[]> out = new LinkedHashMap<>();
+    params.forEach((name, a) -> {
+      if (name.startsWith("h.") && a.getShape().dimension() == 2) {
+        out.put(name.substring(0, name.length() - ".weight".length()), new long[] {a.getShape().get(0), a.getShape().get(1)});
+      }
+    });
+    return out;
+  }
+
+  @Override
+  public List<String> defaultLoraTargets() {
+    return List.of("c_attn");
+  }
+
+  @Override
+  public String hfPrefix() {
+    return "transformer.";
+  }
+
+  @Override
+  public boolean fanInFanOut() {
+    return true;
+  }
+
   /** Parameters by HF name, in a stable order (the optimizer and checkpoints rely on it). */
+  @Override
   public Map<String, NDArray> parameters() {
     return params;
   }
 
+  @Override
   public long parameterCount() {
     return params.values().stream().mapToLong(a -> a.getShape().size()).sum();
   }
 
   /** Dropout probability used in training forward passes; 0 turns dropout off. */
+  @Override
   public void setDropout(double p) {
     this.dropout = (float) p;
   }
@@ -195,11 +254,23 @@ public final class Gpt2 extends AbstractBlock implements AutoCloseable {
     return new Gpt2(c, m, params);
   }
 
-  /** Writes the weights as HF does ({@code transformer.} names, Conv1D [in, out]; lm_head is tied, not stored). */
-  public void saveWeights(Path safetensors) throws IOException {
+  /**
+   * config.json and model.safetensors as HF writes them ({@code transformer.} names, Conv1D [in, out]; lm_head is
+   * tied, not stored).
+   */
+  @Override
+  public void save(Path dir, Map<String, NDArray> weights) throws IOException {
+    config.write(dir.resolve("config.json"));
     LinkedHashMap<String, NDArray> named = new LinkedHashMap<>();
-    params.forEach((k, v) -> named.put("transformer." + k, v));
-    SafeTensors.write(safetensors, named);
+    weights.forEach((k, v) -> named.put("transformer." + k, v));
+    SafeTensors.write(dir.resolve("model.safetensors"), named);
+  }
+
+  @Override
+  public void restore(Path dir) throws IOException {
+    try (Gpt2 saved = load(config, dir.resolve("model.safetensors"), manager)) {
+      copyFrom(saved);
+    }
   }
 
   /** Copies another model's weights into this one (same config), in place. */
@@ -207,11 +278,6 @@ public final class Gpt2 extends AbstractBlock implements AutoCloseable {
     for (Map.Entry<String, NDArray> e : params.entrySet()) {
       other.params.get(e.getKey()).copyTo(e.getValue());
     }
-  }
-
-  /** Turns autograd on for every parameter (training). */
-  public void requireGradients() {
-    params.values().forEach(a -> a.setRequiresGradient(true));
   }
 
   private NDArray p(String name) {
@@ -222,6 +288,7 @@ public final class Gpt2 extends AbstractBlock implements AutoCloseable {
    * Logits [B, T, vocab] (fp32) for token ids [B, T] (int64). {@code training} enables dropout when it is above 0.
    * Intermediates are attached to the manager of {@code ids}'s operations; run it in a step scope.
    */
+  @Override
   public NDArray forward(NDArray ids, Consts k, boolean training) {
     return precision.fp32(logits(ids, k, training));
   }
@@ -258,19 +325,19 @@ public final class Gpt2 extends AbstractBlock implements AutoCloseable {
     for (int i = 0; i < config.layers(); i++) {
       String n = "h." + i + ".";
       NDArray a = layerNorm(x, n + "ln_1");
-      NDArray qkv = linear(a, n + "attn.c_attn", k);
+      NDArray qkv = linear(a, n + "attn.c_attn", k, training);
       NDList parts = qkv.split(3, 2);
       NDArray q = parts.get(0).reshape(b, t, h, hd).transpose(0, 2, 1, 3);
       NDArray kk = parts.get(1).reshape(b, t, h, hd).transpose(0, 2, 1, 3);
       NDArray v = parts.get(2).reshape(b, t, h, hd).transpose(0, 2, 1, 3);
       NDArray y = attention(q, kk, v, mask, k, drop).transpose(0, 2, 1, 3).reshape(b, t, d);
-      y = linear(y, n + "attn.c_proj", k);
+      y = linear(y, n + "attn.c_proj", k, training);
       if (drop) {
         y = dropout(y);
       }
       x = x.add(y);
-      NDArray f = linear(layerNorm(x, n + "ln_2"), n + "mlp.c_fc", k);
-      f = linear(gelu(f, k), n + "mlp.c_proj", k);
+      NDArray f = linear(layerNorm(x, n + "ln_2"), n + "mlp.c_fc", k, training);
+      f = linear(gelu(f, k), n + "mlp.c_proj", k, training);
       if (drop) {
         f = dropout(f);
       }
@@ -353,7 +420,13 @@ public final class Gpt2 extends AbstractBlock implements AutoCloseable {
 
   /** {@code x W + b} of a Conv1D layer ({@code prefix.weight} [in, out], {@code prefix.bias}), bf16 in mixed precision. */
   private NDArray linear(NDArray x, String prefix, Consts k) {
-    return precision.linear(x, p(prefix + ".weight"), p(prefix + ".bias"), k.casts);
+    return linear(x, prefix, k, false);
+  }
+
+  /** HF's Conv1D (x W + b, W [in, out]), plus the LoRA update where an adapter targets the layer. */
+  private NDArray linear(NDArray x, String prefix, Consts k, boolean training) {
+    NDArray y = precision.linear(x, p(prefix + ".weight"), p(prefix + ".bias"), k.casts);
+    return lora == null ? y : lora.apply(prefix, x, y, k, training);
   }
 
   /**

@@ -4,6 +4,7 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.NDScope;
 import ai.djl.ndarray.types.Shape;
+import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.finetune.api.ModelSpec;
 import dev.finetune.api.ScratchModelSpec;
 import dev.finetune.api.trainer.TrainerContract;
@@ -13,20 +14,35 @@ import java.net.URI;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
+import java.util.List;
 import java.util.Random;
 
-/** A GPT-2 network with its tokenizer: what an HF model directory holds, and what answers prompts. */
+/**
+ * A network (GPT-2 or the Llama family) with its tokenizer: what an HF model directory holds, and what answers
+ * prompts.
+ */
 public final class Model implements AutoCloseable {
-  private final Gpt2 net;
+  /** The model_type values config.json may name. */
+  public static final List<String> SUPPORTED_TYPES = List.of("gpt2", "llama", "qwen2", "mistral");
+  /** Files of an HF directory besides config, weights and tokenizer.json that a saved model carries along. */
+  static final List<String> SIDECARS = List.of("tokenizer_config.json", "special_tokens_map.json", "generation_config.json");
+
+  private final CausalLm net;
   private final TextTokenizer tokenizer;
+  private final Path source;
   private long generatedTokens;
 
-  public Model(Gpt2 net, TextTokenizer tokenizer) {
-    this.net = net;
-    this.tokenizer = tokenizer;
+  public Model(CausalLm net, TextTokenizer tokenizer) {
+    this(net, tokenizer, null);
   }
 
-  public Gpt2 net() {
+  private Model(CausalLm net, TextTokenizer tokenizer, Path source) {
+    this.net = net;
+    this.tokenizer = tokenizer;
+    this.source = source;
+  }
+
+  public CausalLm net() {
     return net;
   }
 
@@ -34,17 +50,50 @@ public final class Model implements AutoCloseable {
     return tokenizer;
   }
 
-  /** Loads an HF-layout directory: config.json, model.safetensors, tokenizer.json. */
+  /**
+   * Loads an HF-layout directory: config.json, model.safetensors (or shards with model.safetensors.index.json),
+   * tokenizer.json; config.json's model_type picks the network.
+   */
   public static Model load(Path dir, NDManager manager) throws IOException {
-    for (String f : new String[] {"config.json", "model.safetensors", "tokenizer.json"}) {
-      if (!Files.isRegularFile(dir.resolve(f))) {
+    for (String f : new String[] {"config.json", HfWeights.SINGLE, "tokenizer.json"}) {
+      if (!Files.isRegularFile(dir.resolve(f)) && !(f.equals(HfWeights.SINGLE) && HfWeights.present(dir))) {
         throw new BadJobException("model directory " + dir + " has no " + f
-            + "; it needs config.json, model.safetensors and tokenizer.json (HuggingFace layout)");
+            + "; it needs config.json, model.safetensors (or shards with " + HfWeights.INDEX + ") and tokenizer.json"
+            + " (HuggingFace layout)");
       }
     }
-    GptConfig config = GptConfig.read(dir.resolve("config.json"));
-    TextTokenizer tok = TextTokenizer.load(dir.resolve("tokenizer.json"), config.endOfText());
-    return new Model(Gpt2.load(config, dir.resolve("model.safetensors"), manager), tok);
+    Path configJson = dir.resolve("config.json");
+    String type = modelType(configJson);
+    CausalLm net;
+    int endOfText;
+    if (type.equals("gpt2")) {
+      GptConfig config = GptConfig.read(configJson);
+      endOfText = config.endOfText();
+      net = Gpt2.load(config, dir.resolve(HfWeights.SINGLE), manager);
+    } else if (LlamaConfig.TYPES.contains(type)) {
+      LlamaConfig config = LlamaConfig.read(configJson);
+      endOfText = config.endOfText();
+      net = Llama.load(config, dir, manager);
+    } else {
+      throw new BadJobException(configJson + ": model_type is '" + type + "'; the trainer supports " + SUPPORTED_TYPES
+          + " (GPT-2, Llama incl. SmolLM2, Qwen2, Mistral)");
+    }
+    try {
+      TextTokenizer tok = TextTokenizer.load(dir.resolve("tokenizer.json"), SpecialTokens.endOfText(dir, endOfText));
+      return new Model(net, tok, dir);
+    } catch (IOException | RuntimeException e) {
+      net.close();
+      throw e;
+    }
+  }
+
+  /** config.json's model_type; GPT-2 when it names none (as older GPT-2 checkpoints do). */
+  static String modelType(Path configJson) throws IOException {
+    try {
+      return new ObjectMapper().readTree(configJson.toFile()).path("model_type").asText("gpt2");
+    } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
+      throw new BadJobException(configJson + " is not valid JSON: " + e.getOriginalMessage());
+    }
   }
 
   /**
@@ -57,27 +106,60 @@ public final class Model implements AutoCloseable {
       return scratch(spec.scratch, manager);
     }
     if (spec.path != null) {
-      Path p = Path.of(spec.path);
-      Path mount = TrainerContract.mountDir(TrainerContract.ENV_MODEL_DIR, TrainerContract.MODEL_MOUNT);
-      if (!p.isAbsolute()) {
-        p = spec.claimName != null && Files.isDirectory(mount) ? mount.resolve(p) : jobDir.resolve(p);
-      }
-      return load(p, manager);
+      return load(resolve(spec, spec.path, jobDir), manager);
     }
     if (spec.hub != null) {
       String revision = spec.revision == null ? "main" : spec.revision;
       Path cache = outputDir.resolve("model-cache").resolve(spec.hub.replace('/', '_') + "@" + revision);
-      for (String f : new String[] {"config.json", "tokenizer.json", "model.safetensors"}) {
-        Path target = cache.resolve(f);
-        if (!Files.isRegularFile(target)) {
-          URI uri = URI.create("https://huggingface.co/" + spec.hub + "/resolve/" + revision + "/" + f);
-          System.out.println("downloading " + uri + " into " + cache);
-          Downloads.fetch(uri, target);
+      String base = "https://huggingface.co/" + spec.hub + "/resolve/" + revision + "/";
+      for (String f : new String[] {"config.json", "tokenizer.json"}) {
+        download(base, f, cache, true);
+      }
+      for (String f : SIDECARS) {
+        download(base, f, cache, false);
+      }
+      if (!download(base, HfWeights.SINGLE, cache, false)) {
+        // Larger models ship shards listed by an index.
+        download(base, HfWeights.INDEX, cache, true);
+        for (Path shard : HfWeights.files(cache)) {
+          download(base, shard.getFileName().toString(), cache, true);
         }
       }
       return load(cache, manager);
     }
     throw new BadJobException("spec.model names no model; set one of hub, path or scratch");
+  }
+
+  /**
+   * A path a job names next to its model (spec.model.path, a LoRA initAdapter): on the model volume when a claim is
+   * named and mounted, else relative to the job file.
+   */
+  public static Path resolve(ModelSpec spec, String path, Path jobDir) {
+    Path p = Path.of(path);
+    Path mount = TrainerContract.mountDir(TrainerContract.ENV_MODEL_DIR, TrainerContract.MODEL_MOUNT);
+    if (!p.isAbsolute()) {
+      p = spec.claimName != null && Files.isDirectory(mount) ? mount.resolve(p) : jobDir.resolve(p);
+    }
+    return p;
+  }
+
+  /** Fetches one file of a hub repository into the cache unless it is there; false when an optional one is absent. */
+  private static boolean download(String base, String file, Path cache, boolean required) throws IOException {
+    Path target = cache.resolve(file);
+    if (Files.isRegularFile(target)) {
+      return true;
+    }
+    URI uri = URI.create(base + file);
+    System.out.println("downloading " + uri + " into " + cache);
+    try {
+      Downloads.fetch(uri, target);
+      return true;
+    } catch (BadJobException e) {
+      if (required) {
+        throw e;
+      }
+      return false;
+    }
   }
 
   /** A randomly initialised GPT-2 of the given shape with the byte-level tokenizer. */
@@ -87,12 +169,52 @@ public final class Model implements AutoCloseable {
     return new Model(Gpt2.random(config, s.seed, manager), new ByteTokenizer());
   }
 
-  /** Writes an HF-layout directory that {@link #load} (and HuggingFace) reads back. */
+  /**
+   * Writes an HF-layout directory that {@link #load} (and HuggingFace) reads back; with a LoRA adapter attached, the
+   * weights have it merged in (the network's own weights stay as they are).
+   */
   public void save(Path dir) throws IOException {
+    Lora lora = net.lora();
+    if (lora == null) {
+      save(dir, net.parameters());
+      return;
+    }
+    try (NDManager merged = net.manager().newSubManager()) {
+      save(dir, lora.merged(net.parameters(), merged));
+    }
+  }
+
+  /**
+   * What a checkpoint must hold to continue training: the model (HF layout), or, when a LoRA adapter trains, the
+   * adapter alone (PEFT layout; the base is the job's model, unchanged).
+   */
+  public void saveTrained(Path dir) throws IOException {
+    if (net.lora() == null) {
+      save(dir);
+    } else {
+      net.lora().save(dir);
+    }
+  }
+
+  /** Puts back what {@link #saveTrained} wrote. */
+  public void restoreTrained(Path dir) throws IOException {
+    if (net.lora() == null) {
+      net.restore(dir);
+    } else {
+      net.lora().restore(dir);
+    }
+  }
+
+  /** As {@link #save(Path)}, with other weights of the same names (e.g. a LoRA adapter merged in). */
+  public void save(Path dir, java.util.Map<String, NDArray> weights) throws IOException {
     Files.createDirectories(dir);
-    net.config().write(dir.resolve("config.json"));
-    net.saveWeights(dir.resolve("model.safetensors"));
+    net.save(dir, weights);
     tokenizer.save(dir);
+    for (String f : SIDECARS) {
+      if (source != null && Files.isRegularFile(source.resolve(f))) {
+        Files.copy(source.resolve(f), dir.resolve(f), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+      }
+    }
   }
 
   /**
@@ -115,17 +237,19 @@ public final class Model implements AutoCloseable {
     long[] ids = tokenizer.encode(prompt);
     long[] out = new long[0];
     Random rnd = new Random(seed);
-    int ctx = net.config().contextLength();
+    int ctx = net.contextLength();
+    // Only GPT-2 has a KV cache so far; the Llama family decodes with full forward passes.
+    Gpt2 gpt = net instanceof Gpt2 g ? g : null;
     try (NoGrad noGrad = new NoGrad(); NDManager session = net.manager().newSubManager()) {
-      Gpt2.KvCache cache = new Gpt2.KvCache(session, net.config().layers());
+      Gpt2.KvCache cache = gpt == null ? null : new Gpt2.KvCache(session, gpt.config().layers());
       for (int n = 0; n < maxNewTokens; n++) {
         long[] all = concat(ids, out);
         long next;
         try (NDManager step = session.newSubManager(); NDScope scope = new NDScope()) {
           float[] last;
-          if (kvCache && all.length <= ctx) {
+          if (kvCache && gpt != null && all.length <= ctx) {
             long[] fresh = Arrays.copyOfRange(all, cache.length(), all.length);
-            NDArray logits = net.forwardCached(step.create(fresh, new Shape(1, fresh.length)), cache, new Gpt2.Consts(step));
+            NDArray logits = gpt.forwardCached(step.create(fresh, new Shape(1, fresh.length)), cache, new Gpt2.Consts(step));
             last = logits.get(0, fresh.length - 1).toFloatArray();
           } else {
             long[] window = all.length > ctx ? Arrays.copyOfRange(all, all.length - ctx, all.length) : all;

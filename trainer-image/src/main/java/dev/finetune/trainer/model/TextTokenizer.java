@@ -47,6 +47,7 @@ public interface TextTokenizer extends AutoCloseable {
     private final HuggingFaceTokenizer tokenizer;
     private final Path source;
     private final long endOfText;
+    private final long[] prefix;
 
     Hf(Path tokenizerJson, long endOfText) throws IOException {
       // DJL truncates at 512 and pads by default; the collator does its own padding and truncation.
@@ -54,11 +55,25 @@ public interface TextTokenizer extends AutoCloseable {
           Map.of("truncation", "false", "padding", "false", "addSpecialTokens", "false"));
       this.source = tokenizerJson;
       this.endOfText = endOfText;
+      long[] with = tokenizer.encode("a", true, false).getIds();
+      long[] without = tokenizer.encode("a", false, false).getIds();
+      int lead = 0;
+      while (lead < with.length - without.length && with[lead] != without[0]) {
+        lead++;
+      }
+      this.prefix = java.util.Arrays.copyOf(with, lead);
     }
 
+    /** The text's ids, after the tokens the tokenizer itself puts in front (Llama's begin-of-text; none for GPT-2). */
     @Override
     public long[] encode(String text) {
-      return tokenizer.encode(text, false, false).getIds();
+      long[] ids = tokenizer.encode(text, false, false).getIds();
+      if (prefix.length == 0) {
+        return ids;
+      }
+      long[] all = java.util.Arrays.copyOf(prefix, prefix.length + ids.length);
+      System.arraycopy(ids, 0, all, prefix.length, ids.length);
+      return all;
     }
 
     @Override

@@ -1,6 +1,7 @@
 package dev.finetune.trainer.train;
 
 import dev.finetune.api.FineTuneJobs;
+import dev.finetune.trainer.model.Lora;
 import dev.finetune.trainer.model.Model;
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -50,7 +51,7 @@ public final class Checkpoints {
     Path tmp = dir.resolve(".tmp-" + name);
     deleteTree(tmp);
     Files.createDirectories(tmp);
-    model.save(tmp);
+    model.saveTrained(tmp);
     optimizer.save(tmp.resolve(OPTIMIZER));
     pauseForFaultInjection();
     Files.writeString(tmp.resolve(STATE), FineTuneJobs.json().writerWithDefaultPrettyPrinter().writeValueAsString(state));
@@ -85,7 +86,7 @@ public final class Checkpoints {
       for (Path p : s.toList()) {
         String n = p.getFileName().toString();
         if (n.startsWith(".") || !Files.isRegularFile(p.resolve(STATE)) || !Files.isRegularFile(p.resolve(OPTIMIZER))
-            || !Files.isRegularFile(p.resolve("model.safetensors"))) {
+            || !(Files.isRegularFile(p.resolve("model.safetensors")) || Files.isRegularFile(p.resolve(Lora.WEIGHTS)))) {
           continue;
         }
         try {

@@ -20,7 +20,10 @@ import dev.finetune.trainer.data.Collator;
 import dev.finetune.trainer.data.Datasets;
 import dev.finetune.trainer.data.Prompts;
 import dev.finetune.trainer.data.Record;
+import dev.finetune.api.LoraSpec;
+import dev.finetune.trainer.model.CausalLm;
 import dev.finetune.trainer.model.Gpt2;
+import dev.finetune.trainer.model.Lora;
 import dev.finetune.trainer.model.Model;
 import dev.finetune.trainer.model.NoGrad;
 import dev.finetune.trainer.model.PrecisionPolicy;
@@ -108,9 +111,13 @@ public final class Trainer {
     PrecisionPolicy precision = PrecisionPolicy.resolve(t.precision);
     model.net().setPrecision(precision);
     System.out.println(precision.describe());
+    if (t.lora != null) {
+      attachLora(spec, model.net());
+    }
     Data data = prepare(spec.dataset, model);
+    MemoryPlan.of(model.net(), t.batchSize, data.longest()).checkWhereItRuns();
     model.net().requireGradients();
-    try (AdamW optimizer = new AdamW(model.net().parameters(), base, t.beta1, t.beta2, t.epsilon, t.weightDecay)) {
+    try (AdamW optimizer = new AdamW(model.net().trainable(), base, t.beta1, t.beta2, t.epsilon, t.weightDecay)) {
       optimizer.useFused(precision.nativeOps().orElse(null));
       Run run = new Run(spec, base, model, optimizer, data, precision);
       Optional<Result> done = run.resume();
@@ -126,7 +133,13 @@ public final class Trainer {
   }
 
   /** The tokenized training and validation splits with the collator that batches them. */
-  private record Data(Collator collator, List<Collator.Example> train, List<Collator.Example> validation) {}
+  private record Data(Collator collator, List<Collator.Example> train, List<Collator.Example> validation,
+      int maxLength) {
+    /** The longest training batch's length: what the activations are planned for. */
+    int longest() {
+      return Math.min(maxLength, train.stream().mapToInt(e -> e.tokens().length + 1).max().orElse(1));
+    }
+  }
 
   private Data prepare(DatasetSpec ds, Model model) throws IOException {
     Datasets.Splits splits = Datasets.load(ds, jobDir, outputDir);
@@ -137,7 +150,7 @@ public final class Trainer {
     }
     testSplit = splits.test();
     int maxLength = ds.maxLength;
-    int context = model.net().config().contextLength();
+    int context = model.net().contextLength();
     if (maxLength > context) {
       System.out.println("spec.dataset.maxLength " + maxLength + " is above the model's context length; using " + context);
       maxLength = context;
@@ -147,7 +160,7 @@ public final class Trainer {
     List<Collator.Example> validation = tokenize(model.tokenizer(), ds, splits.validation());
     checkRecords(collator, splits.train(), train, ds, maxLength);
     checkLength(model.tokenizer(), ds, splits, maxLength);
-    return new Data(collator, train, validation);
+    return new Data(collator, train, validation, maxLength);
   }
 
   /** How many offending records a message names before it gives only the count. */
@@ -229,7 +242,7 @@ public final class Trainer {
     final TrainingSpec t;
     final NDManager base;
     final Model model;
-    final Gpt2 net;
+    final CausalLm net;
     final AdamW optimizer;
     final Data data;
     final PrecisionPolicy precision;
@@ -279,9 +292,7 @@ public final class Trainer {
       if (latest.isPresent()) {
         Path dir = latest.get().dir();
         state = latest.get().state();
-        try (Gpt2 saved = Gpt2.load(net.config(), dir.resolve("model.safetensors"), base)) {
-          net.copyFrom(saved);
-        }
+        model.restoreTrained(dir);
         optimizer.load(dir.resolve(Checkpoints.OPTIMIZER), state.step);
         restoredFrom = outputDir.relativize(dir).toString();
         System.out.println("resuming from " + dir + " (epoch " + state.epochsCompleted + ", batch " + state.batchInEpoch
@@ -349,10 +360,10 @@ public final class Trainer {
 
     /** Clipping, the scheduled AdamW step and the step's report, once a group's gradients are summed. */
     private void optimizerStep(int epoch, double loss) {
-      double gradNorm = t.maxGradNorm == null ? Double.NaN : AdamW.clipGradNorm(net.parameters(), t.maxGradNorm);
+      double gradNorm = t.maxGradNorm == null ? Double.NaN : AdamW.clipGradNorm(net.trainable(), t.maxGradNorm);
       double lr = schedule.at(state.step);
-      optimizer.step(net.parameters(), lr);
-      AdamW.zeroGradients(net.parameters());
+      optimizer.step(net.trainable(), lr);
+      AdamW.zeroGradients(net.trainable());
       state.step++;
       runSteps++;
       double elapsed = (System.nanoTime() - runStart) / 1e9;
@@ -422,7 +433,7 @@ public final class Trainer {
         throw new DivergedException("the validation loss after epoch " + (epoch + 1) + " is " + validationLoss
             + "; lower spec.training.learningRate or set maxGradNorm");
       }
-      checkNotDiverging(validationLoss, epoch + 1, state.history, net.config().vocabSize());
+      checkNotDiverging(validationLoss, epoch + 1, state.history, net.vocabSize());
       EpochRecord rec = new EpochRecord(epoch + 1, trainLoss, validationLoss);
       rec.step = state.step;
       rec.learningRate = schedule.at(Math.max(0, state.step - 1));
@@ -554,7 +565,7 @@ public final class Trainer {
    * nothing of the step outlives it). Gradients accumulate over a group; the loss is divided by the group size
    * so the step sees their mean.
    */
-  static double trainMicroBatch(Gpt2 net, NDManager base, Collator.Batch b, int groupSize, TrainingSpec t,
+  static double trainMicroBatch(CausalLm net, NDManager base, Collator.Batch b, int groupSize, TrainingSpec t,
       long microIndex) {
     try (NDManager step = base.newSubManager(); NDScope scope = new NDScope()) {
       if (t.dropout != null && t.dropout > 0) {
@@ -572,7 +583,7 @@ public final class Trainer {
   }
 
   /** Mean of per-batch losses over a split (batches in order, the last one may be partial). */
-  static double evaluate(Gpt2 net, NDManager base, Collator collator, List<Collator.Example> data, int batch) {
+  static double evaluate(CausalLm net, NDManager base, Collator collator, List<Collator.Example> data, int batch) {
     double sum = 0;
     int n = 0;
     for (int i = 0; i < data.size(); i += batch) {
@@ -599,12 +610,35 @@ public final class Trainer {
 
   /** best/: an HF-layout directory, replaced via a temp directory. */
   private void writeBest(Model model) throws IOException {
-    Path best = outputDir.resolve(TrainerContract.BEST_DIR);
-    Path tmp = outputDir.resolve(".tmp-" + TrainerContract.BEST_DIR);
+    replace(TrainerContract.BEST_DIR, model::save);
+    if (model.net().lora() != null) {
+      replace(TrainerContract.ADAPTER_DIR, model.net().lora()::save);
+    }
+  }
+
+  private interface DirWriter {
+    void write(Path dir) throws IOException;
+  }
+
+  private void replace(String name, DirWriter writer) throws IOException {
+    Path target = outputDir.resolve(name);
+    Path tmp = outputDir.resolve(".tmp-" + name);
     Checkpoints.deleteTree(tmp);
-    model.save(tmp);
-    Checkpoints.deleteTree(best);
-    Files.move(tmp, best, StandardCopyOption.ATOMIC_MOVE);
+    writer.write(tmp);
+    Checkpoints.deleteTree(target);
+    Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
+  }
+
+  /** spec.training.lora: the base stays frozen, the adapter is what trains, is checkpointed and resumed. */
+  private void attachLora(FineTuneJobSpec spec, CausalLm net) throws IOException {
+    LoraSpec l = spec.training.lora;
+    Path init = l.initAdapter == null ? null : Model.resolve(spec.model, l.initAdapter, jobDir);
+    String baseModel = spec.model.hub != null ? spec.model.hub : spec.model.path;
+    Lora adapter = Lora.forJob(l, net, init, spec.training.seed, baseModel);
+    net.attach(adapter);
+    System.out.printf("LoRA: r %d, alpha %s, target modules %s: %,d trainable parameters (%.2f%% of %,d, frozen)%n",
+        adapter.rank(), adapter.alpha(), adapter.targetModules(), adapter.parameterCount(),
+        100.0 * adapter.parameterCount() / net.parameterCount(), net.parameterCount());
   }
 
   private void appendHistory(EpochRecord rec) throws IOException {

@@ -75,7 +75,7 @@ class ModelIoTest {
       m.save(dir);
       try (Model again = Model.load(dir, base)) {
         assertThat(again.tokenizer()).isInstanceOf(ByteTokenizer.class);
-        assertThat(again.net().config()).isEqualTo(m.net().config());
+        assertThat(((Gpt2) again.net()).config()).isEqualTo(((Gpt2) m.net()).config());
         long[] ids = again.tokenizer().encode("héllo");
         assertThat(ids).hasSize(6);
         assertThat(again.tokenizer().decode(ids)).isEqualTo("héllo");
@@ -95,7 +95,7 @@ class ModelIoTest {
   void gpt2IsADjlBlockWithHuggingFaceParameterNames() throws Exception {
     try (NDManager base = NDManager.newBaseManager(); Model m = Model.load(Fixtures.tinyGpt2(), base);
         NDManager step = base.newSubManager()) {
-      ai.djl.nn.Block block = m.net();
+      ai.djl.nn.Block block = (Gpt2) m.net();
       assertThat(block.getParameters().keys()).hasSize(2 + 2 * 12 + 2).contains("wte.weight", "h.1.attn.c_attn.weight");
       assertThat(block.isInitialized()).isTrue();
       long[] ids = m.tokenizer().encode("Hello, world!");

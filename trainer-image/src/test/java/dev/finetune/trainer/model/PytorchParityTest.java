@@ -83,7 +83,7 @@ class PytorchParityTest {
     long[][] targets = Fixtures.longs2(golden.get("targets"));
     JsonNode adam = golden.get("adamw");
     try (Model model = Model.load(Fixtures.tinyGpt2(), base)) {
-      Gpt2 net = model.net();
+      CausalLm net = model.net();
       net.requireGradients();
       try (AdamW opt = new AdamW(net.parameters(), base, 0.9, 0.999, 1e-8, 0.1)) {
         double maxDiff = 0;

@@ -10,7 +10,7 @@ import dev.finetune.api.ScratchModelSpec;
 import dev.finetune.api.TrainingSpec;
 import dev.finetune.trainer.data.Collator;
 import dev.finetune.trainer.data.SyntheticTasks;
-import dev.finetune.trainer.model.Gpt2;
+import dev.finetune.trainer.model.CausalLm;
 import dev.finetune.trainer.model.Model;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -20,7 +20,7 @@ import org.junit.jupiter.api.Test;
 /** Gradient accumulation sums micro-batch gradients (scaled by the group size); clipping scales to the norm. */
 class GradientTest {
 
-  static Map<String, float[]> grads(Gpt2 net) {
+  static Map<String, float[]> grads(CausalLm net) {
     Map<String, float[]> out = new LinkedHashMap<>();
     for (Map.Entry<String, NDArray> e : net.parameters().entrySet()) {
       try (NDArray g = e.getValue().getGradient()) {
@@ -39,7 +39,7 @@ class GradientTest {
     shape.contextLength = 96;
     TrainingSpec t = new TrainingSpec();
     try (NDManager base = NDManager.newBaseManager(); Model model = Model.scratch(shape, base)) {
-      Gpt2 net = model.net();
+      CausalLm net = model.net();
       net.requireGradients();
       Collator collator = new Collator(model.tokenizer().endOfText(), 96, false);
       List<Collator.Example> data = Trainer.tokenize(model.tokenizer(), new DatasetSpec(), SyntheticTasks.generate(8, 1));

@@ -10,7 +10,7 @@ import dev.finetune.api.TrainingSpec;
 import dev.finetune.trainer.data.Collator;
 import dev.finetune.trainer.data.Record;
 import dev.finetune.trainer.data.SyntheticTasks;
-import dev.finetune.trainer.model.Gpt2;
+import dev.finetune.trainer.model.CausalLm;
 import dev.finetune.trainer.model.Model;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -43,7 +43,7 @@ class MemoryTest {
     t.dropout = 0.1; // the dropout path too
     List<Record> records = SyntheticTasks.generate(64, 1);
     try (NDManager base = NDManager.newBaseManager(); Model model = Model.scratch(shape, base)) {
-      Gpt2 net = model.net();
+      CausalLm net = model.net();
       net.setDropout(t.dropout);
       net.requireGradients();
       Collator collator = new Collator(model.tokenizer().endOfText(), 128, true);

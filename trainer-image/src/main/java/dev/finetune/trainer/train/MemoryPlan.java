@@ -1,0 +1,120 @@
+package dev.finetune.trainer.train;
+
+import ai.djl.Device;
+import ai.djl.engine.Engine;
+import ai.djl.util.cuda.CudaUtils;
+import dev.finetune.api.trainer.TrainerContract;
+import dev.finetune.trainer.BadJobException;
+import dev.finetune.trainer.model.CausalLm;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.OptionalLong;
+
+/**
+ * The memory a run needs, stated before training (float32 throughout): the weights, their gradients and AdamW's two
+ * moments (for what trains: everything, or a LoRA adapter alone), the activations autograd keeps for the largest
+ * batch, and the runtime. A job whose need exceeds the memory it was given fails at once as a bad job (exit 3:
+ * retrying cannot help) instead of dying of OOM minutes or hours later. The activation figure is a lower bound, so
+ * a job refused here could not have run.
+ */
+public record MemoryPlan(long weights, long gradients, long optimizer, long activations, int batch, int tokens) {
+  /** The JVM and libtorch themselves. */
+  static final long RUNTIME = 512L << 20;
+
+  public static MemoryPlan of(CausalLm net, int batch, int tokens) {
+    long weights = 4 * net.parameterCount();
+    long trainable = 4 * net.trainable().values().stream().mapToLong(a -> a.getShape().size()).sum();
+    return new MemoryPlan(weights, trainable, 2 * trainable, net.activationBytes(batch, tokens), batch, tokens);
+  }
+
+  public long total() {
+    return weights + gradients + optimizer + activations + RUNTIME;
+  }
+
+  public String describe() {
+    return String.format("memory needed: about %s (weights %s, gradients %s, AdamW state %s, activations %s for a batch"
+        + " of %d x %d tokens, runtime %s)", gib(total()), gib(weights), gib(gradients), gib(optimizer), gib(activations),
+        batch, tokens, gib(RUNTIME));
+  }
+
+  /**
+   * Checks the plan where the tensors live. On the CPU the process's memory limit must hold it all. On a GPU the
+   * device's memory must, and the host's limit the weights as they load (the activations stay on the device).
+   */
+  public void checkWhereItRuns() {
+    Device device = Engine.getInstance().defaultDevice();
+    if (!device.isGpu()) {
+      check(limit(), limitSource());
+      return;
+    }
+    OptionalLong gpu = OptionalLong.empty();
+    try {
+      gpu = OptionalLong.of(CudaUtils.getGpuMemory(device).getMax());
+    } catch (RuntimeException | UnsatisfiedLinkError e) {
+      System.out.println("cannot read the memory of " + device + " (" + e + "); not checking it");
+    }
+    check(gpu, "the memory of " + device);
+    OptionalLong host = limit();
+    if (host.isPresent() && weights + RUNTIME > host.getAsLong()) {
+      throw new BadJobException("loading the weights needs about " + gib(weights + RUNTIME) + " of host memory, but the"
+          + " trainer has " + gib(host.getAsLong()) + " (" + limitSource() + "). Raise spec.resources.memory");
+    }
+  }
+
+  /** Prints the plan and fails the job when {@code limit} (bytes, from {@link #limit()}) cannot hold it. */
+  public void check(OptionalLong limit, String source) {
+    System.out.println(describe() + (limit.isPresent() ? "; available: " + gib(limit.getAsLong()) + " (" + source + ")" : ""));
+    if (limit.isPresent() && total() > limit.getAsLong()) {
+      throw new BadJobException(describe() + ", but the trainer has " + gib(limit.getAsLong()) + " (" + source
+          + "). Raise spec.resources.memory, lower spec.training.batchSize or spec.dataset.maxLength, or train a LoRA"
+          + " adapter (spec.training.lora) so that gradients and optimizer state cover the adapter alone");
+    }
+  }
+
+  /**
+   * The memory this process may use: {@value TrainerContract#ENV_MEMORY_LIMIT} (bytes) when set, else the container's
+   * cgroup limit (v2 memory.max, v1 memory.limit_in_bytes), else none known.
+   */
+  public static OptionalLong limit() {
+    String env = System.getenv(TrainerContract.ENV_MEMORY_LIMIT);
+    if (env != null && !env.isBlank()) {
+      try {
+        return OptionalLong.of(Long.parseLong(env.trim()));
+      } catch (NumberFormatException e) {
+        throw new BadJobException(TrainerContract.ENV_MEMORY_LIMIT + " is '" + env + "'; it must be a number of bytes");
+      }
+    }
+    for (String f : new String[] {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
+      OptionalLong v = readLimit(Path.of(f));
+      if (v.isPresent()) {
+        return v;
+      }
+    }
+    return OptionalLong.empty();
+  }
+
+  public static String limitSource() {
+    String env = System.getenv(TrainerContract.ENV_MEMORY_LIMIT);
+    return env != null && !env.isBlank() ? TrainerContract.ENV_MEMORY_LIMIT : "the container's memory limit";
+  }
+
+  static OptionalLong readLimit(Path file) {
+    try {
+      String v = Files.readString(file).trim();
+      if (v.equals("max")) {
+        return OptionalLong.empty();
+      }
+      long bytes = Long.parseLong(v);
+      // cgroup v1 reports "no limit" as a huge number.
+      return bytes >= (1L << 60) ? OptionalLong.empty() : OptionalLong.of(bytes);
+    } catch (IOException | NumberFormatException | SecurityException e) {
+      return OptionalLong.empty();
+    }
+  }
+
+  static String gib(long bytes) {
+    return bytes >= (1L << 30) ? String.format("%.2f GiB", bytes / (double) (1L << 30))
+        : String.format("%.0f MiB", bytes / (double) (1L << 20));
+  }
+}

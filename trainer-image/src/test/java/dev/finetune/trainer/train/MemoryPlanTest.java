@@ -1,0 +1,82 @@
+package dev.finetune.trainer.train;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import ai.djl.ndarray.NDManager;
+import dev.finetune.api.trainer.TrainerContract;
+import dev.finetune.api.trainer.TrainerContract.ExitCodes;
+import dev.finetune.trainer.BadJobException;
+import dev.finetune.trainer.Fixtures;
+import dev.finetune.trainer.Jobs;
+import dev.finetune.trainer.Main;
+import dev.finetune.trainer.model.Lora;
+import dev.finetune.trainer.model.Model;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.OptionalLong;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** The memory a run states before training, and the do-not-retry failure when it cannot fit. */
+class MemoryPlanTest {
+
+  @Test
+  void statesWeightsGradientsOptimizerAndActivationsAndRefusesWhatCannotFit() throws Exception {
+    try (NDManager base = NDManager.newBaseManager();
+        Model m = Model.load(Fixtures.tinyLlama(), base)) {
+      long params = m.net().parameterCount();
+      MemoryPlan full = MemoryPlan.of(m.net(), 8, 64);
+      assertThat(full.weights()).isEqualTo(4 * params);
+      assertThat(full.gradients()).isEqualTo(4 * params);
+      assertThat(full.optimizer()).isEqualTo(8 * params);
+      assertThat(full.activations()).as("at least logits and log-softmax").isGreaterThanOrEqualTo(2L * 4 * 8 * 64 * 50257);
+      assertThat(MemoryPlan.of(m.net(), 16, 64).activations()).isGreaterThan(full.activations());
+      assertThat(full.describe()).contains("weights", "gradients", "AdamW state", "activations", "8 x 64 tokens");
+
+      m.net().attach(Lora.create(m.net(), 4, 8, 0, List.of("q_proj", "v_proj"), 1));
+      MemoryPlan lora = MemoryPlan.of(m.net(), 8, 64);
+      assertThat(lora.weights()).isEqualTo(4 * params);
+      assertThat(lora.gradients()).as("the adapter alone").isEqualTo(4 * m.net().lora().parameterCount());
+
+      full.check(OptionalLong.empty(), "none");
+      full.check(OptionalLong.of(full.total()), "exactly enough");
+      assertThatThrownBy(() -> full.check(OptionalLong.of(full.total() - 1), "the container's memory limit"))
+          .isInstanceOf(BadJobException.class).hasMessageContaining("memory needed")
+          .hasMessageContaining("the container's memory limit").hasMessageContaining("spec.resources.memory");
+    }
+  }
+
+  @Test
+  void cgroupLimitsAreRead(@TempDir Path dir) throws Exception {
+    Path f = dir.resolve("memory.max");
+    Files.writeString(f, "max\n");
+    assertThat(MemoryPlan.readLimit(f)).isEmpty();
+    Files.writeString(f, "8589934592\n");
+    assertThat(MemoryPlan.readLimit(f)).hasValue(8L << 30);
+    Files.writeString(f, "9223372036854771712\n");
+    assertThat(MemoryPlan.readLimit(f)).as("cgroup v1 without a limit").isEmpty();
+    assertThat(MemoryPlan.readLimit(dir.resolve("absent"))).isEmpty();
+  }
+
+  @Test
+  void aJobThatCannotFitItsMemoryExits3BeforeTraining(@TempDir Path dir) throws Exception {
+    Path job = Jobs.tiny(dir, "too-big", 1, 1, 0);
+    Path out = dir.resolve("out");
+    List<String> cmd = List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(), "-Xmx512m", "-cp",
+        System.getProperty("java.class.path"), Main.class.getName(), job.toString(), "--output", out.toString());
+    ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(dir.resolve("log").toFile());
+    pb.environment().put("DJL_OFFLINE", "true");
+    pb.environment().put(TrainerContract.ENV_PORT, "0");
+    pb.environment().put(TrainerContract.ENV_TERMINATION_LOG, dir.resolve("termination").toString());
+    pb.environment().put(TrainerContract.ENV_MEMORY_LIMIT, Long.toString(100L << 20));
+    Process p = pb.start();
+    assertThat(p.waitFor(120, TimeUnit.SECONDS)).isTrue();
+    String log = Files.readString(dir.resolve("log"));
+    assertThat(p.exitValue()).as(log).isEqualTo(ExitCodes.BAD_JOB);
+    assertThat(log).contains("memory needed").contains("but the trainer has 100 MiB (" + TrainerContract.ENV_MEMORY_LIMIT + ")");
+    assertThat(out.resolve("checkpoints")).doesNotExist();
+  }
+}
