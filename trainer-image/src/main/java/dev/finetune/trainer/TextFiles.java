@@ -2,6 +2,7 @@ package dev.finetune.trainer;
 
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.core.io.JsonEOFException;
+import com.fasterxml.jackson.databind.JsonNode;
 import dev.finetune.api.FineTuneJobs;
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -26,6 +27,26 @@ public final class TextFiles {
     } catch (CharacterCodingException e) {
       throw new BadJobException(file + ": " + FineTuneJobs.notUtf8(bytes));
     }
+  }
+
+  /**
+   * A model directory's config.json as a JSON object; not UTF-8, not JSON or not an object is bad input that names
+   * the file, line and column.
+   */
+  public static JsonNode modelConfig(Path configJson) throws IOException {
+    JsonNode c;
+    try {
+      c = FineTuneJobs.json().readTree(utf8(configJson));
+    } catch (JsonProcessingException e) {
+      throw new BadJobException(configJson + " line " + e.getLocation().getLineNr() + ": not valid JSON at column "
+          + e.getLocation().getColumnNr() + ": " + jsonProblem(e) + "; a model directory needs the config.json"
+          + " HuggingFace wrote for the model (copy it from the model's repository)");
+    }
+    if (c == null || !c.isObject()) {
+      throw new BadJobException(configJson + ": is not a JSON object; a model directory needs the config.json HuggingFace"
+          + " wrote for the model");
+    }
+    return c;
   }
 
   /** What is wrong with a JSON text, in words (the parser's own message names its internals, not the fix). */

@@ -26,18 +26,7 @@ public record GptConfig(int vocabSize, int contextLength, int embeddingDim, int 
   }
 
   public static GptConfig read(Path configJson) throws IOException {
-    JsonNode c;
-    try {
-      c = JSON.readTree(TextFiles.utf8(configJson));
-    } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
-      throw new BadJobException(configJson + " line " + e.getLocation().getLineNr() + ": not valid JSON at column "
-          + e.getLocation().getColumnNr() + ": " + TextFiles.jsonProblem(e) + "; a model directory needs the config.json HuggingFace wrote"
-          + " for the model (copy it from the model's repository)");
-    }
-    if (c == null || !c.isObject()) {
-      throw new BadJobException(configJson + ": is not a JSON object; a model directory needs the config.json HuggingFace"
-          + " wrote for the model");
-    }
+    JsonNode c = TextFiles.modelConfig(configJson);
     String type = c.path("model_type").asText("gpt2");
     if (!type.equals("gpt2")) {
       throw new BadJobException(configJson + ": model_type is '" + type + "'; the trainer supports GPT-2 family models only");

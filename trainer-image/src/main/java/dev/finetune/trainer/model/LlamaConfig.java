@@ -1,6 +1,7 @@
 package dev.finetune.trainer.model;
 
 import dev.finetune.trainer.BadJobException;
+import dev.finetune.trainer.TextFiles;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
@@ -59,7 +60,7 @@ public record LlamaConfig(String modelType, int vocabSize, int hidden, int inter
 
   /** Reads config.json; anything this network cannot compute exactly is a bad-job error naming the field. */
   public static LlamaConfig read(Path configJson) throws IOException {
-    JsonNode c = JSON.readTree(configJson.toFile());
+    JsonNode c = TextFiles.modelConfig(configJson);
     String type = c.path("model_type").asText("");
     if (!TYPES.contains(type)) {
       throw new BadJobException(configJson + ": model_type '" + type + "' is not a Llama-family model (" + TYPES + ")");

@@ -4,11 +4,11 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.NDScope;
 import ai.djl.ndarray.types.Shape;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.finetune.api.ModelSpec;
 import dev.finetune.api.ScratchModelSpec;
 import dev.finetune.api.trainer.TrainerContract;
 import dev.finetune.trainer.BadJobException;
+import dev.finetune.trainer.TextFiles;
 import java.io.IOException;
 import java.net.URI;
 import java.nio.file.Files;
@@ -89,11 +89,7 @@ public final class Model implements AutoCloseable {
 
   /** config.json's model_type; GPT-2 when it names none (as older GPT-2 checkpoints do). */
   static String modelType(Path configJson) throws IOException {
-    try {
-      return new ObjectMapper().readTree(configJson.toFile()).path("model_type").asText("gpt2");
-    } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
-      throw new BadJobException(configJson + " is not valid JSON: " + e.getOriginalMessage());
-    }
+    return TextFiles.modelConfig(configJson).path("model_type").asText("gpt2");
   }
 
   /**
@@ -112,11 +108,15 @@ public final class Model implements AutoCloseable {
       String revision = spec.revision == null ? "main" : spec.revision;
       Path cache = outputDir.resolve("model-cache").resolve(spec.hub.replace('/', '_') + "@" + revision);
       String base = "https://huggingface.co/" + spec.hub + "/resolve/" + revision + "/";
+      // The optional files go first: once config.json is in the cache they have been tried, and a restart with
+      // the model cached needs no network.
+      if (!Files.isRegularFile(cache.resolve("config.json"))) {
+        for (String f : SIDECARS) {
+          download(base, f, cache, false);
+        }
+      }
       for (String f : new String[] {"config.json", "tokenizer.json"}) {
         download(base, f, cache, true);
-      }
-      for (String f : SIDECARS) {
-        download(base, f, cache, false);
       }
       if (!download(base, HfWeights.SINGLE, cache, false)) {
         // Larger models ship shards listed by an index.
