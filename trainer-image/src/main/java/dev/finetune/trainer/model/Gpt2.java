@@ -425,8 +425,8 @@ public final class Gpt2 extends AbstractBlock implements CausalLm {
 
   /** HF's Conv1D (x W + b, W [in, out]), plus the LoRA update where an adapter targets the layer. */
   private NDArray linear(NDArray x, String prefix, Consts k, boolean training) {
-    NDArray y = precision.linear(x, p(prefix + ".weight"), p(prefix + ".bias"), k.casts);
-    return lora == null ? y : lora.apply(prefix, x, y, k, training);
+    NDArray y = precision.conv1d(x, p(prefix + ".weight"), p(prefix + ".bias"), k.casts);
+    return lora == null ? y : lora.apply(prefix, x, y, k, training, precision);
   }
 
   /**

@@ -31,6 +31,7 @@ public final class Llama implements CausalLm {
   private final float[] inverseFrequencies;
   private float attentionDropout;
   private Lora lora;
+  private PrecisionPolicy precision = PrecisionPolicy.FP32;
 
   private Llama(LlamaConfig config, NDManager manager, LinkedHashMap<String, NDArray> params) {
     this.config = config;
@@ -78,13 +79,13 @@ public final class Llama implements CausalLm {
     this.attentionDropout = (float) p;
   }
 
-  /** Mixed precision is GPT-2's so far: the Llama family trains in fp32 (tf32 matmuls on GPUs where asked). */
+  /**
+   * fp32 (the reference path), tf32, or bf16 mixed precision as under PyTorch's autocast: projections, attention
+   * matmuls, RoPE and the SwiGLU product in bf16; embedding, RMSNorm, softmax, the residual stream and the loss in fp32.
+   */
   @Override
   public void setPrecision(PrecisionPolicy precision) {
-    if (precision.bf16()) {
-      throw new BadJobException("spec.training.precision resolved to bf16, which the trainer implements for GPT-2 only;"
-          + " set spec.training.precision to fp32 or tf32 for this " + config.modelType() + " model");
-    }
+    this.precision = precision;
   }
 
   @Override
@@ -204,6 +205,21 @@ public final class Llama implements CausalLm {
    */
   @Override
   public NDArray forward(NDArray ids, Gpt2.Consts k, boolean training) {
+    return precision.fp32(logits(ids, k, training));
+  }
+
+  /** The loss on the logits as computed (bf16 in mixed precision), in one native kernel where the library is in use. */
+  @Override
+  public NDArray loss(NDArray ids, long[][] targets, Gpt2.Consts k, boolean training) {
+    NDArray logits = logits(ids, k, training);
+    if (precision.nativeOps().isPresent()) {
+      return precision.nativeOps().get().crossEntropy(logits, PrecisionPolicy.targets(k.manager(), targets));
+    }
+    return Gpt2.loss(logits, targets, k);
+  }
+
+  /** Logits in the precision's compute dtype. */
+  private NDArray logits(NDArray ids, Gpt2.Consts k, boolean training) {
     long b = ids.getShape().get(0);
     long t = ids.getShape().get(1);
     if (t > config.contextLength()) {
@@ -224,12 +240,7 @@ public final class Llama implements CausalLm {
       q = applyRotary(q, rope);
       kk = repeatKv(applyRotary(kk, rope), b, t);
       v = repeatKv(v, b, t);
-      NDArray att = q.matMul(kk.transpose(0, 1, 3, 2)).mul(k.attentionScale(hd)).add(mask(k, t, config.slidingWindow()[i]))
-          .softmax(-1);
-      if (drop) {
-        att = att.getNDArrayInternal().dropout(att, attentionDropout, true).singletonOrThrow();
-      }
-      NDArray y = att.matMul(v).transpose(0, 2, 1, 3).reshape(b, t, (long) h * hd);
+      NDArray y = attention(q, kk, v, k, t, config.slidingWindow()[i], drop).transpose(0, 2, 1, 3).reshape(b, t, (long) h * hd);
       x = x.add(linear(y, n + "self_attn.o_proj", k, training));
       NDArray f = rmsNorm(x, n + "post_attention_layernorm.weight", k);
       NDArray gate = linear(f, n + "mlp.gate_proj", k, training);
@@ -238,13 +249,31 @@ public final class Llama implements CausalLm {
     }
     x = rmsNorm(x, "model.norm.weight", k);
     NDArray head = config.tiedEmbeddings() ? p("model.embed_tokens.weight") : p("lm_head.weight");
-    return x.getNDArrayInternal().linear(x, head, null).singletonOrThrow();
+    return precision.linear(x, head, null, k.casts);
+  }
+
+  /**
+   * Causal attention of q [B, H, T, hd] and k, v (already repeated for grouped queries): the fused kernel where the
+   * native library has it and the whole window is visible, else softmax(q k^T / sqrt(hd) + mask) v with the
+   * softmax in fp32 and the matmuls in the compute dtype.
+   */
+  private NDArray attention(NDArray q, NDArray kk, NDArray v, Gpt2.Consts k, long t, int window, boolean drop) {
+    if (precision.fusedAttention() && (window <= 0 || window >= t)) {
+      return precision.nativeOps().get().causalAttention(precision.operand(q), precision.operand(kk),
+          precision.operand(v), drop ? attentionDropout : 0);
+    }
+    NDArray scores = precision.fp32(precision.operand(q).matMul(precision.operand(kk).transpose(0, 1, 3, 2)));
+    NDArray att = scores.mul(k.attentionScale(config.headDim())).add(mask(k, t, window)).softmax(-1);
+    if (drop) {
+      att = att.getNDArrayInternal().dropout(att, attentionDropout, true).singletonOrThrow();
+    }
+    return precision.operand(att).matMul(precision.operand(v));
   }
 
   /** An nn.Linear module by its HF name (weight [out, in], optional bias), plus the LoRA update where one is attached. */
   private NDArray linear(NDArray x, String module, Gpt2.Consts k, boolean training) {
-    NDArray y = x.getNDArrayInternal().linear(x, p(module + ".weight"), params.get(module + ".bias")).singletonOrThrow();
-    return lora == null ? y : lora.apply(module, x, y, k, training);
+    NDArray y = precision.linear(x, p(module + ".weight"), params.get(module + ".bias"), k.casts);
+    return lora == null ? y : lora.apply(module, x, y, k, training, precision);
   }
 
   /** RMSNorm: w * x / sqrt(mean(x^2) + eps) over the last axis. */
@@ -274,7 +303,7 @@ public final class Llama implements CausalLm {
         sin[pos * hd + i + half] = s;
       }
     }
-    return new NDArray[] {m.create(cos, new Shape(t, hd)), m.create(sin, new Shape(t, hd))};
+    return new NDArray[] {precision.operand(m.create(cos, new Shape(t, hd))), precision.operand(m.create(sin, new Shape(t, hd)))};
   }
 
   /** x cos + rotate_half(x) sin, where rotate_half([x1, x2]) = [-x2, x1] over the head dimension. */

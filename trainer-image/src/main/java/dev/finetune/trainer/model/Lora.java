@@ -220,14 +220,13 @@ public final class Lora implements AutoCloseable {
   }
 
   /** y plus the adapter's update of a layer's input x, when the layer is targeted. */
-  NDArray apply(String module, NDArray x, NDArray y, Gpt2.Consts k, boolean training) {
+  NDArray apply(String module, NDArray x, NDArray y, Gpt2.Consts k, boolean training, PrecisionPolicy precision) {
     NDArray[] ab = adapters.get(module);
     if (ab == null) {
       return y;
     }
     NDArray in = training && dropout > 0 ? x.getNDArrayInternal().dropout(x, (float) dropout, true).singletonOrThrow() : x;
-    NDArray down = in.getNDArrayInternal().linear(in, ab[0], null).singletonOrThrow();
-    NDArray up = down.getNDArrayInternal().linear(down, ab[1], null).singletonOrThrow();
+    NDArray up = precision.linear(precision.linear(in, ab[0], null, k.casts), ab[1], null, k.casts);
     return y.add(up.mul(k.scalar((float) scaling())));
   }
 

@@ -113,9 +113,15 @@ public final class PrecisionPolicy {
     return bf16() ? cache.computeIfAbsent(w, fast::toBf16) : w;
   }
 
-  /** {@code x w + b}, with x [.., in], w [in, out] (HF Conv1D orientation). */
-  public NDArray linear(NDArray x, NDArray w, NDArray b, Map<NDArray, NDArray> cache) {
+  /** {@code x w + b}, with x [.., in], w [in, out] (HF's Conv1D orientation, GPT-2). */
+  public NDArray conv1d(NDArray x, NDArray w, NDArray b, Map<NDArray, NDArray> cache) {
     return operand(x).matMul(weight(w, cache)).add(weight(b, cache));
+  }
+
+  /** {@code x w^T + b}, with x [.., in], w [out, in] and an optional bias (nn.Linear, the Llama family). */
+  public NDArray linear(NDArray x, NDArray w, NDArray b, Map<NDArray, NDArray> cache) {
+    NDArray in = operand(x);
+    return in.getNDArrayInternal().linear(in, weight(w, cache), b == null ? null : weight(b, cache)).singletonOrThrow();
   }
 
   /** An activation back in fp32 (for layer norm, softmax and the residual stream); unchanged in fp32. */
