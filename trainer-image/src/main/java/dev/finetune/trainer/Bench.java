@@ -8,7 +8,15 @@ import ai.djl.ndarray.types.Shape;
 import ai.djl.pytorch.jni.JniUtils;
 import ai.djl.training.GradientCollector;
 import dev.finetune.api.TrainingSpec;
+import ai.djl.Device;
+import ai.djl.util.cuda.CudaUtils;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.finetune.api.FineTuneJobs;
+import dev.finetune.trainer.model.CausalLm;
 import dev.finetune.trainer.model.Gpt2;
+import dev.finetune.trainer.model.Llama;
+import dev.finetune.trainer.model.LlamaConfig;
+import dev.finetune.trainer.model.Lora;
 import dev.finetune.trainer.model.GptConfig;
 import dev.finetune.trainer.model.Model;
 import dev.finetune.trainer.model.PrecisionPolicy;
@@ -17,6 +25,7 @@ import dev.finetune.trainer.train.AdamW;
 import dev.finetune.trainer.train.Trainer;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.Locale;
@@ -29,6 +38,11 @@ import java.util.Random;
  * trained with AdamW on random token batches (8 x 128, the last 8 targets -100); prints one JSON line.
  * Options: --vocab --n-embd --n-layer --n-head --seq --batch --steps --warmup --threads (0 = one per core),
  * --precision auto|fp32|tf32|bf16 (as spec.training.precision; default fp32). The JSON says which device and precision ran.
+ * {@code --arch llama} times a randomly initialised Llama instead (--n-kv-head, --intermediate; tied embeddings,
+ * RoPE theta 500000), and {@code --lora R} trains a rank-R adapter on every projection (alpha 2R) with the base
+ * frozen; e.g. Llama 3.2 1B: {@code --arch llama --vocab 128256 --n-embd 2048 --n-layer 16 --n-head 32 --n-kv-head 8
+ * --intermediate 8192}. On a GPU the JSON adds the device memory in use after the steps (PyTorch's cached blocks
+ * included, so at least the peak).
  * {@code --generate N --tokenizer tokenizer.json} instead times greedy decoding of N new tokens after a short
  * prompt, with and without the KV cache (fp32, random weights of the given shape). {@code --random-model DIR
  * --tokenizer tokenizer.json} instead writes a randomly initialised GPT-2 of that shape
@@ -53,7 +67,7 @@ public final class Bench {
           o.get("generate"), threads);
       return;
     }
-    training(o, TrainingSpec.Precision.valueOf(text.get("precision").toUpperCase(Locale.ROOT)), threads);
+    training(o, text.get("arch"), TrainingSpec.Precision.valueOf(text.get("precision").toUpperCase(Locale.ROOT)), threads);
   }
 
   /** Fills {@code numbers} and {@code text} with their defaults, then with {@code --name value} pairs; exits 3 on a bad one. */
@@ -68,6 +82,10 @@ public final class Bench {
     numbers.put("warmup", 2);
     numbers.put("threads", 0);
     numbers.put("generate", 0);
+    numbers.put("n-kv-head", 0);
+    numbers.put("intermediate", 0);
+    numbers.put("lora", 0);
+    text.put("arch", "gpt2");
     text.put("precision", "fp32");
     text.put("random-model", null);
     text.put("tokenizer", null);
@@ -87,7 +105,8 @@ public final class Bench {
   }
 
   /** Times AdamW training steps on random batches and prints the JSON line with the peer's fields. */
-  static void training(Map<String, Integer> o, TrainingSpec.Precision requested, int threads) throws Exception {
+  static void training(Map<String, Integer> o, String arch, TrainingSpec.Precision requested, int threads)
+      throws Exception {
     int vocab = o.get("vocab");
     int d = o.get("n-embd");
     int layers = o.get("n-layer");
@@ -95,13 +114,17 @@ public final class Bench {
     int batch = o.get("batch");
     try (NDManager base = NDManager.newBaseManager()) {
       JniUtils.setNumThreads(threads);
-      GptConfig config = new GptConfig(vocab, seq, d, layers, o.get("n-head"), 4 * d, 1e-5, vocab - 1);
       PrecisionPolicy precision = PrecisionPolicy.resolve(requested);
       System.err.println(precision.describe());
-      try (Gpt2 net = Gpt2.random(config, 0, base);
-          AdamW opt = new AdamW(net.parameters(), base, 0.9, 0.999, 1e-8, 0.1)) {
+      try (CausalLm net = randomNet(arch, o, base)) {
+        if (o.get("lora") > 0) {
+          int r = o.get("lora");
+          net.attach(Lora.create(net, r, 2.0 * r, 0, new ArrayList<>(net.linearLayers().keySet().stream()
+              .map(m -> m.substring(m.lastIndexOf('.') + 1)).distinct().toList()), 0));
+        }
         net.requireGradients();
         net.setPrecision(precision);
+        try (AdamW opt = new AdamW(net.trainable(), base, 0.9, 0.999, 1e-8, 0.1)) {
         opt.useFused(precision.nativeOps().orElse(null));
         long[][] ids = new long[batch][seq];
         long[][] targets = new long[batch][seq];
@@ -120,14 +143,16 @@ public final class Bench {
 
         double gemm = gemmFlops(base);
         long params = net.parameterCount();
+        long trainable = net.trainable().values().stream().mapToLong(a -> a.getShape().size()).sum();
         double flops = 6.0 * params * batch * seq + 12.0 * layers * batch * seq * (double) seq * d;
         String impl = "djl-" + Engine.getDjlVersion() + "-pytorch-" + Engine.getInstance().getVersion();
         System.out.println(String.format(Locale.ROOT,
-            "{\"impl\": \"%s\", \"device\": \"%s\", \"precision\": \"%s\", \"threads\": %d, \"params\": %d, \"batch\": %d, \"seq\": %d, \"median_step_s\": %.4f, "
+            "{\"impl\": \"%s\", \"arch\": \"%s\", \"device\": \"%s\", \"precision\": \"%s\", \"threads\": %d, \"params\": %d, \"trainable_params\": %d, \"batch\": %d, \"seq\": %d, \"median_step_s\": %.4f, "
                 + "\"tokens_per_s\": %.1f, \"model_flops_per_s\": %.2f, \"gemm_gflops\": %.2f, \"mfu_vs_gemm\": %.3f, "
-                + "\"peak_rss_mb\": %.1f, \"final_loss\": %.4f}",
-            impl, precision.device(), precision.precision(), JniUtils.getNumThreads(), params, batch, seq, stepS, batch * seq / stepS, flops / stepS / 1e9,
-            gemm / 1e9, flops / stepS / gemm, peakRssMb(), loss));
+                + "\"peak_rss_mb\": %.1f, \"gpu_memory_used_mb\": %.1f, \"final_loss\": %.4f}",
+            impl, arch, precision.device(), precision.precision(), JniUtils.getNumThreads(), params, trainable, batch, seq, stepS,
+            batch * seq / stepS, flops / stepS / 1e9, gemm / 1e9, flops / stepS / gemm, peakRssMb(), gpuMemoryMb(), loss));
+        }
       }
     }
   }
@@ -145,7 +170,7 @@ public final class Bench {
   }
 
   /** One forward, backward and AdamW step; returns the loss. */
-  static double step(Gpt2 net, AdamW opt, NDManager base, long[][] ids, long[][] targets) {
+  static double step(CausalLm net, AdamW opt, NDManager base, long[][] ids, long[][] targets) {
     double loss;
     try (NDManager step = base.newSubManager(); NDScope scope = new NDScope()) {
       Gpt2.Consts k = new Gpt2.Consts(step);
@@ -155,11 +180,11 @@ public final class Bench {
         loss = l.getFloat();
       }
     }
-    opt.step(net.parameters(), 5e-5);
-    AdamW.zeroGradients(net.parameters());
+    opt.step(net.trainable(), 5e-5);
+    AdamW.zeroGradients(net.trainable());
     try (NDScope scope = new NDScope()) {
       // Waits for the step's queued GPU work (the optimizer's kernels) before the clock stops.
-      net.parameters().get("ln_f.bias").get(0).getFloat();
+      net.trainable().values().iterator().next().get(0).getFloat();
     }
     return loss;
   }
@@ -220,6 +245,51 @@ public final class Bench {
         x.matMul(y).close();
       }
       return 2.0 * n * n * n * 10 / ((System.nanoTime() - start) / 1e9);
+    }
+  }
+
+  /**
+   * A random network of the options' shape: GPT-2 as the PyTorch reference builds it, or a Llama (config.json
+   * written as HF would, read back by the trainer's own reader).
+   */
+  static CausalLm randomNet(String arch, Map<String, Integer> o, NDManager base) throws Exception {
+    int vocab = o.get("vocab");
+    int d = o.get("n-embd");
+    int heads = o.get("n-head");
+    if (arch.equals("gpt2")) {
+      int ff = o.get("intermediate") > 0 ? o.get("intermediate") : 4 * d;
+      return Gpt2.random(new GptConfig(vocab, o.get("seq"), d, o.get("n-layer"), heads, ff, 1e-5, vocab - 1), 0, base);
+    }
+    if (!arch.equals("llama")) {
+      System.err.println("--arch is gpt2 or llama, not " + arch);
+      System.exit(3);
+    }
+    ObjectNode c = FineTuneJobs.json().createObjectNode();
+    c.put("model_type", "llama").put("vocab_size", vocab).put("hidden_size", d)
+        .put("intermediate_size", o.get("intermediate") > 0 ? o.get("intermediate") : 8 * d / 3)
+        .put("num_hidden_layers", o.get("n-layer")).put("num_attention_heads", heads)
+        .put("num_key_value_heads", o.get("n-kv-head") > 0 ? o.get("n-kv-head") : heads)
+        .put("max_position_embeddings", Math.max(o.get("seq"), 2048)).put("rms_norm_eps", 1e-5)
+        .put("rope_theta", 500000.0).put("tie_word_embeddings", true).put("eos_token_id", vocab - 1);
+    Path file = Files.createTempFile("bench-llama", ".json");
+    try {
+      Files.writeString(file, c.toString());
+      return Llama.random(LlamaConfig.read(file), base);
+    } finally {
+      Files.delete(file);
+    }
+  }
+
+  /** Device memory in use (cudaMemGetInfo) on a GPU, NaN on a CPU. */
+  static double gpuMemoryMb() {
+    Device device = Engine.getInstance().defaultDevice();
+    if (!device.isGpu()) {
+      return Double.NaN;
+    }
+    try {
+      return CudaUtils.getGpuMemory(device).getUsed() / (1024.0 * 1024.0);
+    } catch (RuntimeException | UnsatisfiedLinkError e) {
+      return Double.NaN;
     }
   }
 

@@ -5,6 +5,7 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDArrays;
 import ai.djl.ndarray.NDList;
 import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import ai.djl.ndarray.types.SparseFormat;
 import java.io.IOException;
@@ -129,6 +130,19 @@ public final class Llama implements CausalLm {
     if (bias) {
       s.put(name + ".bias", new Shape(out));
     }
+  }
+
+  /** A randomly initialised model of {@code c} (weights normal(0, 0.02), norms 1, biases 0), for benchmarks. */
+  public static Llama random(LlamaConfig c, NDManager parent) {
+    NDManager m = parent.newSubManager();
+    LinkedHashMap<String, NDArray> params = new LinkedHashMap<>();
+    for (Map.Entry<String, Shape> e : shapes(c).entrySet()) {
+      String name = e.getKey();
+      Shape shape = e.getValue();
+      params.put(name, name.endsWith("norm.weight") ? m.ones(shape) : name.endsWith(".bias") ? m.zeros(shape)
+          : m.randomNormal(0f, 0.02f, shape, DataType.FLOAT32));
+    }
+    return new Llama(c, m, params);
   }
 
   /** Loads a model directory's weights (one file or shards); names and shapes must match config.json. */
