@@ -12,7 +12,8 @@
 #    builds trainer-image/native against the same PyTorch, checks the native kernels against DJL's operations,
 #    then measures. About 8 minutes on an H200.
 # Smaller runs: SHAPES="256 4 4 128 8" (n_embd layers heads seq batch; ';' between shapes), CH07_EMBD/CH07_LAYERS/
-# CH07_HEADS for the chapter-7 model, CH07_RECORDS to cut the data, MODES="fp32 bf16", STEPS=10.
+# CH07_HEADS for the chapter-7 model, CH07_RECORDS to cut the data, MODES="fp32 bf16", STEPS=10; LLAMA and
+# LLAMA_MODES for the Llama LoRA figure.
 # bench/gpu-bench.sh --cpu runs the same sequence on this machine's CPU with tiny shapes (no PyTorch peer unless
 # python3 has torch with CUDA), to test the script.
 set -uo pipefail
@@ -36,7 +37,7 @@ if [ "${1:-}" = --cpu ]; then
   export APP_CP="$root/trainer-image/target/finetune-trainer.jar:$root/trainer-image/target/lib/*" DJL_OFFLINE=true
   SHAPES=${SHAPES:-"64 2 2 32 2"}
   CH07_EMBD=${CH07_EMBD:-32} CH07_LAYERS=${CH07_LAYERS:-1} CH07_HEADS=${CH07_HEADS:-2} CH07_RECORDS=${CH07_RECORDS:-60}
-  CH07_NEW_TOKENS=${CH07_NEW_TOKENS:-8} STEPS=${STEPS:-2} WARMUP=${WARMUP:-1}
+  CH07_NEW_TOKENS=${CH07_NEW_TOKENS:-8} STEPS=${STEPS:-2} WARMUP=${WARMUP:-1} LLAMA=${LLAMA:-"8000 64 2 4 2 172 32 2"}
   fixtures=${FIXTURES:-$root/../shared/fixtures}
   data=$fixtures/ch07/instruction-data.json tokenizer=$fixtures/gpt2-tokenizer/tokenizer.json
 elif [ -z "${APP_CP:-}" ]; then
@@ -88,6 +89,17 @@ for shape in "${shapes[@]}"; do
     "${java[@]}" dev.finetune.trainer.Bench "${args[@]}" --precision "$mode" > "$out/trainer-$name-$mode.log" 2>&1
     record "$out/trainer-$name-$mode.log"
   done
+done
+
+# LoRA on the Llama family (issue 13): a random Llama 3.2 1B shape, rank 16 on every projection, base frozen:
+# tokens/s and device memory. LLAMA="vocab n_embd layers heads kv_heads intermediate seq batch".
+read -r lv ld ll lh lkv lff lt lb <<< "${LLAMA:-128256 2048 16 32 8 8192 512 8}"
+for mode in ${LLAMA_MODES:-bf16 tf32}; do
+  note "trainer llama d$ld-l$ll LoRA r16 $mode"
+  "${java[@]}" dev.finetune.trainer.Bench --arch llama --vocab "$lv" --n-embd "$ld" --n-layer "$ll" --n-head "$lh" \
+    --n-kv-head "$lkv" --intermediate "$lff" --seq "$lt" --batch "$lb" --lora 16 --steps "$STEPS" --warmup "$WARMUP" \
+    --precision "$mode" > "$out/trainer-llama-lora-$mode.log" 2>&1
+  record "$out/trainer-llama-lora-$mode.log"
 done
 
 # Chapter 7: a random gpt2-medium in HF layout with the GPT-2 tokenizer, the chapter's data and settings.

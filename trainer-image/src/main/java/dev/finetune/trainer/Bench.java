@@ -184,7 +184,7 @@ public final class Bench {
     AdamW.zeroGradients(net.trainable());
     try (NDScope scope = new NDScope()) {
       // Waits for the step's queued GPU work (the optimizer's kernels) before the clock stops.
-      net.trainable().values().iterator().next().get(0).getFloat();
+      net.trainable().values().iterator().next().flatten().get(0).getFloat();
     }
     return loss;
   }

@@ -25,6 +25,18 @@ public interface CausalLm extends AutoCloseable {
     return Gpt2.loss(forward(ids, k, training), targets, k);
   }
 
+  /**
+   * Logits [B, n, vocab] (fp32) of {@code ids} [B, n], the tokens that follow the {@code cache.length()} tokens already
+   * in {@code cache}, which they are appended to: the rows a full forward pass over all the tokens gives (no dropout).
+   * The caller keeps the total within {@link #cacheHolds}.
+   */
+  NDArray forwardCached(NDArray ids, KvCache cache, Gpt2.Consts k);
+
+  /** Whether {@link #forwardCached} can compute a sequence of {@code tokens} tokens (else: full forward passes). */
+  default boolean cacheHolds(int tokens) {
+    return tokens <= contextLength();
+  }
+
   /** The arithmetic of training ({@code spec.training.precision}). */
   void setPrecision(PrecisionPolicy precision);
 

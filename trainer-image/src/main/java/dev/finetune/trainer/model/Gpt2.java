@@ -348,49 +348,15 @@ public final class Gpt2 extends AbstractBlock implements CausalLm {
   }
 
   /**
-   * Keys and values of every layer for the tokens seen so far ({@link #forwardCached}): decoding then computes
-   * only the new token's row instead of the whole sequence again. Its arrays live on {@code manager}.
-   */
-  public static final class KvCache {
-    private final NDManager manager;
-    private final NDArray[] keys;
-    private final NDArray[] values;
-    private int length;
-
-    public KvCache(NDManager manager, int layers) {
-      this.manager = manager;
-      this.keys = new NDArray[layers];
-      this.values = new NDArray[layers];
-    }
-
-    /** Tokens cached so far. */
-    public int length() {
-      return length;
-    }
-
-    /** Appends a layer's new keys or values [1, H, n, hd] and returns all of them so far. */
-    private NDArray append(NDArray[] store, int layer, NDArray fresh) {
-      NDArray old = store[layer];
-      NDArray all = old == null ? fresh : old.concat(fresh, 2);
-      NDScope.unregister(all);
-      all.attach(manager);
-      store[layer] = all;
-      if (old != null && old != all) {
-        old.close();
-      }
-      return all;
-    }
-  }
-
-  /**
    * Logits [B, n, vocab] (fp32) of {@code ids} [B, n], the tokens that follow the {@code cache.length()} tokens
    * already in {@code cache} (none at first), which they are appended to. Gives the rows a full forward pass over
    * all the tokens gives (no dropout). The caller keeps the total within the context length.
    */
+  @Override
   public NDArray forwardCached(NDArray ids, KvCache cache, Consts k) {
     long b = ids.getShape().get(0);
     long n = ids.getShape().get(1);
-    int past = cache.length;
+    int past = cache.length();
     if (past + n > config.contextLength()) {
       throw new IllegalArgumentException((past + n) + " tokens exceed the context length " + config.contextLength());
     }
@@ -404,8 +370,8 @@ public final class Gpt2 extends AbstractBlock implements CausalLm {
       String pre = "h." + i + ".";
       NDList parts = linear(layerNorm(x, pre + "ln_1"), pre + "attn.c_attn", k).split(3, 2);
       NDArray q = parts.get(0).reshape(b, n, h, hd).transpose(0, 2, 1, 3);
-      NDArray kk = cache.append(cache.keys, i, parts.get(1).reshape(b, n, h, hd).transpose(0, 2, 1, 3));
-      NDArray v = cache.append(cache.values, i, parts.get(2).reshape(b, n, h, hd).transpose(0, 2, 1, 3));
+      NDArray kk = cache.keys(i, parts.get(1).reshape(b, n, h, hd).transpose(0, 2, 1, 3));
+      NDArray v = cache.values(i, parts.get(2).reshape(b, n, h, hd).transpose(0, 2, 1, 3));
       NDArray att = q.matMul(kk.transpose(0, 1, 3, 2)).mul(k.attentionScale(hd));
       att = (mask == null ? att : att.add(mask)).softmax(-1);
       NDArray y = precision.operand(att).matMul(v).transpose(0, 2, 1, 3).reshape(b, n, d);
@@ -413,7 +379,7 @@ public final class Gpt2 extends AbstractBlock implements CausalLm {
       NDArray f = linear(layerNorm(x, pre + "ln_2"), pre + "mlp.c_fc", k);
       x = x.add(linear(gelu(f, k), pre + "mlp.c_proj", k));
     }
-    cache.length = past + (int) n;
+    cache.advance(n);
     x = layerNorm(x, "ln_f");
     return precision.fp32(precision.operand(x).matMul(precision.weight(p("wte.weight"), k.casts).transpose()));
   }

@@ -243,7 +243,7 @@ public final class Llama implements CausalLm {
     int kvh = config.kvHeads();
     int hd = config.headDim();
     boolean drop = training && attentionDropout > 0;
-    NDArray[] rope = rotary(k.manager(), t);
+    NDArray[] rope = rotary(k.manager(), 0, t);
     NDArray x = ids.getNDArrayInternal().embedding(ids, p("model.embed_tokens.weight"), SparseFormat.DENSE).singletonOrThrow();
     for (int i = 0; i < config.layers(); i++) {
       String n = "model.layers." + i + ".";
@@ -264,6 +264,58 @@ public final class Llama implements CausalLm {
     x = rmsNorm(x, "model.norm.weight", k);
     NDArray head = config.tiedEmbeddings() ? p("model.embed_tokens.weight") : p("lm_head.weight");
     return precision.linear(x, head, null, k.casts);
+  }
+
+  @Override
+  public boolean cacheHolds(int tokens) {
+    if (tokens > config.contextLength()) {
+      return false;
+    }
+    for (int window : config.slidingWindow()) {
+      if (window > 0 && tokens > window) {
+        return false; // the cache would need the sliding mask; full passes compute it
+      }
+    }
+    return true;
+  }
+
+  @Override
+  public NDArray forwardCached(NDArray ids, KvCache cache, Gpt2.Consts k) {
+    long b = ids.getShape().get(0);
+    long n = ids.getShape().get(1);
+    int past = cache.length();
+    if (!cacheHolds(past + (int) n)) {
+      throw new IllegalArgumentException((past + n) + " tokens are more than the KV cache of this model holds");
+    }
+    int h = config.heads();
+    int kvh = config.kvHeads();
+    int hd = config.headDim();
+    NDArray[] rope = rotary(k.manager(), past, n);
+    NDArray mask = n == 1 ? null : k.offsetCausalMask(past, n);
+    NDArray x = ids.getNDArrayInternal().embedding(ids, p("model.embed_tokens.weight"), SparseFormat.DENSE).singletonOrThrow();
+    for (int i = 0; i < config.layers(); i++) {
+      String pre = "model.layers." + i + ".";
+      NDArray a = rmsNorm(x, pre + "input_layernorm.weight", k);
+      NDArray q = applyRotary(linear(a, pre + "self_attn.q_proj", k, false).reshape(b, n, h, hd).transpose(0, 2, 1, 3), rope);
+      NDArray kk = cache.keys(i, applyRotary(linear(a, pre + "self_attn.k_proj", k, false).reshape(b, n, kvh, hd)
+          .transpose(0, 2, 1, 3), rope));
+      NDArray v = cache.values(i, linear(a, pre + "self_attn.v_proj", k, false).reshape(b, n, kvh, hd).transpose(0, 2, 1, 3));
+      long all = past + n;
+      kk = repeatKv(kk, b, all);
+      v = repeatKv(v, b, all);
+      NDArray scores = precision.fp32(precision.operand(q).matMul(precision.operand(kk).transpose(0, 1, 3, 2)))
+          .mul(k.attentionScale(hd));
+      NDArray att = (mask == null ? scores : scores.add(mask)).softmax(-1);
+      NDArray y = precision.operand(att).matMul(precision.operand(v)).transpose(0, 2, 1, 3).reshape(b, n, (long) h * hd);
+      x = x.add(linear(y, pre + "self_attn.o_proj", k, false));
+      NDArray f = rmsNorm(x, pre + "post_attention_layernorm.weight", k);
+      x = x.add(linear(silu(linear(f, pre + "mlp.gate_proj", k, false)).mul(linear(f, pre + "mlp.up_proj", k, false)),
+          pre + "mlp.down_proj", k, false));
+    }
+    cache.advance(n);
+    x = rmsNorm(x, "model.norm.weight", k);
+    NDArray head = config.tiedEmbeddings() ? p("model.embed_tokens.weight") : p("lm_head.weight");
+    return precision.fp32(precision.linear(x, head, null, k.casts));
   }
 
   /**
@@ -300,15 +352,15 @@ public final class Llama implements CausalLm {
     return x.mul(x.getNDArrayInternal().sigmoid());
   }
 
-  /** cos and sin [T, headDim] for positions 0..T-1 (each frequency twice, as transformers concatenates them). */
-  private NDArray[] rotary(NDManager m, long t) {
+  /** cos and sin [T, headDim] for positions past..past+T-1 (each frequency twice, as transformers concatenates them). */
+  private NDArray[] rotary(NDManager m, int past, long t) {
     int hd = config.headDim();
     int half = hd / 2;
     float[] cos = new float[(int) t * hd];
     float[] sin = new float[(int) t * hd];
     for (int pos = 0; pos < t; pos++) {
       for (int i = 0; i < half; i++) {
-        float angle = pos * inverseFrequencies[i];
+        float angle = (past + pos) * inverseFrequencies[i];
         float c = (float) Math.cos(angle);
         float s = (float) Math.sin(angle);
         cos[pos * hd + i] = c;

@@ -238,18 +238,16 @@ public final class Model implements AutoCloseable {
     long[] out = new long[0];
     Random rnd = new Random(seed);
     int ctx = net.contextLength();
-    // Only GPT-2 has a KV cache so far; the Llama family decodes with full forward passes.
-    Gpt2 gpt = net instanceof Gpt2 g ? g : null;
     try (NoGrad noGrad = new NoGrad(); NDManager session = net.manager().newSubManager()) {
-      Gpt2.KvCache cache = gpt == null ? null : new Gpt2.KvCache(session, gpt.config().layers());
+      KvCache cache = new KvCache(session);
       for (int n = 0; n < maxNewTokens; n++) {
         long[] all = concat(ids, out);
         long next;
         try (NDManager step = session.newSubManager(); NDScope scope = new NDScope()) {
           float[] last;
-          if (kvCache && gpt != null && all.length <= ctx) {
+          if (kvCache && net.cacheHolds(all.length)) {
             long[] fresh = Arrays.copyOfRange(all, cache.length(), all.length);
-            NDArray logits = gpt.forwardCached(step.create(fresh, new Shape(1, fresh.length)), cache, new Gpt2.Consts(step));
+            NDArray logits = net.forwardCached(step.create(fresh, new Shape(1, fresh.length)), cache, new Gpt2.Consts(step));
             last = logits.get(0, fresh.length - 1).toFloatArray();
           } else {
             long[] window = all.length > ctx ? Arrays.copyOfRange(all, all.length - ctx, all.length) : all;

@@ -6,6 +6,8 @@ import ai.djl.ndarray.NDManager;
 import dev.finetune.api.ScratchModelSpec;
 import dev.finetune.trainer.Fixtures;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 
 /** Decoding with the KV cache gives exactly the tokens of decoding without it (the whole sequence every token). */
 class KvCacheTest {
@@ -20,6 +22,19 @@ class KvCacheTest {
         assertThat(cached).as("tokens after %s", prompt).containsExactly(reference);
         assertThat(reference).as("a continuation to compare").isNotEmpty();
       }
+    }
+  }
+
+  @ParameterizedTest
+  @ValueSource(strings = {"tiny-llama", "tiny-qwen2"})
+  void sameGreedyTokensOnTheLlamaFamily(String name) throws Exception {
+    try (NDManager base = NDManager.newBaseManager(); Model model = Model.load(Fixtures.fixture(name), base)) {
+      String prompt = "Below is an instruction that describes a task.\n\n### Instruction:\nName a color.\n\n### Response:\n";
+      long[] reference = model.generateTokens(prompt, 24, 0, 0, 0, false);
+      assertThat(reference).as("a continuation to compare").isNotEmpty();
+      assertThat(model.generateTokens(prompt, 24, 0, 0, 0, true)).containsExactly(reference);
+      assertThat(model.generateTokens(prompt, 16, 0.8, 5, 42, true))
+          .containsExactly(model.generateTokens(prompt, 16, 0.8, 5, 42, false));
     }
   }
 
