@@ -12,30 +12,33 @@ import java.nio.file.Path;
 import java.util.OptionalLong;
 
 /**
- * The memory a run needs, stated before training (float32 throughout): the weights, their gradients and AdamW's two
- * moments (for what trains: everything, or a LoRA adapter alone), the activations autograd keeps for the largest
- * batch, and the runtime. A job whose need exceeds the memory it was given fails at once as a bad job (exit 3:
+ * The memory a run needs, stated before training: the weights, their gradients and AdamW's two moments (float32, for
+ * what trains: everything, or a LoRA adapter alone), in bf16 mixed precision the bf16 copies of the weights each step
+ * makes, the activations autograd keeps for the largest batch (4 bytes each, 2 in bf16), and the runtime. A job whose need exceeds the memory it was given fails at once as a bad job (exit 3:
  * retrying cannot help) instead of dying of OOM minutes or hours later. The activation figure is a lower bound, so
  * a job refused here could not have run.
  */
-public record MemoryPlan(long weights, long gradients, long optimizer, long activations, int batch, int tokens) {
+public record MemoryPlan(long weights, long gradients, long optimizer, long casts, long activations, int batch,
+    int tokens) {
   /** The JVM and libtorch themselves. */
   static final long RUNTIME = 512L << 20;
 
-  public static MemoryPlan of(CausalLm net, int batch, int tokens) {
-    long weights = 4 * net.parameterCount();
+  public static MemoryPlan of(CausalLm net, int batch, int tokens, boolean bf16) {
+    long params = net.parameterCount();
     long trainable = 4 * net.trainable().values().stream().mapToLong(a -> a.getShape().size()).sum();
-    return new MemoryPlan(weights, trainable, 2 * trainable, net.activationBytes(batch, tokens), batch, tokens);
+    long activations = net.activationBytes(batch, tokens);
+    return new MemoryPlan(4 * params, trainable, 2 * trainable, bf16 ? 2 * params : 0, bf16 ? activations / 2 : activations,
+        batch, tokens);
   }
 
   public long total() {
-    return weights + gradients + optimizer + activations + RUNTIME;
+    return weights + gradients + optimizer + casts + activations + RUNTIME;
   }
 
   public String describe() {
-    return String.format("memory needed: about %s (weights %s, gradients %s, AdamW state %s, activations %s for a batch"
-        + " of %d x %d tokens, runtime %s)", gib(total()), gib(weights), gib(gradients), gib(optimizer), gib(activations),
-        batch, tokens, gib(RUNTIME));
+    return String.format("memory needed: about %s (weights %s, gradients %s, AdamW state %s, %sactivations %s for a batch"
+        + " of %d x %d tokens, runtime %s)", gib(total()), gib(weights), gib(gradients), gib(optimizer),
+        casts > 0 ? "their bf16 copies " + gib(casts) + ", " : "", gib(activations), batch, tokens, gib(RUNTIME));
   }
 
   /**

@@ -115,7 +115,7 @@ public final class Trainer {
       attachLora(spec, model.net());
     }
     Data data = prepare(spec.dataset, model);
-    MemoryPlan.of(model.net(), t.batchSize, data.longest()).checkWhereItRuns();
+    MemoryPlan.of(model.net(), t.batchSize, data.longest(), precision.bf16()).checkWhereItRuns();
     model.net().requireGradients();
     try (AdamW optimizer = new AdamW(model.net().trainable(), base, t.beta1, t.beta2, t.epsilon, t.weightDecay)) {
       optimizer.useFused(precision.nativeOps().orElse(null));

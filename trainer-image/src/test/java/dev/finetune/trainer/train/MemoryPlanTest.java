@@ -28,16 +28,22 @@ class MemoryPlanTest {
     try (NDManager base = NDManager.newBaseManager();
         Model m = Model.load(Fixtures.tinyLlama(), base)) {
       long params = m.net().parameterCount();
-      MemoryPlan full = MemoryPlan.of(m.net(), 8, 64);
+      MemoryPlan full = MemoryPlan.of(m.net(), 8, 64, false);
       assertThat(full.weights()).isEqualTo(4 * params);
       assertThat(full.gradients()).isEqualTo(4 * params);
       assertThat(full.optimizer()).isEqualTo(8 * params);
       assertThat(full.activations()).as("at least logits and log-softmax").isGreaterThanOrEqualTo(2L * 4 * 8 * 64 * 50257);
-      assertThat(MemoryPlan.of(m.net(), 16, 64).activations()).isGreaterThan(full.activations());
-      assertThat(full.describe()).contains("weights", "gradients", "AdamW state", "activations", "8 x 64 tokens");
+      assertThat(MemoryPlan.of(m.net(), 16, 64, false).activations()).isGreaterThan(full.activations());
+      assertThat(full.casts()).isZero();
+      assertThat(full.describe()).contains("weights", "gradients", "AdamW state", "activations", "8 x 64 tokens")
+          .doesNotContain("bf16");
+      MemoryPlan bf16 = MemoryPlan.of(m.net(), 8, 64, true);
+      assertThat(bf16.casts()).as("a bf16 copy of every weight per step").isEqualTo(2 * params);
+      assertThat(bf16.activations()).as("activations in bf16").isEqualTo(full.activations() / 2);
+      assertThat(bf16.describe()).contains("their bf16 copies");
 
       m.net().attach(Lora.create(m.net(), 4, 8, 0, List.of("q_proj", "v_proj"), 1));
-      MemoryPlan lora = MemoryPlan.of(m.net(), 8, 64);
+      MemoryPlan lora = MemoryPlan.of(m.net(), 8, 64, false);
       assertThat(lora.weights()).isEqualTo(4 * params);
       assertThat(lora.gradients()).as("the adapter alone").isEqualTo(4 * m.net().lora().parameterCount());
 
