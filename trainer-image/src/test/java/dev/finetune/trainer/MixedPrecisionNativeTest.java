@@ -12,8 +12,6 @@ import ai.djl.ndarray.types.Shape;
 import ai.djl.training.GradientCollector;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import dev.finetune.api.EpochRecord;
-import dev.finetune.api.FineTuneJobs;
 import dev.finetune.api.TrainingSpec.Precision;
 import dev.finetune.api.trainer.TrainerContract;
 import dev.finetune.trainer.model.Gpt2;
@@ -33,7 +31,6 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Iterator;
 import java.util.List;
-import java.util.stream.Stream;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Assumptions;
@@ -124,23 +121,8 @@ class MixedPrecisionNativeTest {
           .as("best/ reloads and saves to the same bytes").isEqualTo(Files.readAllBytes(ref.resolve("best/model.safetensors")));
     }
 
-    Path job = Jobs.write(dir.resolve("resumed"), yaml);
-    Path out = dir.resolve("resumed/out");
-    Jobs.Recorder stop = new Jobs.Recorder();
-    stop.stopAtEpoch = 1;
-    assertThat(Jobs.run(job, out, stop).outcome()).isEqualTo(TrainingListener.Outcome.INTERRUPTED);
-    assertThat(Jobs.run(job, out, new Jobs.Recorder()).outcome()).isEqualTo(TrainingListener.Outcome.COMPLETED);
-    List<EpochRecord> a = history(ref);
-    List<EpochRecord> b = history(out);
-    assertThat(b).hasSize(epochs);
-    for (int i = 0; i < epochs; i++) {
-      assertThat(b.get(i).trainLoss).as("train loss of epoch %d", i + 1).isEqualTo(a.get(i).trainLoss);
-      assertThat(b.get(i).validationLoss).as("validation loss of epoch %d", i + 1).isEqualTo(a.get(i).validationLoss);
-    }
-    assertThat(Files.readAllBytes(out.resolve(last).resolve("model.safetensors")))
-        .as("final weights").isEqualTo(Files.readAllBytes(ref.resolve(last).resolve("model.safetensors")));
-    assertThat(Files.readAllBytes(out.resolve(last).resolve("optimizer.safetensors")))
-        .as("final optimizer state").isEqualTo(Files.readAllBytes(ref.resolve(last).resolve("optimizer.safetensors")));
+    Jobs.assertResumesExactly(Jobs.write(dir.resolve("resumed"), yaml), dir.resolve("resumed/out"), ref, epochs,
+        "model.safetensors", "optimizer.safetensors");
   }
 
   private static long[] flat(long[][] rows) {
@@ -149,18 +131,6 @@ class MixedPrecisionNativeTest {
       System.arraycopy(rows[i], 0, f, i * rows[0].length, rows[0].length);
     }
     return f;
-  }
-
-  private static List<EpochRecord> history(Path out) throws IOException {
-    try (Stream<String> lines = Files.lines(out.resolve(TrainerContract.HISTORY_FILE))) {
-      return lines.map(l -> {
-        try {
-          return FineTuneJobs.json().readValue(l, EpochRecord.class);
-        } catch (IOException e) {
-          throw new RuntimeException(e);
-        }
-      }).toList();
-    }
   }
 
   /** The dtype of every tensor in a safetensors file's header. */

@@ -68,7 +68,7 @@ class EarlyStoppingTest {
     Jobs.Recorder rec = new Jobs.Recorder();
     TrainingListener.Result r = Jobs.run(job, out, rec);
 
-    List<EpochRecord> h = ResumeTest.history(out);
+    List<EpochRecord> h = Jobs.history(out);
     h.forEach(e -> System.out.printf("early stopping: epoch %d train %.4f validation %.4f%n", e.epoch, e.trainLoss,
         e.validationLoss));
     System.out.println("early stopping: " + r.message());
@@ -97,6 +97,6 @@ class EarlyStoppingTest {
     // a rerun of a finished job does not train again
     TrainingListener.Result again = Jobs.run(job, out, new Jobs.Recorder());
     assertThat(again.outcome()).isEqualTo(TrainingListener.Outcome.EARLY_STOPPED);
-    assertThat(ResumeTest.history(out)).hasSize(best + 2);
+    assertThat(Jobs.history(out)).hasSize(best + 2);
   }
 }

@@ -58,7 +58,7 @@ class LlamaTrainingTest {
     Path ref = dir.resolve("ref/out");
     assertThat(Main.run(new String[] {refJob.toString(), "--output", ref.toString()}, List.of(), null))
         .isEqualTo(ExitCodes.SUCCEEDED);
-    List<EpochRecord> history = ResumeTest.history(ref);
+    List<EpochRecord> history = Jobs.history(ref);
     assertThat(history).hasSize(2);
     assertThat(history.get(1).trainLoss).as("it learns").isLessThan(history.get(0).trainLoss);
     Path last = ref.resolve("checkpoints").resolve(Checkpoints.epochName(2));
@@ -68,22 +68,8 @@ class LlamaTrainingTest {
       assertThat(best.net()).isInstanceOf(Llama.class);
     }
 
-    Path job = job(dir.resolve("resumed"), "llama-resumed", model);
-    Path out = dir.resolve("resumed/out");
-    Jobs.Recorder first = new Jobs.Recorder();
-    first.stopAtEpoch = 1;
-    assertThat(Jobs.run(job, out, first).outcome()).isEqualTo(TrainingListener.Outcome.INTERRUPTED);
-    assertThat(Jobs.run(job, out, new Jobs.Recorder()).outcome()).isEqualTo(TrainingListener.Outcome.COMPLETED);
-    List<EpochRecord> resumed = ResumeTest.history(out);
-    for (int i = 0; i < 2; i++) {
-      assertThat(resumed.get(i).trainLoss).isEqualTo(history.get(i).trainLoss);
-      assertThat(resumed.get(i).validationLoss).isEqualTo(history.get(i).validationLoss);
-    }
-    Path resumedLast = out.resolve("checkpoints").resolve(Checkpoints.epochName(2));
-    assertThat(Files.readAllBytes(resumedLast.resolve("model.safetensors"))).as("final weights")
-        .isEqualTo(Files.readAllBytes(last.resolve("model.safetensors")));
-    assertThat(Files.readAllBytes(resumedLast.resolve(Checkpoints.OPTIMIZER))).as("final optimizer moments")
-        .isEqualTo(Files.readAllBytes(last.resolve(Checkpoints.OPTIMIZER)));
+    Jobs.assertResumesExactly(job(dir.resolve("resumed"), "llama-resumed", model), dir.resolve("resumed/out"), ref, 2,
+        "model.safetensors", Checkpoints.OPTIMIZER);
   }
 
   /** Tensor names in a safetensors header. */

@@ -7,7 +7,6 @@ import dev.finetune.trainer.Fixtures;
 import dev.finetune.trainer.Jobs;
 import dev.finetune.trainer.model.Lora;
 import dev.finetune.trainer.model.TorchNative;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -38,24 +37,10 @@ class LoraBf16NativeTest {
     assertThat(Jobs.run(Jobs.write(dir.resolve("ref"), yaml), ref, seen).outcome())
         .isEqualTo(TrainingListener.Outcome.COMPLETED);
     assertThat(ran).containsExactly("bf16");
-    List<EpochRecord> history = ResumeTest.history(ref);
+    List<EpochRecord> history = Jobs.history(ref);
     assertThat(history.get(1).trainLoss).as("it learns").isLessThan(history.get(0).trainLoss);
 
-    Path job = Jobs.write(dir.resolve("resumed"), yaml);
-    Path out = dir.resolve("resumed/out");
-    Jobs.Recorder stop = new Jobs.Recorder();
-    stop.stopAtEpoch = 1;
-    assertThat(Jobs.run(job, out, stop).outcome()).isEqualTo(TrainingListener.Outcome.INTERRUPTED);
-    assertThat(Jobs.run(job, out, new Jobs.Recorder()).outcome()).isEqualTo(TrainingListener.Outcome.COMPLETED);
-    List<EpochRecord> resumed = ResumeTest.history(out);
-    for (int i = 0; i < 2; i++) {
-      assertThat(resumed.get(i).trainLoss).isEqualTo(history.get(i).trainLoss);
-      assertThat(resumed.get(i).validationLoss).isEqualTo(history.get(i).validationLoss);
-    }
-    Path last = Path.of("checkpoints", Checkpoints.epochName(2));
-    assertThat(Files.readAllBytes(out.resolve(last).resolve(Lora.WEIGHTS))).as("final adapter")
-        .isEqualTo(Files.readAllBytes(ref.resolve(last).resolve(Lora.WEIGHTS)));
-    assertThat(Files.readAllBytes(out.resolve(last).resolve(Checkpoints.OPTIMIZER))).as("final optimizer moments")
-        .isEqualTo(Files.readAllBytes(ref.resolve(last).resolve(Checkpoints.OPTIMIZER)));
+    Jobs.assertResumesExactly(Jobs.write(dir.resolve("resumed"), yaml), dir.resolve("resumed/out"), ref, 2, Lora.WEIGHTS,
+        Checkpoints.OPTIMIZER);
   }
 }

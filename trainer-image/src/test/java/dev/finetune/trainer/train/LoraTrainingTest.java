@@ -69,7 +69,7 @@ class LoraTrainingTest {
     Path ref = dir.resolve("ref/out");
     assertThat(Main.run(new String[] {job(dir.resolve("ref"), "lora-ref").toString(), "--output", ref.toString()},
         List.of(), null)).isEqualTo(ExitCodes.SUCCEEDED);
-    List<EpochRecord> history = ResumeTest.history(ref);
+    List<EpochRecord> history = Jobs.history(ref);
     assertThat(history.get(1).trainLoss).as("it learns").isLessThan(history.get(0).trainLoss);
 
     // Checkpoints hold the adapter and its optimizer state alone.
@@ -109,22 +109,8 @@ class LoraTrainingTest {
       }
     }
 
-    Path job = job(dir.resolve("resumed"), "lora-resumed");
     Path out = dir.resolve("resumed/out");
-    Jobs.Recorder first = new Jobs.Recorder();
-    first.stopAtEpoch = 1;
-    assertThat(Jobs.run(job, out, first).outcome()).isEqualTo(TrainingListener.Outcome.INTERRUPTED);
-    assertThat(Jobs.run(job, out, new Jobs.Recorder()).outcome()).isEqualTo(TrainingListener.Outcome.COMPLETED);
-    List<EpochRecord> resumed = ResumeTest.history(out);
-    for (int i = 0; i < 2; i++) {
-      assertThat(resumed.get(i).trainLoss).isEqualTo(history.get(i).trainLoss);
-      assertThat(resumed.get(i).validationLoss).isEqualTo(history.get(i).validationLoss);
-    }
-    Path resumedLast = out.resolve("checkpoints").resolve(Checkpoints.epochName(2));
-    assertThat(Files.readAllBytes(resumedLast.resolve(Lora.WEIGHTS))).as("final adapter")
-        .isEqualTo(Files.readAllBytes(last.resolve(Lora.WEIGHTS)));
-    assertThat(Files.readAllBytes(resumedLast.resolve(Checkpoints.OPTIMIZER))).as("final optimizer moments")
-        .isEqualTo(Files.readAllBytes(last.resolve(Checkpoints.OPTIMIZER)));
+    Jobs.assertResumesExactly(job(dir.resolve("resumed"), "lora-resumed"), out, ref, 2, Lora.WEIGHTS, Checkpoints.OPTIMIZER);
     assertThat(Files.readAllBytes(out.resolve("best/model.safetensors"))).as("merged best")
         .isEqualTo(Files.readAllBytes(ref.resolve("best/model.safetensors")));
   }

@@ -3,7 +3,6 @@ package dev.finetune.trainer.train;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.finetune.api.EpochRecord;
-import dev.finetune.api.FineTuneJobs;
 import dev.finetune.api.trainer.TrainerContract;
 import dev.finetune.trainer.Jobs;
 import dev.finetune.trainer.Main;
@@ -35,25 +34,13 @@ class ResumeTest {
     reference = shared.resolve("ref/out");
     TrainingListener.Result r = Jobs.run(job, reference, (TrainingListener) null);
     assertThat(r.outcome()).isEqualTo(TrainingListener.Outcome.COMPLETED);
-    referenceHistory = history(reference);
+    referenceHistory = Jobs.history(reference);
     assertThat(referenceHistory).hasSize(EPOCHS);
-  }
-
-  static List<EpochRecord> history(Path out) throws IOException {
-    try (Stream<String> lines = Files.lines(out.resolve(TrainerContract.HISTORY_FILE))) {
-      return lines.map(l -> {
-        try {
-          return FineTuneJobs.json().readValue(l, EpochRecord.class);
-        } catch (IOException e) {
-          throw new RuntimeException(e);
-        }
-      }).toList();
-    }
   }
 
   /** Same losses per epoch (bit for bit), same final and best weights. */
   static void assertSameAsReference(Path out) throws IOException {
-    List<EpochRecord> h = history(out);
+    List<EpochRecord> h = Jobs.history(out);
     assertThat(h).hasSize(EPOCHS);
     for (int i = 0; i < EPOCHS; i++) {
       assertThat(h.get(i).epoch).isEqualTo(i + 1);
@@ -81,7 +68,7 @@ class ResumeTest {
     TrainingListener.Result first = Jobs.run(job, out, rec);
     assertThat(first.outcome()).isEqualTo(TrainingListener.Outcome.INTERRUPTED);
     assertThat(first.epochsCompleted()).isEqualTo(2);
-    assertThat(history(out)).hasSize(2);
+    assertThat(Jobs.history(out)).hasSize(2);
 
     Jobs.Recorder second = new Jobs.Recorder();
     TrainingListener.Result r = Jobs.run(job, out, second);
