@@ -5,6 +5,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.finetune.api.FineTuneJobs;
+import dev.finetune.api.testing.TinyJob;
 import dev.finetune.api.trainer.TrainerContract;
 import dev.finetune.api.trainer.TrainerContract.ExitCodes;
 import dev.finetune.trainer.data.Record;
@@ -30,16 +31,28 @@ import org.junit.jupiter.api.io.TempDir;
  * say the new attempt failed.
  */
 class BadInputTest {
-  static final String JOB = """
-      apiVersion: finetune.dev/v1alpha1
-      kind: FineTuneJob
-      metadata: {name: earlier}
-      spec:
-        model: {scratch: {layers: 1, embeddingDim: 16, heads: 2, contextLength: 64, seed: 5}}
-        dataset: {path: data.jsonl, promptStyle: phi3, maxLength: 64}
-        training: {epochs: 1, batchSize: 8, learningRate: 0.003}
-        evaluation: {maxNewTokens: 4}
-      """;
+  /** The tiny job on data.jsonl (40 records), records of at most 64 tokens, answers of at most 4. */
+  static final Map<String, Object> EARLIER = Map.of("spec.dataset.synthetic", TinyJob.UNSET, "spec.dataset.path",
+      "data.jsonl", "spec.dataset.maxLength", 64, "spec.evaluation.maxNewTokens", 4);
+  static final String JOB = job("earlier", 1, Map.of());
+
+  /** The earlier run's job with {@code changes} on top. */
+  static String job(String name, int epochs, Map<String, Object> changes) {
+    Map<String, Object> all = new java.util.HashMap<>(EARLIER);
+    all.putAll(changes);
+    return TinyJob.yamlWith(name, epochs, all);
+  }
+
+  /** The 1-based number of the line of {@code text} that contains {@code part}. */
+  static int lineOf(String text, String part) {
+    List<String> lines = text.lines().toList();
+    for (int i = 0; i < lines.size(); i++) {
+      if (lines.get(i).contains(part)) {
+        return i + 1;
+      }
+    }
+    throw new AssertionError("no line contains '" + part + "' in\n" + text);
+  }
 
   @TempDir
   static Path earlier;
@@ -142,18 +155,23 @@ class BadInputTest {
   @Test
   void anInvalidSpecReportsEveryProblemAndMarksTheSummaryFailed(@TempDir Path dir) throws Exception {
     copy(dir);
-    Jobs.write(dir, JOB.replace("epochs: 1,", "epochs: 0, epsilon: 1.0e-50, warmup: 3,"));
+    String job = job("earlier", 0, Map.of("spec.training.epsilon", 1.0e-50, "spec.training.warmup", 3));
+    Jobs.write(dir, job);
     String message = rerunFails(dir, "InvalidSpec");
-    assertThat(message).contains(dir.resolve("job.yaml") + " (3 problems)", "spec.training.warmup: unknown field (line 7);"
-        + " did you mean warmupSteps?", "spec.training.epochs: is 0", "spec.training.epsilon: is 1.0E-50, too small for float32");
+    assertThat(message).contains(dir.resolve("job.yaml") + " (3 problems)", "spec.training.warmup: unknown field (line "
+        + lineOf(job, "warmup: 3") + "); did you mean warmupSteps?", "spec.training.epochs: is 0",
+        "spec.training.epsilon: is 1.0E-50, too small for float32");
   }
 
   @Test
   void aJobFileThatIsNotUtf8NamesTheLineAndMarksTheSummaryFailed(@TempDir Path dir) throws Exception {
     copy(dir);
-    replaceLine(dir.resolve("job.yaml"), 8, "  evaluation: {maxNewTokens: 4} # \u00e0 bient\u00f4t".getBytes(StandardCharsets.ISO_8859_1));
-    assertThat(rerunFails(dir, "InvalidSpec")).isEqualTo("invalid FineTuneJob in " + dir.resolve("job.yaml") + ": line 8,"
-        + " byte 35 (0xE0) is not UTF-8; save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)");
+    int line = lineOf(JOB, "maxNewTokens: 4");
+    String latin1 = JOB.lines().toList().get(line - 1) + " # \u00e0 bient\u00f4t";
+    replaceLine(dir.resolve("job.yaml"), line, latin1.getBytes(StandardCharsets.ISO_8859_1));
+    assertThat(rerunFails(dir, "InvalidSpec")).isEqualTo("invalid FineTuneJob in " + dir.resolve("job.yaml") + ": line " + line
+        + ", byte " + (latin1.indexOf('\u00e0') + 1) + " (0xE0) is not UTF-8; save the file as UTF-8 (e.g. iconv -f latin1 -t"
+        + " utf-8)");
   }
 
   @Test
@@ -166,8 +184,7 @@ class BadInputTest {
 
     Path fresh = Files.createDirectories(dir.resolve("fresh"));
     Files.copy(dir.resolve("data.jsonl"), fresh.resolve("data.jsonl"));
-    Jobs.write(fresh, JOB.replace("maxLength: 64}", "maxLength: 64, truncateLongRecords: true}")
-        .replace("maxNewTokens: 4}", "enabled: false}"));
+    Jobs.write(fresh, job("earlier", 1, Map.of("spec.dataset.truncateLongRecords", true, "spec.evaluation.enabled", false)));
     assertThat(MainTest.run(new MainTest.Errors(), fresh.resolve("job.yaml").toString())).isEqualTo(ExitCodes.SUCCEEDED);
   }
 
@@ -178,8 +195,7 @@ class BadInputTest {
     for (String f : List.of("config.json", "model.safetensors", "tokenizer.json")) {
       Files.copy(run(dir).resolve("best").resolve(f), model.resolve(f));
     }
-    Jobs.write(dir, JOB.replace("{scratch: {layers: 1, embeddingDim: 16, heads: 2, contextLength: 64, seed: 5}}",
-        "{path: model}").replace("name: earlier", "name: frommodel"));
+    Jobs.write(dir, job("frommodel", 1, Map.of("spec.model", Map.of("path", "model"))));
     Files.writeString(model.resolve("config.json"), "{\n  \"n_embd\": 16,\n  \"n_layer\": 1\n  \"n_head\": 2\n}\n");
     MainTest.Errors e = new MainTest.Errors();
     assertThat(MainTest.run(e, dir.resolve("job.yaml").toString())).isEqualTo(ExitCodes.BAD_JOB);

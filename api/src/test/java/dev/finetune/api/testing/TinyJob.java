@@ -1,7 +1,11 @@
 package dev.finetune.api.testing;
 
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import com.fasterxml.jackson.dataformat.yaml.YAMLMapper;
 import dev.finetune.api.FineTuneJob;
 import dev.finetune.api.FineTuneJobs;
+import java.util.Comparator;
+import java.util.Map;
 
 /**
  * The tiny FineTuneJob the modules' tests share: a one-layer scratch GPT-2 on synthetic tasks (seconds per
@@ -54,5 +58,40 @@ public final class TinyJob {
 
   public static FineTuneJob job(String name, String namespace, int epochs) {
     return FineTuneJobs.parse(yaml(name, namespace, epochs));
+  }
+
+  /** A value for {@link #yamlWith} that removes the field. */
+  public static final Object UNSET = new Object();
+
+  /**
+   * The tiny job for a local run (no namespace) as YAML, with some fields changed: each key is a dotted path
+   * ("spec.training.learningRate"), each value what it becomes (a map replaces a whole section, {@link #UNSET}
+   * removes the field). Shorter paths are applied first, so a replaced section can then be edited; a new field
+   * goes last in its section.
+   */
+  public static String yamlWith(String name, int epochs, Map<String, ?> changes) {
+    try {
+      YAMLMapper yaml = new YAMLMapper();
+      ObjectNode doc = (ObjectNode) yaml.readTree(yaml(name, "", epochs));
+      ((ObjectNode) doc.get("metadata")).remove("namespace");
+      for (String path : changes.keySet().stream()
+          .sorted(Comparator.comparingInt(String::length).thenComparing(Comparator.naturalOrder())).toList()) {
+        String[] parts = path.split("\\.");
+        ObjectNode parent = doc;
+        for (int i = 0; i < parts.length - 1; i++) {
+          parent = parent.get(parts[i]) instanceof ObjectNode o ? o : parent.putObject(parts[i]);
+        }
+        Object value = changes.get(path);
+        String field = parts[parts.length - 1];
+        if (value == UNSET) {
+          parent.remove(field);
+        } else {
+          parent.set(field, yaml.valueToTree(value));
+        }
+      }
+      return FineTuneJobs.toYaml(doc);
+    } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
+      throw new IllegalStateException(e);
+    }
   }
 }
