@@ -10,7 +10,10 @@ import dev.finetune.trainer.eval.Evaluation;
 import dev.finetune.trainer.observe.Observability;
 import dev.finetune.trainer.observe.ProgressPrinter;
 import dev.finetune.trainer.observe.Summaries;
+import dev.finetune.trainer.model.PrecisionPolicy;
+import dev.finetune.trainer.train.Checkpoints;
 import dev.finetune.trainer.train.DivergedException;
+import dev.finetune.trainer.train.TrainedWith;
 import dev.finetune.trainer.train.Trainer;
 import dev.finetune.trainer.train.TrainingListener;
 import java.nio.file.Files;
@@ -152,19 +155,20 @@ public final class Main {
   }
 
   /**
-   * The first line a run prints: "device cpu (PyTorch 2.7.1), precision fp32, 8 threads; /metrics and /progress at
-   * http://localhost:9090" (loads the engine).
+   * The first line a run prints: "device cpu (PyTorch 2.7.1), precision bf16, 8 threads; /metrics and /progress at
+   * http://localhost:9090", with the precision as the spec resolved on this device (loads the engine).
    */
-  static String runtimeLine(int port) {
+  static String runtimeLine(int port, PrecisionPolicy precision) {
     ai.djl.engine.Engine engine = ai.djl.engine.Engine.getInstance();
-    String device = engine.defaultDevice().isGpu() ? "gpu " + engine.defaultDevice().getDeviceId() + " of "
-        + engine.getGpuCount() : "cpu";
+    boolean gpu = engine.defaultDevice().isGpu();
+    String device = gpu ? "gpu " + engine.defaultDevice().getDeviceId() + " of " + engine.getGpuCount() : "cpu";
     int threads = engine.getEngineName().equals("PyTorch") ? ai.djl.pytorch.jni.JniUtils.getNumThreads()
         : Runtime.getRuntime().availableProcessors();
     String served = port == 0 ? "no /metrics or /progress server"
         : "/metrics and /progress at http://localhost:" + port;
-    return "device " + device + " (" + engine.getEngineName() + " " + engine.getVersion() + "), precision fp32, "
-        + threads + " threads; " + served;
+    String p = precision.precision().toString();
+    return "device " + device + " (" + engine.getEngineName() + " " + engine.getVersion() + "), precision " + p
+        + (p.equals("tf32") && !gpu ? " (fp32: a CPU has no tensor cores)" : "") + ", " + threads + " threads; " + served;
   }
 
   /**
@@ -349,20 +353,27 @@ public final class Main {
     }
     EvaluationStatus earlierEvaluation = Summaries.readEvaluation(out);
     obs.bind(job, out);
-    System.out.println(runtimeLine(obs.port()));
-    checkGpus(job, System.getenv());
     Trainer trainer = new Trainer(job, a.job().getParent(), out, all);
+    System.out.println(runtimeLine(obs.port(), trainer.precision()));
+    checkGpus(job, System.getenv());
     trainer.allowMoreEpochs(a.moreEpochs());
     if (onTrainer != null) {
       onTrainer.accept(trainer);
     }
-    TrainingListener.Result r = trainer.run();
+    TrainingListener.Result r;
+    try {
+      r = trainer.run();
+    } catch (java.nio.file.FileSystemException e) {
+      // the run folder deleted or read-only mid-run (a lost volume): a retry; anything else is reported by run()
+      throw e.getFile() != null && Path.of(e.getFile()).startsWith(out) ? TransientException.lostVolume(out, e) : e;
+    }
     if (trainer.evaluationStands() && earlierEvaluation != null) {
       System.out.println("evaluation: unchanged since the run finished; the answers are in " + out.resolve(
           TrainerContract.RESPONSES_FILE));
       obs.evaluationFinished(earlierEvaluation);
-    } else {
-      Evaluation.afterTraining(r, trainer.testSplit(), obs); // responses.jsonl and judge scores; never throws
+    } else if (Evaluation.afterTraining(r, trainer.testSplit(), obs) != null) { // responses.jsonl, judge scores; never throws
+      // a finished run answered again with changed settings: recorded, so the same rerun does not answer again
+      new Checkpoints(out.resolve(TrainerContract.CHECKPOINTS_DIR)).recordEvaluation(TrainedWith.of(job.getSpec()));
     }
     return r.outcome() == TrainingListener.Outcome.INTERRUPTED ? ExitCodes.INTERRUPTED : ExitCodes.SUCCEEDED;
   }

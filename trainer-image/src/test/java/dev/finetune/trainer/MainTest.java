@@ -10,10 +10,25 @@ import dev.finetune.trainer.model.Model;
 import dev.finetune.trainer.train.Checkpoints;
 import dev.finetune.trainer.train.DivergedException;
 import dev.finetune.trainer.train.TrainingListener;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.finetune.api.testing.TinyJob;
+import dev.finetune.api.trainer.TrainerContract;
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
+import java.util.concurrent.atomic.AtomicReference;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -43,15 +58,7 @@ class MainTest {
 
   @Test
   void invalidJobExits3AndNamesEveryProblem(@TempDir Path dir) throws Exception {
-    Path job = Jobs.write(dir, """
-        apiVersion: finetune.dev/v1alpha1
-        kind: FineTuneJob
-        metadata: {name: broken}
-        spec:
-          model: {}
-          dataset: {synthetic: {size: 100}}
-          training: {epochs: 0, batchSize: 8}
-        """);
+    Path job = Jobs.write(dir, TinyJob.yamlWith("broken", 0, Map.of("spec.model", Map.of())));
     Errors e = new Errors();
     assertThat(run(e, job.toString())).isEqualTo(ExitCodes.BAD_JOB);
     assertThat(e.errors.get(0)).isInstanceOf(InvalidJobException.class);
@@ -82,15 +89,7 @@ class MainTest {
   @Test
   void gpusWithoutAGpuWarnLocallyAndFailInAPod(@TempDir Path dir) throws Exception {
     org.junit.jupiter.api.Assumptions.assumeTrue(ai.djl.engine.Engine.getInstance().getGpuCount() == 0, "a GPU is visible");
-    Path file = Jobs.write(dir, """
-        apiVersion: finetune.dev/v1alpha1
-        kind: FineTuneJob
-        metadata: {name: gpus}
-        spec:
-          model: {scratch: {layers: 1, embeddingDim: 16, heads: 2, contextLength: 64}}
-          dataset: {synthetic: {size: 40}, maxLength: 64}
-          resources: {gpus: 1}
-        """);
+    Path file = Jobs.write(dir, TinyJob.yamlWith("gpus", 1, Map.of("spec.resources.gpus", 1)));
     dev.finetune.api.FineTuneJob job = Jobs.read(file);
     Main.checkGpus(job, java.util.Map.of()); // a local run: a warning, training goes on
     org.assertj.core.api.Assertions.assertThatThrownBy(() -> Main.checkGpus(job, java.util.Map.of("KUBERNETES_SERVICE_HOST",
@@ -116,14 +115,8 @@ class MainTest {
   @Test
   void badDataExits3WithFileAndLine(@TempDir Path dir) throws Exception {
     Files.writeString(dir.resolve("data.jsonl"), "{\"instruction\": \"a\", \"output\": \"b\"}\n{\"instruction\": \"a\"}\n");
-    Path job = Jobs.write(dir, """
-        apiVersion: finetune.dev/v1alpha1
-        kind: FineTuneJob
-        metadata: {name: baddata}
-        spec:
-          model: {scratch: {layers: 1, embeddingDim: 16, heads: 2, contextLength: 32}}
-          dataset: {path: data.jsonl, maxLength: 32}
-        """);
+    Path job = Jobs.write(dir, TinyJob.yamlWith("baddata", 1, Map.of("spec.dataset.synthetic", TinyJob.UNSET,
+        "spec.dataset.path", "data.jsonl")));
     Errors e = new Errors();
     assertThat(run(e, job.toString())).isEqualTo(ExitCodes.BAD_JOB);
     assertThat(e.errors.get(0).getMessage()).contains(dir.resolve("data.jsonl") + " line 2: field 'output' is missing");
@@ -132,14 +125,8 @@ class MainTest {
   @Test
   void promptsThatFillMaxLengthExit3(@TempDir Path dir) throws Exception {
     // Alpaca's preamble alone is ~90 bytes: with the byte tokenizer, maxLength 64 and maskPrompt, no target is left.
-    Path job = Jobs.write(dir, """
-        apiVersion: finetune.dev/v1alpha1
-        kind: FineTuneJob
-        metadata: {name: masked}
-        spec:
-          model: {scratch: {layers: 1, embeddingDim: 16, heads: 2, contextLength: 64}}
-          dataset: {synthetic: {size: 40}, promptStyle: alpaca, maskPrompt: true, maxLength: 64}
-        """);
+    Path job = Jobs.write(dir, TinyJob.yamlWith("masked", 1, Map.of("spec.dataset.promptStyle", "alpaca",
+        "spec.dataset.maskPrompt", true, "spec.dataset.maxLength", 64)));
     Errors e = new Errors();
     assertThat(run(e, job.toString())).isEqualTo(ExitCodes.BAD_JOB);
     assertThat(e.errors.get(0).getMessage()).contains("training records have no target token within spec.dataset.maxLength (64)");
@@ -157,20 +144,91 @@ class MainTest {
       m.net().parameters().get("ln_f.weight").muli(Float.NaN);
       m.save(dir.resolve("nan-model"));
     }
-    Path job = Jobs.write(dir, """
-        apiVersion: finetune.dev/v1alpha1
-        kind: FineTuneJob
-        metadata: {name: diverge}
-        spec:
-          model: {path: nan-model}
-          dataset: {synthetic: {size: 100}, promptStyle: phi3, maxLength: 64}
-          training: {epochs: 1, batchSize: 4}
-        """);
+    Path job = Jobs.write(dir, TinyJob.yamlWith("diverge", 1, Map.of("spec.model", Map.of("path", "nan-model"),
+        "spec.dataset.maxLength", 64)));
     Errors e = new Errors();
     assertThat(run(e, job.toString())).isEqualTo(ExitCodes.DIVERGED);
     assertThat(e.errors.get(0)).isInstanceOf(DivergedException.class);
     assertThat(e.errors.get(0).getMessage()).contains("loss became NaN").contains("learningRate");
     assertThat(dir.resolve("runs/diverge/checkpoints")).doesNotExist();
+  }
+
+  @Test
+  void aLossThatExplodesWhileFiniteEndsDivergedAndShipsNoBestModel(@TempDir Path dir) throws Exception {
+    // The issue's case: learning rate 10 without clipping. No loss is NaN, but epoch 1 validates far above ln 257.
+    Path job = Jobs.write(dir, TinyJob.yamlWith("explode", 2, Map.of("spec.training.learningRate", 10,
+        "spec.training.schedule", "constant", "spec.training.warmupSteps", 0, "spec.training.maxGradNorm", TinyJob.UNSET)));
+    Errors e = new Errors();
+    assertThat(run(e, job.toString())).isEqualTo(ExitCodes.DIVERGED);
+    assertThat(e.errors.get(0)).isInstanceOf(DivergedException.class);
+    String message = e.errors.get(0).getMessage();
+    assertThat(message).containsPattern("^the validation loss after epoch 1 is \\d+(\\.\\d+)?, above 5\\.549, the loss of"
+        + " guessing every token uniformly \\(ln 257\\); lower spec.training.learningRate, add warmupSteps or set"
+        + " maxGradNorm \\(typical: 1.0\\)$");
+    Path run = dir.resolve("runs/explode");
+    JsonNode summary = new ObjectMapper().readTree(run.resolve(TrainerContract.SUMMARY_FILE).toFile());
+    assertThat(summary.path("phase").asText()).isEqualTo("Failed");
+    assertThat(summary.path("reason").asText()).isEqualTo("Diverged");
+    assertThat(summary.path("message").asText()).contains(message);
+    // the diverged epoch is not kept: not as best/, not in history.jsonl, not as a checkpoint to resume
+    assertThat(run.resolve(TrainerContract.BEST_DIR)).doesNotExist();
+    assertThat(Files.readString(run.resolve(TrainerContract.HISTORY_FILE))).isEmpty();
+    assertThat(run.resolve(TrainerContract.CHECKPOINTS_DIR)).doesNotExist();
+  }
+
+  @Test
+  void theFirstLineNamesDeviceResolvedPrecisionThreadsAndWhereProgressIsServed(@TempDir Path dir) throws Exception {
+    Path job = Jobs.write(dir, TinyJob.yamlWith("firstline", 1, Map.of("spec.training.precision", "tf32",
+        "spec.evaluation.enabled", false)));
+    ByteArrayOutputStream out = new ByteArrayOutputStream();
+    ByteArrayOutputStream err = new ByteArrayOutputStream();
+    AtomicReference<String> progress = new AtomicReference<>();
+    // While training runs, /progress answers at the address the first line gives.
+    TrainingListener fetch = new TrainingListener() {
+      @Override
+      public void onStart(RunInfo run) {
+        Matcher m = Pattern.compile("at (http://localhost:\\d+)").matcher(out.toString(StandardCharsets.UTF_8));
+        if (m.find()) {
+          try {
+            progress.set(HttpClient.newHttpClient().send(HttpRequest.newBuilder(URI.create(m.group(1) + "/progress")).build(),
+                HttpResponse.BodyHandlers.ofString()).body());
+          } catch (Exception ex) {
+            progress.set(ex.toString());
+          }
+        }
+      }
+    };
+    PrintStream stdout = System.out;
+    PrintStream stderr = System.err;
+    System.setOut(new PrintStream(out, true, StandardCharsets.UTF_8));
+    System.setErr(new PrintStream(err, true, StandardCharsets.UTF_8));
+    int code;
+    try {
+      code = Main.run(new String[] {job.toString()}, List.of(fetch), null);
+    } finally {
+      System.setOut(stdout);
+      System.setErr(stderr);
+      System.out.print(out.toString(StandardCharsets.UTF_8));
+      System.err.print(err.toString(StandardCharsets.UTF_8));
+    }
+    assertThat(code).isEqualTo(ExitCodes.SUCCEEDED);
+    String first = out.toString(StandardCharsets.UTF_8).lines().findFirst().orElseThrow();
+    Matcher m = Pattern.compile("device (cpu|gpu \\d+ of \\d+) \\(PyTorch \\d+\\.\\d+\\.\\d+\\), precision (\\S+)(?: \\(fp32: a CPU has"
+        + " no tensor cores\\))?, (\\d+) threads; (?:/metrics and /progress at http://localhost:(\\d+)|no /metrics or /progress"
+        + " server)").matcher(first);
+    assertThat(m.matches()).as(first).isTrue();
+    boolean gpu = ai.djl.engine.Engine.getInstance().getGpuCount() > 0;
+    assertThat(m.group(1)).isEqualTo(gpu ? "gpu 0 of " + ai.djl.engine.Engine.getInstance().getGpuCount() : "cpu");
+    // the precision the spec resolved to, as summary.json records it; tf32 on a CPU says it computes in fp32
+    JsonNode summary = new ObjectMapper().readTree(dir.resolve("runs/firstline").resolve(TrainerContract.SUMMARY_FILE).toFile());
+    assertThat(m.group(2)).isEqualTo("tf32").isEqualTo(summary.path("precision").asText());
+    assertThat(first.contains("(fp32: a CPU has no tensor cores)")).isEqualTo(!gpu);
+    assertThat(Integer.parseInt(m.group(3))).isEqualTo(ai.djl.pytorch.jni.JniUtils.getNumThreads()).isPositive();
+    if (m.group(4) != null) {
+      assertThat(progress.get()).contains("\"firstline\"");
+    } else { // the port was taken (another run on this machine): the line and stderr say so
+      assertThat(err.toString(StandardCharsets.UTF_8)).contains("observability: cannot serve /metrics and /progress");
+    }
   }
 
   @Test
@@ -205,15 +263,10 @@ class MainTest {
       data.append(FineTuneJobsJson.record(r)).append('\n');
     }
     Files.writeString(dir.resolve("tasks.jsonl"), data.toString());
-    Path job = Jobs.write(dir, """
-        apiVersion: finetune.dev/v1alpha1
-        kind: FineTuneJob
-        metadata: {name: hubcached}
-        spec:
-          model: {hub: finetune-test/tiny-gpt2}
-          dataset: {configMap: {name: tasks, key: tasks.jsonl}, promptStyle: alpaca, maskPrompt: true, maxLength: 128}
-          training: {epochs: 1, batchSize: 8, learningRate: 1.0e-3}
-        """);
+    Path job = Jobs.write(dir, TinyJob.yamlWith("hubcached", 1, Map.of("spec.model", Map.of("hub", "finetune-test/tiny-gpt2"),
+        "spec.dataset.synthetic", TinyJob.UNSET, "spec.dataset.configMap", Map.of("name", "tasks", "key", "tasks.jsonl"),
+        "spec.dataset.promptStyle", "alpaca", "spec.dataset.maxLength", 128, "spec.training.learningRate", 1.0e-3,
+        "spec.evaluation.maxNewTokens", 4)));
     Errors e = new Errors();
     assertThat(run(e, job.toString())).isEqualTo(ExitCodes.SUCCEEDED);
     Path best = dir.resolve("runs/hubcached/best");
@@ -231,14 +284,8 @@ class MainTest {
 
   @Test
   void hubModelWithoutNetworkOrCacheFailsClearly(@TempDir Path dir) throws Exception {
-    Path job = Jobs.write(dir, """
-        apiVersion: finetune.dev/v1alpha1
-        kind: FineTuneJob
-        metadata: {name: hub}
-        spec:
-          model: {hub: finetune-test/does-not-exist-xyz}
-          dataset: {synthetic: {size: 100}}
-        """);
+    Path job = Jobs.write(dir, TinyJob.yamlWith("hub", 1, Map.of("spec.model", Map.of("hub",
+        "finetune-test/does-not-exist-xyz"))));
     Errors e = new Errors();
     int code = run(e, job.toString());
     // offline: a network failure (1, retry); online: the repository does not exist (3)

@@ -4,6 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.finetune.api.testing.TinyJob;
 import dev.finetune.api.trainer.TrainerContract;
 import dev.finetune.api.trainer.TrainerContract.ExitCodes;
 import java.io.ByteArrayOutputStream;
@@ -11,6 +12,8 @@ import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import dev.finetune.trainer.train.TrainingListener;
+import java.util.List;
 import java.util.Map;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
@@ -22,27 +25,32 @@ import org.junit.jupiter.api.io.TempDir;
  * and does not answer the test split again when nothing changed.
  */
 class RerunTest {
-  static final String JOB = """
-      apiVersion: finetune.dev/v1alpha1
-      kind: FineTuneJob
-      metadata: {name: rerun}
-      spec:
-        model: {scratch: {layers: 1, embeddingDim: 16, heads: 2, contextLength: 64, seed: 5}}
-        dataset: {synthetic: {size: 40, seed: 3}, promptStyle: phi3, maxLength: 64}
-        training: {epochs: 1, batchSize: 8, learningRate: 0.003, schedule: cosine}
-        evaluation: {maxNewTokens: 4}
-      """;
+  /** The tiny job, cut to 40 records (4 test prompts) answered with at most 4 tokens each. */
+  static final Map<String, Object> SMALL = Map.of("spec.dataset.synthetic.size", 40, "spec.evaluation.maxNewTokens", 4);
+  static final String JOB = job(1, Map.of());
+
+  /** The job of these tests with {@code changes} on top, training {@code epochs}. */
+  static String job(int epochs, Map<String, Object> changes) {
+    Map<String, Object> all = new java.util.HashMap<>(SMALL);
+    all.putAll(changes);
+    return TinyJob.yamlWith("rerun", epochs, all);
+  }
 
   /** Runs Main and returns its exit code and what it printed. */
   record Ran(int code, String out, MainTest.Errors errors) {}
 
   static Ran main(String... args) {
+    return main(new TrainingListener() {}, args);
+  }
+
+  /** {@link #main(String...)} with one more listener, called after the console printer. */
+  static Ran main(TrainingListener extra, String... args) {
     PrintStream stdout = System.out;
     ByteArrayOutputStream captured = new ByteArrayOutputStream();
     System.setOut(new PrintStream(captured, true, StandardCharsets.UTF_8));
     MainTest.Errors e = new MainTest.Errors();
     try {
-      return new Ran(MainTest.run(e, args), captured.toString(StandardCharsets.UTF_8), e);
+      return new Ran(Main.run(args, List.of(e, extra), null), captured.toString(StandardCharsets.UTF_8), e);
     } finally {
       System.setOut(stdout);
       System.out.print(captured.toString(StandardCharsets.UTF_8));
@@ -60,7 +68,7 @@ class RerunTest {
     Path job = finishedRun(dir);
     Path run = dir.resolve("runs/rerun");
     Map<String, String> before = BadInputTest.snapshot(run);
-    Jobs.write(dir, JOB.replace("learningRate: 0.003", "learningRate: 0.001").replace("size: 40", "size: 60"));
+    Jobs.write(dir, job(1, Map.of("spec.training.learningRate", 0.001, "spec.dataset.synthetic.size", 60)));
     Ran r = main(job.toString());
     assertThat(r.code()).isEqualTo(ExitCodes.BAD_JOB);
     assertThat(r.errors().errors.get(0).getMessage()).isEqualTo("the run in " + run + " was trained with a different spec:\n"
@@ -88,7 +96,7 @@ class RerunTest {
     Path job = finishedRun(dir);
     Path run = dir.resolve("runs/rerun");
     Map<String, String> before = BadInputTest.snapshot(run);
-    Jobs.write(dir, JOB.replace("epochs: 1,", "epochs: 2,"));
+    Jobs.write(dir, job(2, Map.of()));
     Ran refused = main(job.toString());
     assertThat(refused.code()).isEqualTo(ExitCodes.BAD_JOB);
     assertThat(refused.errors().errors.get(0).getMessage()).startsWith("the run in " + run + " finished its 1 epochs; the"
@@ -116,11 +124,35 @@ class RerunTest {
     JsonNode summary = new ObjectMapper().readTree(run.resolve(TrainerContract.SUMMARY_FILE).toFile());
     assertThat(summary.path("phase").asText()).isEqualTo("Succeeded");
     assertThat(summary.path("evaluation").path("responses").asInt()).isEqualTo(4);
+  }
+
+  @Test
+  void aChangedEvaluationAnswersAgainOnceAndIsRecordedForTheNextRerun(@TempDir Path dir) throws Exception {
+    Path job = finishedRun(dir);
+    Path run = dir.resolve("runs/rerun");
+    Map<String, String> trained = BadInputTest.snapshot(run.resolve(TrainerContract.BEST_DIR));
 
     // a changed evaluation answers again, without training
-    Jobs.write(dir, JOB.replace("maxNewTokens: 4", "maxNewTokens: 6"));
+    Jobs.write(dir, job(1, Map.of("spec.evaluation.maxNewTokens", 6)));
     Ran reevaluated = main(job.toString());
     assertThat(reevaluated.code()).isEqualTo(ExitCodes.SUCCEEDED);
     assertThat(reevaluated.out()).contains("already finished", "evaluation: answering 4 test prompts");
+    assertThat(BadInputTest.snapshot(run.resolve(TrainerContract.BEST_DIR))).isEqualTo(trained);
+    assertThat(Files.readString(run.resolve(TrainerContract.HISTORY_FILE)).lines()).hasSize(1);
+
+    // the same settings again: the answers stand, and nothing but summary.json is written
+    Map<String, String> answered = BadInputTest.snapshot(run);
+    Ran again = main(job.toString());
+    assertThat(again.code()).isEqualTo(ExitCodes.SUCCEEDED);
+    assertThat(again.out()).contains("already finished", "evaluation: unchanged since the run finished")
+        .doesNotContain("evaluation: answering");
+    assertThat(BadInputTest.snapshot(run)).isEqualTo(answered);
+    JsonNode summary = new ObjectMapper().readTree(run.resolve(TrainerContract.SUMMARY_FILE).toFile());
+    assertThat(summary.path("phase").asText()).isEqualTo("Succeeded");
+    assertThat(summary.path("evaluation").path("responses").asInt()).isEqualTo(4);
+
+    // and going back to the first settings answers again
+    Jobs.write(dir, JOB);
+    assertThat(main(job.toString()).out()).contains("evaluation: answering 4 test prompts");
   }
 }

@@ -3,29 +3,38 @@ package dev.finetune.trainer;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import dev.finetune.api.testing.TinyJob;
+import dev.finetune.api.trainer.TrainerContract;
 import dev.finetune.api.trainer.TrainerContract.ExitCodes;
 import dev.finetune.trainer.model.Downloads;
+import dev.finetune.trainer.train.Checkpoints;
+import dev.finetune.trainer.train.TrainingListener;
+import java.io.IOException;
+import java.io.UncheckedIOException;
 import java.net.URI;
+import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.util.Map;
+import java.util.concurrent.atomic.AtomicReference;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
- * A failure that may pass (no network) exits 1, the retry code, with one paragraph that says so, and leaves no
- * half-written cache folder behind. Hosts under .invalid never resolve (RFC 2606), network or not.
+ * A failure that may pass (no network, a lost volume) exits 1, the retry code, with one paragraph that says so,
+ * and leaves nothing half-written that a retry would take for whole. Hosts under .invalid never resolve (RFC
+ * 2606), network or not. A lost volume is simulated by taking write permission away mid-run, which root ignores.
  */
 class TransientFailureTest {
+  /** These tests are about training's writes; answering the test split would only take time. */
+  static final Map<String, Object> NO_EVALUATION = Map.of("spec.evaluation.enabled", false);
 
   @Test
   void anUnreachableDatasetUrlIsARetryWithAParagraphAndNoEmptyCache(@TempDir Path dir) throws Exception {
-    Path job = Jobs.write(dir, """
-        apiVersion: finetune.dev/v1alpha1
-        kind: FineTuneJob
-        metadata: {name: offline}
-        spec:
-          model: {scratch: {layers: 1, embeddingDim: 16, heads: 2, contextLength: 64}}
-          dataset: {url: "https://data.example.invalid/tasks.jsonl", maxLength: 64}
-        """);
+    Path job = Jobs.write(dir, TinyJob.yamlWith("offline", 1, Map.of("spec.dataset.synthetic", TinyJob.UNSET,
+        "spec.dataset.url", "https://data.example.invalid/tasks.jsonl")));
     MainTest.Errors e = new MainTest.Errors();
     assertThat(MainTest.run(e, job.toString())).isEqualTo(ExitCodes.CRASHED);
     assertThat(e.errors.get(0)).isInstanceOf(TransientException.class);
@@ -42,5 +51,175 @@ class TransientFailureTest {
     assertThatThrownBy(() -> Downloads.fetch(URI.create("https://hub.example.invalid/owner/model/config.json"), target))
         .isInstanceOf(TransientException.class);
     assertThat(dir.resolve("run")).doesNotExist();
+  }
+
+  @Test
+  void aRunFolderThatBecomesReadOnlyIsARetryAndTheRunResumesOnceItIsWritable(@TempDir Path dir) throws Exception {
+    skipAsRoot(dir);
+    Path job = Jobs.write(dir, TinyJob.yamlWith("volume", 2, NO_EVALUATION));
+    Path run = dir.resolve("runs/volume");
+    AtomicReference<Map<String, String>> atLoss = new AtomicReference<>();
+    TrainingListener loseTheVolume = new TrainingListener() {
+      @Override
+      public void onCheckpoint(CheckpointInfo c) {
+        if (c.name().endsWith(Checkpoints.epochName(1))) {
+          atLoss.set(snapshot(run));
+          writable(run, false); // as a volume remounted read-only
+        }
+      }
+    };
+    RerunTest.Ran lost;
+    try {
+      lost = RerunTest.main(loseTheVolume, job.toString());
+      assertThat(lost.code()).isEqualTo(ExitCodes.CRASHED);
+      Throwable error = lost.errors().errors.get(0);
+      assertThat(error).isInstanceOf(TransientException.class);
+      assertThat(error.getMessage()).isEqualTo("cannot write to " + run + " (" + run.resolve(TrainerContract.HISTORY_FILE)
+          + ": permission denied): the folder or its volume is gone, read-only or full. This may pass: the Job retries"
+          + " (exit code 1) and the run resumes from its last complete checkpoint; locally, make the folder writable (or"
+          + " free space) and rerun");
+      assertThat(snapshot(run)).isEqualTo(atLoss.get());
+    } finally {
+      writable(run, true);
+    }
+    RerunTest.Ran resumed = RerunTest.main(job.toString());
+    assertThat(resumed.code()).isEqualTo(ExitCodes.SUCCEEDED);
+    assertThat(resumed.out()).contains("resuming from " + run.resolve("checkpoints/" + Checkpoints.epochName(1)));
+    assertThat(Files.readString(run.resolve(TrainerContract.HISTORY_FILE)).lines()).hasSize(2);
+  }
+
+  @Test
+  void aRunFolderDeletedMidRunIsARetry(@TempDir Path dir) throws Exception {
+    Path job = Jobs.write(dir, TinyJob.yamlWith("deleted", 2, NO_EVALUATION));
+    Path run = dir.resolve("runs/deleted");
+    TrainingListener deleteTheFolder = new TrainingListener() {
+      @Override
+      public void onCheckpoint(CheckpointInfo c) {
+        if (c.name().endsWith(Checkpoints.epochName(1))) {
+          deleteTree(run); // as a volume that went away
+        }
+      }
+    };
+    RerunTest.Ran lost = RerunTest.main(deleteTheFolder, job.toString());
+    assertThat(lost.code()).isEqualTo(ExitCodes.CRASHED);
+    assertThat(lost.errors().errors.get(0)).isInstanceOf(TransientException.class);
+    assertThat(lost.errors().errors.get(0).getMessage()).isEqualTo("cannot write to " + run + " ("
+        + run.resolve(TrainerContract.HISTORY_FILE) + ": no such file or folder): the folder or its volume is gone,"
+        + " read-only or full. This may pass: the Job retries (exit code 1) and the run resumes from its last complete"
+        + " checkpoint; locally, make the folder writable (or free space) and rerun");
+    assertThat(run.resolve(TrainerContract.CHECKPOINTS_DIR)).doesNotExist();
+
+    RerunTest.Ran again = RerunTest.main(job.toString()); // a new, empty volume: the run starts over
+    assertThat(again.code()).isEqualTo(ExitCodes.SUCCEEDED);
+    assertThat(again.out()).doesNotContain("resuming from");
+    assertThat(Files.readString(run.resolve(TrainerContract.HISTORY_FILE)).lines()).hasSize(2);
+  }
+
+  @Test
+  void aCheckpointWriteThatFailsHalfWayIsARetryAndNeverTakenForACheckpoint(@TempDir Path dir) throws Exception {
+    skipAsRoot(dir);
+    Path job = Jobs.write(dir, TinyJob.yamlWith("halfway", 2, NO_EVALUATION));
+    Path run = dir.resolve("runs/halfway");
+    Path checkpoints = run.resolve(TrainerContract.CHECKPOINTS_DIR);
+    Path half = checkpoints.resolve(".tmp-" + Checkpoints.epochName(2));
+    AtomicReference<Map<String, String>> before = new AtomicReference<>();
+    // Epoch 2's checkpoint pauses after its weights and moments (finetune.test.checkpointPauseMs); meanwhile its
+    // folder becomes read-only, so state.json, written last, fails.
+    TrainingListener failTheCheckpoint = new TrainingListener() {
+      @Override
+      public void onEpoch(EpochInfo epoch) {
+        if (epoch.record().epoch == 2) {
+          before.set(snapshot(checkpoints));
+          System.setProperty("finetune.test.checkpointPauseMs", "1500");
+          Thread watcher = new Thread(() -> {
+            for (int i = 0; i < 3000 && !Files.exists(half.resolve("optimizer.safetensors")); i++) {
+              sleep(10);
+            }
+            writable(half, false);
+          });
+          watcher.setDaemon(true);
+          watcher.start();
+        }
+      }
+    };
+    RerunTest.Ran failed;
+    try {
+      failed = RerunTest.main(failTheCheckpoint, job.toString());
+    } finally {
+      System.clearProperty("finetune.test.checkpointPauseMs");
+    }
+    try {
+      assertThat(failed.code()).isEqualTo(ExitCodes.CRASHED);
+      assertThat(failed.errors().errors.get(0)).isInstanceOf(TransientException.class);
+      assertThat(failed.errors().errors.get(0).getMessage()).startsWith("cannot write to " + checkpoints + " ("
+          + half.resolve("state.json") + ": permission denied): the folder or its volume is gone, read-only or full. This"
+          + " may pass: the Job retries (exit code 1)").doesNotContain("\n", "Exception");
+      // the half-written folder is there (its folder could not be cleared) but is no checkpoint
+      assertThat(half.resolve("model.safetensors")).exists();
+      assertThat(half.resolve("state.json")).doesNotExist();
+      assertThat(new Checkpoints(checkpoints).latest().orElseThrow().dir()).isEqualTo(checkpoints.resolve(
+          Checkpoints.epochName(1)));
+    } finally {
+      writable(half, true);
+    }
+    Map<String, String> after = snapshot(checkpoints);
+    after.keySet().removeIf(f -> f.startsWith(half.getFileName().toString()));
+    assertThat(after).isEqualTo(before.get());
+
+    RerunTest.Ran resumed = RerunTest.main(job.toString());
+    assertThat(resumed.code()).isEqualTo(ExitCodes.SUCCEEDED);
+    assertThat(resumed.out()).contains("resuming from " + checkpoints.resolve(Checkpoints.epochName(1)));
+    assertThat(half).doesNotExist();
+    assertThat(checkpoints.resolve(Checkpoints.epochName(2) + "/state.json")).exists();
+  }
+
+  /** Permissions do not bind root: these tests then prove nothing, so they are skipped. */
+  static void skipAsRoot(Path dir) throws IOException {
+    Path probe = Files.createDirectories(dir.resolve("probe"));
+    writable(probe, false);
+    boolean ignored = Files.isWritable(probe);
+    writable(probe, true);
+    Files.delete(probe);
+    Assumptions.assumeFalse(ignored, "TransientFailureTest: write permission does not bind this user (root?), so a"
+        + " read-only folder cannot be simulated");
+  }
+
+  /** Takes write permission from a folder tree (as a read-only remount does) or gives it back. */
+  static void writable(Path root, boolean writable) {
+    try (Stream<Path> walk = Files.walk(root)) {
+      for (Path p : walk.toList()) {
+        boolean folder = Files.isDirectory(p);
+        Files.setPosixFilePermissions(p, PosixFilePermissions.fromString(
+            (writable ? "rw" : "r-") + (folder ? "x" : "-") + "r-" + (folder ? "x" : "-") + "r-" + (folder ? "x" : "-")));
+      }
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+  }
+
+  static void deleteTree(Path root) {
+    try (Stream<Path> walk = Files.walk(root)) {
+      for (Path p : walk.sorted(java.util.Comparator.reverseOrder()).toList()) {
+        Files.delete(p);
+      }
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+  }
+
+  static Map<String, String> snapshot(Path folder) {
+    try {
+      return BadInputTest.snapshot(folder);
+    } catch (Exception e) {
+      throw new IllegalStateException(e);
+    }
+  }
+
+  private static void sleep(long ms) {
+    try {
+      Thread.sleep(ms);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
   }
 }

@@ -1,6 +1,7 @@
 package dev.finetune.trainer.train;
 
 import dev.finetune.api.FineTuneJobs;
+import dev.finetune.trainer.TransientException;
 import dev.finetune.trainer.model.Lora;
 import dev.finetune.trainer.model.Model;
 import java.io.IOException;
@@ -11,6 +12,7 @@ import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
+import java.util.Map;
 import java.util.Optional;
 import java.util.stream.Stream;
 
@@ -46,19 +48,55 @@ public final class Checkpoints {
   /** A complete checkpoint and its state. */
   public record Saved(Path dir, TrainerState state) {}
 
+  /**
+   * Writes checkpoint {@code name}. A filesystem failure (the volume deleted, read-only or full) is a
+   * {@link TransientException} naming this folder; what was half written is removed where the filesystem still
+   * allows it, else by {@link #removeIncomplete} on the next start, and never counts as a checkpoint.
+   */
   public Path save(String name, Model model, AdamW optimizer, TrainerState state) throws IOException {
-    Files.createDirectories(dir);
     Path tmp = dir.resolve(".tmp-" + name);
-    deleteTree(tmp);
-    Files.createDirectories(tmp);
-    model.saveTrained(tmp);
-    optimizer.save(tmp.resolve(OPTIMIZER));
-    pauseForFaultInjection();
-    Files.writeString(tmp.resolve(STATE), FineTuneJobs.json().writerWithDefaultPrettyPrinter().writeValueAsString(state));
-    Path target = dir.resolve(name);
-    deleteTree(target);
-    Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
-    return target;
+    try {
+      Files.createDirectories(dir);
+      deleteTree(tmp);
+      Files.createDirectories(tmp);
+      model.saveTrained(tmp);
+      optimizer.save(tmp.resolve(OPTIMIZER));
+      pauseForFaultInjection();
+      writeState(tmp.resolve(STATE), state);
+      Path target = dir.resolve(name);
+      deleteTree(target);
+      Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
+      return target;
+    } catch (IOException | UncheckedIOException e) {
+      try {
+        deleteTree(tmp);
+      } catch (IOException | UncheckedIOException ignored) {
+        // the folder is not writable: removeIncomplete deletes it on the next start
+      }
+      throw TransientException.lostVolume(dir, e);
+    }
+  }
+
+  private static void writeState(Path file, TrainerState state) throws IOException {
+    Files.writeString(file, FineTuneJobs.json().writerWithDefaultPrettyPrinter().writeValueAsString(state));
+  }
+
+  /**
+   * After the test split was answered: the newest checkpoint records the evaluation settings of {@code trainedWith}
+   * (a finished run answered again with changed ones), so a rerun with the same settings does not answer again.
+   * Nothing changes when they are already recorded or the checkpoint predates recorded specs.
+   */
+  public void recordEvaluation(Map<String, String> trainedWith) throws IOException {
+    Optional<Saved> latest = latest();
+    if (latest.isEmpty() || latest.get().state().trainedWith == null
+        || TrainedWith.sameEvaluation(latest.get().state().trainedWith, trainedWith)) {
+      return;
+    }
+    TrainerState state = latest.get().state();
+    state.trainedWith = TrainedWith.withEvaluation(state.trainedWith, trainedWith);
+    Path tmp = latest.get().dir().resolve(".tmp-" + STATE);
+    writeState(tmp, state);
+    Files.move(tmp, latest.get().dir().resolve(STATE), StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
   }
 
   /**

@@ -72,6 +72,14 @@ public final class TrainedWith {
     return evaluation(before).equals(evaluation(now));
   }
 
+  /** {@code before} with the evaluation settings of {@code now}. */
+  public static Map<String, String> withEvaluation(Map<String, String> before, Map<String, String> now) {
+    Map<String, String> out = new TreeMap<>(before);
+    out.keySet().removeIf(k -> k.startsWith(EVALUATION + "."));
+    out.putAll(evaluation(now));
+    return out;
+  }
+
   private static Map<String, String> evaluation(Map<String, String> m) {
     Map<String, String> out = new TreeMap<>();
     m.forEach((k, v) -> {

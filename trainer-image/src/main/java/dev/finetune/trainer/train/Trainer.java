@@ -60,6 +60,7 @@ public final class Trainer {
   private boolean moreEpochs;
   private boolean evaluationStands;
   private volatile List<Record> testSplit = List.of();
+  private PrecisionPolicy precision;
 
   public Trainer(FineTuneJob job, Path jobDir, Path outputDir, TrainingListener listener) {
     this.job = job;
@@ -89,6 +90,14 @@ public final class Trainer {
     return evaluationStands;
   }
 
+  /** spec.training.precision as it resolves on this machine's device (fp32, tf32 or bf16); resolved once. */
+  public PrecisionPolicy precision() {
+    if (precision == null) {
+      precision = PrecisionPolicy.resolve(job.getSpec().training.precision);
+    }
+    return precision;
+  }
+
   /** The dataset's test split, for the evaluation after training; empty before {@link #run()} loaded the data. */
   public List<Record> testSplit() {
     return testSplit;
@@ -108,7 +117,7 @@ public final class Trainer {
   private Result train(FineTuneJobSpec spec, NDManager base, Model model) throws IOException {
     TrainingSpec t = spec.training;
     model.net().setDropout(t.dropout);
-    PrecisionPolicy precision = PrecisionPolicy.resolve(t.precision);
+    PrecisionPolicy precision = precision();
     model.net().setPrecision(precision);
     System.out.println(precision.describe());
     if (t.lora != null) {
