@@ -14,23 +14,39 @@ import java.util.Map;
  */
 public interface CausalLm extends AutoCloseable {
 
-  /** Logits [B, T, vocab] for token ids [B, T]; {@code training} turns dropout on. Run it in a step scope. */
-  NDArray forward(NDArray ids, Gpt2.Consts k, boolean training);
-
   /**
-   * Mean cross-entropy over the targets that are not -100 of the forward pass of {@code ids} (see
-   * {@link Gpt2#loss(NDArray, long[][], Gpt2.Consts)}).
+   * Logits [B, n, vocab] in the precision's compute dtype (bf16 in mixed precision) of token ids [B, n] that follow
+   * the tokens {@code cache} holds (none when it is null), whose keys and values are appended to it; {@code training}
+   * turns dropout on. Run it in a step scope.
    */
-  default NDArray loss(NDArray ids, long[][] targets, Gpt2.Consts k, boolean training) {
-    return Gpt2.loss(forward(ids, k, training), targets, k);
+  NDArray logits(NDArray ids, Gpt2.Consts k, boolean training, KvCache cache);
+
+  /** fp32 logits [B, T, vocab] for token ids [B, T]; {@code training} turns dropout on. Run it in a step scope. */
+  default NDArray forward(NDArray ids, Gpt2.Consts k, boolean training) {
+    return precision().fp32(logits(ids, k, training, null));
   }
 
   /**
-   * Logits [B, n, vocab] (fp32) of {@code ids} [B, n], the tokens that follow the {@code cache.length()} tokens already
-   * in {@code cache}, which they are appended to: the rows a full forward pass over all the tokens gives (no dropout).
-   * The caller keeps the total within {@link #cacheHolds}.
+   * Mean cross-entropy over the targets that are not -100 of the forward pass of {@code ids} (see
+   * {@link Gpt2#loss(NDArray, long[][], Gpt2.Consts)}): one native kernel on the logits as computed where the
+   * library is in use.
    */
-  NDArray forwardCached(NDArray ids, KvCache cache, Gpt2.Consts k);
+  default NDArray loss(NDArray ids, long[][] targets, Gpt2.Consts k, boolean training) {
+    NDArray logits = logits(ids, k, training, null);
+    if (precision().nativeOps().isPresent()) {
+      return precision().nativeOps().get().crossEntropy(logits, PrecisionPolicy.targets(k.manager(), targets));
+    }
+    return Gpt2.loss(logits, targets, k);
+  }
+
+  /**
+   * fp32 logits [B, n, vocab] of {@code ids} [B, n], the tokens that follow the {@code cache.length()} tokens already
+   * in {@code cache}, which they are appended to: the rows a full forward pass over all the tokens gives (no
+   * dropout). The caller keeps the total within {@link #cacheHolds}.
+   */
+  default NDArray forwardCached(NDArray ids, KvCache cache, Gpt2.Consts k) {
+    return precision().fp32(logits(ids, k, false, cache));
+  }
 
   /** Whether {@link #forwardCached} can compute a sequence of {@code tokens} tokens (else: full forward passes). */
   default boolean cacheHolds(int tokens) {
@@ -39,6 +55,8 @@ public interface CausalLm extends AutoCloseable {
 
   /** The arithmetic of training ({@code spec.training.precision}). */
   void setPrecision(PrecisionPolicy precision);
+
+  PrecisionPolicy precision();
 
   /** Every weight by HF name, in a stable order. */
   Map<String, NDArray> parameters();

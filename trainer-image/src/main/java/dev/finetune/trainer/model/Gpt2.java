@@ -143,11 +143,6 @@ public final class Gpt2 extends AbstractBlock implements CausalLm {
     return params;
   }
 
-  @Override
-  public long parameterCount() {
-    return params.values().stream().mapToLong(a -> a.getShape().size()).sum();
-  }
-
   /** Dropout probability used in training forward passes; 0 turns dropout off. */
   @Override
   public void setDropout(double p) {
@@ -155,10 +150,12 @@ public final class Gpt2 extends AbstractBlock implements CausalLm {
   }
 
   /** How forward passes compute (fp32 by default; the trainer sets what spec.training.precision resolves to). */
+  @Override
   public void setPrecision(PrecisionPolicy precision) {
     this.precision = precision;
   }
 
+  @Override
   public PrecisionPolicy precision() {
     return precision;
   }
@@ -285,108 +282,57 @@ public final class Gpt2 extends AbstractBlock implements CausalLm {
   }
 
   /**
-   * Logits [B, T, vocab] (fp32) for token ids [B, T] (int64). {@code training} enables dropout when it is above 0.
-   * Intermediates are attached to the manager of {@code ids}'s operations; run it in a step scope.
+   * Logits in the precision's compute dtype (bf16 in mixed precision) of token ids [B, n] (int64) at positions
+   * past..past+n-1, where past is what {@code cache} holds (0 without one; the new keys and values are appended to
+   * it). {@code training} enables dropout when it is above 0. Intermediates are attached to the manager of
+   * {@code ids}'s operations; run it in a step scope.
    */
   @Override
-  public NDArray forward(NDArray ids, Consts k, boolean training) {
-    return precision.fp32(logits(ids, k, training));
-  }
-
-  /**
-   * Mean cross-entropy of the forward pass over the targets that are not -100 (see {@link #loss}); with the native
-   * library in use, one fused kernel on the logits as computed (bf16 in mixed precision).
-   */
-  public NDArray loss(NDArray ids, long[][] targets, Consts k, boolean training) {
-    NDArray logits = logits(ids, k, training);
-    if (precision.nativeOps().isPresent()) {
-      return precision.nativeOps().get().crossEntropy(logits, PrecisionPolicy.targets(k.manager(), targets));
-    }
-    return loss(logits, targets, k);
-  }
-
-  /** Logits in the precision's compute dtype (bf16 in mixed precision). */
-  private NDArray logits(NDArray ids, Consts k, boolean training) {
-    long b = ids.getShape().get(0);
-    long t = ids.getShape().get(1);
-    if (t > config.contextLength()) {
-      throw new IllegalArgumentException("sequence of " + t + " tokens is longer than the context length " + config.contextLength());
-    }
-    int d = config.embeddingDim();
-    int h = config.heads();
-    int hd = config.headDim();
-    boolean drop = training && dropout > 0;
-    NDArray x = ids.getNDArrayInternal().embedding(ids, p("wte.weight"), SparseFormat.DENSE).singletonOrThrow();
-    x = x.add(p("wpe.weight").get(new NDIndex(":{}", t)));
-    if (drop) {
-      x = dropout(x);
-    }
-    NDArray mask = k.causalMask(t);
-    for (int i = 0; i < config.layers(); i++) {
-      String n = "h." + i + ".";
-      NDArray a = layerNorm(x, n + "ln_1");
-      NDArray qkv = linear(a, n + "attn.c_attn", k, training);
-      NDList parts = qkv.split(3, 2);
-      NDArray q = parts.get(0).reshape(b, t, h, hd).transpose(0, 2, 1, 3);
-      NDArray kk = parts.get(1).reshape(b, t, h, hd).transpose(0, 2, 1, 3);
-      NDArray v = parts.get(2).reshape(b, t, h, hd).transpose(0, 2, 1, 3);
-      NDArray y = attention(q, kk, v, mask, k, drop).transpose(0, 2, 1, 3).reshape(b, t, d);
-      y = linear(y, n + "attn.c_proj", k, training);
-      if (drop) {
-        y = dropout(y);
-      }
-      x = x.add(y);
-      NDArray f = linear(layerNorm(x, n + "ln_2"), n + "mlp.c_fc", k, training);
-      f = linear(gelu(f, k), n + "mlp.c_proj", k, training);
-      if (drop) {
-        f = dropout(f);
-      }
-      x = x.add(f);
-    }
-    x = layerNorm(x, "ln_f");
-    return precision.operand(x).matMul(precision.weight(p("wte.weight"), k.casts).transpose());
-  }
-
-  /**
-   * Logits [B, n, vocab] (fp32) of {@code ids} [B, n], the tokens that follow the {@code cache.length()} tokens
-   * already in {@code cache} (none at first), which they are appended to. Gives the rows a full forward pass over
-   * all the tokens gives (no dropout). The caller keeps the total within the context length.
-   */
-  @Override
-  public NDArray forwardCached(NDArray ids, KvCache cache, Consts k) {
+  public NDArray logits(NDArray ids, Consts k, boolean training, KvCache cache) {
     long b = ids.getShape().get(0);
     long n = ids.getShape().get(1);
-    int past = cache.length();
+    int past = cache == null ? 0 : cache.length();
     if (past + n > config.contextLength()) {
       throw new IllegalArgumentException((past + n) + " tokens exceed the context length " + config.contextLength());
     }
     int d = config.embeddingDim();
     int h = config.heads();
     int hd = config.headDim();
+    boolean drop = training && dropout > 0;
     NDArray x = ids.getNDArrayInternal().embedding(ids, p("wte.weight"), SparseFormat.DENSE).singletonOrThrow();
     x = x.add(p("wpe.weight").get(new NDIndex("{}:{}", past, past + n)));
-    NDArray mask = n == 1 ? null : k.offsetCausalMask(past, n);
+    if (drop) {
+      x = dropout(x);
+    }
+    NDArray mask = cache == null ? k.causalMask(n) : n == 1 ? null : k.offsetCausalMask(past, n);
     for (int i = 0; i < config.layers(); i++) {
       String pre = "h." + i + ".";
-      NDList parts = linear(layerNorm(x, pre + "ln_1"), pre + "attn.c_attn", k).split(3, 2);
+      NDList parts = linear(layerNorm(x, pre + "ln_1"), pre + "attn.c_attn", k, training).split(3, 2);
       NDArray q = parts.get(0).reshape(b, n, h, hd).transpose(0, 2, 1, 3);
-      NDArray kk = cache.keys(i, parts.get(1).reshape(b, n, h, hd).transpose(0, 2, 1, 3));
-      NDArray v = cache.values(i, parts.get(2).reshape(b, n, h, hd).transpose(0, 2, 1, 3));
-      NDArray att = q.matMul(kk.transpose(0, 1, 3, 2)).mul(k.attentionScale(hd));
-      att = (mask == null ? att : att.add(mask)).softmax(-1);
-      NDArray y = precision.operand(att).matMul(v).transpose(0, 2, 1, 3).reshape(b, n, d);
-      x = x.add(linear(y, pre + "attn.c_proj", k));
-      NDArray f = linear(layerNorm(x, pre + "ln_2"), pre + "mlp.c_fc", k);
-      x = x.add(linear(gelu(f, k), pre + "mlp.c_proj", k));
+      NDArray kk = parts.get(1).reshape(b, n, h, hd).transpose(0, 2, 1, 3);
+      NDArray v = parts.get(2).reshape(b, n, h, hd).transpose(0, 2, 1, 3);
+      if (cache != null) {
+        kk = cache.keys(i, kk);
+        v = cache.values(i, v);
+      }
+      NDArray y = attention(q, kk, v, mask, k, drop, cache == null).transpose(0, 2, 1, 3).reshape(b, n, d);
+      y = linear(y, pre + "attn.c_proj", k, training);
+      if (drop) {
+        y = dropout(y);
+      }
+      x = x.add(y);
+      NDArray f = linear(layerNorm(x, pre + "ln_2"), pre + "mlp.c_fc", k, training);
+      f = linear(gelu(f, k), pre + "mlp.c_proj", k, training);
+      if (drop) {
+        f = dropout(f);
+      }
+      x = x.add(f);
     }
-    cache.advance(n);
+    if (cache != null) {
+      cache.advance(n);
+    }
     x = layerNorm(x, "ln_f");
-    return precision.fp32(precision.operand(x).matMul(precision.weight(p("wte.weight"), k.casts).transpose()));
-  }
-
-  /** {@code x W + b} of a Conv1D layer ({@code prefix.weight} [in, out], {@code prefix.bias}), bf16 in mixed precision. */
-  private NDArray linear(NDArray x, String prefix, Consts k) {
-    return linear(x, prefix, k, false);
+    return precision.operand(x).matMul(precision.weight(p("wte.weight"), k.casts).transpose());
   }
 
   /** HF's Conv1D (x W + b, W [in, out]), plus the LoRA update where an adapter targets the layer. */
@@ -396,14 +342,16 @@ public final class Gpt2 extends AbstractBlock implements CausalLm {
   }
 
   /**
-   * Causal self-attention of q, k, v [B, H, T, hd]: the fused kernel when the native library has it (no T x T
-   * matrix), else softmax(q k^T / sqrt(hd) + mask) v with the softmax in fp32 and the matmuls in the compute dtype.
+   * Causal self-attention of q [B, H, n, hd] over k, v [B, H, past+n, hd]: the fused kernel when the native library
+   * has it and nothing is cached (no T x T matrix), else softmax(q k^T / sqrt(hd) + mask) v with the softmax in fp32
+   * and the matmuls in the compute dtype; a null mask is one new token, which sees everything.
    */
-  private NDArray attention(NDArray q, NDArray kk, NDArray v, NDArray mask, Consts k, boolean drop) {
-    if (precision.fusedAttention()) {
+  private NDArray attention(NDArray q, NDArray kk, NDArray v, NDArray mask, Consts k, boolean drop, boolean fusable) {
+    if (fusable && precision.fusedAttention()) {
       return precision.nativeOps().get().causalAttention(q, kk, v, drop ? dropout : 0);
     }
-    NDArray att = q.matMul(kk.transpose(0, 1, 3, 2)).mul(k.attentionScale(q.getShape().get(3))).add(mask).softmax(-1);
+    NDArray scores = q.matMul(kk.transpose(0, 1, 3, 2)).mul(k.attentionScale(q.getShape().get(3)));
+    NDArray att = (mask == null ? scores : scores.add(mask)).softmax(-1);
     if (drop) {
       att = dropout(att);
     }

@@ -90,6 +90,11 @@ public final class Llama implements CausalLm {
   }
 
   @Override
+  public PrecisionPolicy precision() {
+    return precision;
+  }
+
+  @Override
   public void attach(Lora adapter) {
     this.lora = adapter;
   }
@@ -214,52 +219,49 @@ public final class Llama implements CausalLm {
   }
 
   /**
-   * Logits [B, T, vocab] for token ids [B, T] (int64), positions 0..T-1. Intermediates belong to the step's
-   * manager ({@code k}); run it in a step scope.
+   * Logits in the precision's compute dtype (bf16 in mixed precision) of token ids [B, n] (int64) at positions
+   * past..past+n-1, where past is what {@code cache} holds (0 without one; the new keys and values are appended to
+   * it). Intermediates belong to the step's manager ({@code k}); run it in a step scope.
    */
   @Override
-  public NDArray forward(NDArray ids, Gpt2.Consts k, boolean training) {
-    return precision.fp32(logits(ids, k, training));
-  }
-
-  /** The loss on the logits as computed (bf16 in mixed precision), in one native kernel where the library is in use. */
-  @Override
-  public NDArray loss(NDArray ids, long[][] targets, Gpt2.Consts k, boolean training) {
-    NDArray logits = logits(ids, k, training);
-    if (precision.nativeOps().isPresent()) {
-      return precision.nativeOps().get().crossEntropy(logits, PrecisionPolicy.targets(k.manager(), targets));
-    }
-    return Gpt2.loss(logits, targets, k);
-  }
-
-  /** Logits in the precision's compute dtype. */
-  private NDArray logits(NDArray ids, Gpt2.Consts k, boolean training) {
+  public NDArray logits(NDArray ids, Gpt2.Consts k, boolean training, KvCache cache) {
     long b = ids.getShape().get(0);
-    long t = ids.getShape().get(1);
-    if (t > config.contextLength()) {
-      throw new IllegalArgumentException("sequence of " + t + " tokens is longer than the context length " + config.contextLength());
+    long n = ids.getShape().get(1);
+    int past = cache == null ? 0 : cache.length();
+    if (n > config.contextLength() || cache != null && !cacheHolds(past + (int) n)) {
+      throw new IllegalArgumentException((past + n) + " tokens exceed the context length " + config.contextLength()
+          + (cache == null ? "" : " or a sliding window, which a KV cache cannot follow"));
     }
     int h = config.heads();
     int kvh = config.kvHeads();
     int hd = config.headDim();
     boolean drop = training && attentionDropout > 0;
-    NDArray[] rope = rotary(k.manager(), 0, t);
+    NDArray[] rope = rotary(k.manager(), past, n);
     NDArray x = ids.getNDArrayInternal().embedding(ids, p("model.embed_tokens.weight"), SparseFormat.DENSE).singletonOrThrow();
     for (int i = 0; i < config.layers(); i++) {
-      String n = "model.layers." + i + ".";
-      NDArray a = rmsNorm(x, n + "input_layernorm.weight", k);
-      NDArray q = linear(a, n + "self_attn.q_proj", k, training).reshape(b, t, h, hd).transpose(0, 2, 1, 3);
-      NDArray kk = linear(a, n + "self_attn.k_proj", k, training).reshape(b, t, kvh, hd).transpose(0, 2, 1, 3);
-      NDArray v = linear(a, n + "self_attn.v_proj", k, training).reshape(b, t, kvh, hd).transpose(0, 2, 1, 3);
-      q = applyRotary(q, rope);
-      kk = repeatKv(applyRotary(kk, rope), b, t);
-      v = repeatKv(v, b, t);
-      NDArray y = attention(q, kk, v, k, t, config.slidingWindow()[i], drop).transpose(0, 2, 1, 3).reshape(b, t, (long) h * hd);
-      x = x.add(linear(y, n + "self_attn.o_proj", k, training));
-      NDArray f = rmsNorm(x, n + "post_attention_layernorm.weight", k);
-      NDArray gate = linear(f, n + "mlp.gate_proj", k, training);
-      NDArray up = linear(f, n + "mlp.up_proj", k, training);
-      x = x.add(linear(silu(gate).mul(up), n + "mlp.down_proj", k, training));
+      String pre = "model.layers." + i + ".";
+      NDArray a = rmsNorm(x, pre + "input_layernorm.weight", k);
+      NDArray q = applyRotary(linear(a, pre + "self_attn.q_proj", k, training).reshape(b, n, h, hd).transpose(0, 2, 1, 3), rope);
+      NDArray kk = applyRotary(linear(a, pre + "self_attn.k_proj", k, training).reshape(b, n, kvh, hd).transpose(0, 2, 1, 3), rope);
+      NDArray v = linear(a, pre + "self_attn.v_proj", k, training).reshape(b, n, kvh, hd).transpose(0, 2, 1, 3);
+      if (cache != null) {
+        kk = cache.keys(i, kk);
+        v = cache.values(i, v);
+      }
+      long all = past + n;
+      int window = config.slidingWindow()[i];
+      NDArray mask = cache == null ? mask(k, n, window) : n == 1 ? null : k.offsetCausalMask(past, n);
+      boolean fusable = cache == null && (window <= 0 || window >= n);
+      NDArray y = attention(q, repeatKv(kk, b, all), repeatKv(v, b, all), mask, k, drop, fusable)
+          .transpose(0, 2, 1, 3).reshape(b, n, (long) h * hd);
+      x = x.add(linear(y, pre + "self_attn.o_proj", k, training));
+      NDArray f = rmsNorm(x, pre + "post_attention_layernorm.weight", k);
+      NDArray gate = linear(f, pre + "mlp.gate_proj", k, training);
+      NDArray up = linear(f, pre + "mlp.up_proj", k, training);
+      x = x.add(linear(silu(gate).mul(up), pre + "mlp.down_proj", k, training));
+    }
+    if (cache != null) {
+      cache.advance(n);
     }
     x = rmsNorm(x, "model.norm.weight", k);
     NDArray head = config.tiedEmbeddings() ? p("model.embed_tokens.weight") : p("lm_head.weight");
@@ -279,57 +281,20 @@ public final class Llama implements CausalLm {
     return true;
   }
 
-  @Override
-  public NDArray forwardCached(NDArray ids, KvCache cache, Gpt2.Consts k) {
-    long b = ids.getShape().get(0);
-    long n = ids.getShape().get(1);
-    int past = cache.length();
-    if (!cacheHolds(past + (int) n)) {
-      throw new IllegalArgumentException((past + n) + " tokens are more than the KV cache of this model holds");
-    }
-    int h = config.heads();
-    int kvh = config.kvHeads();
-    int hd = config.headDim();
-    NDArray[] rope = rotary(k.manager(), past, n);
-    NDArray mask = n == 1 ? null : k.offsetCausalMask(past, n);
-    NDArray x = ids.getNDArrayInternal().embedding(ids, p("model.embed_tokens.weight"), SparseFormat.DENSE).singletonOrThrow();
-    for (int i = 0; i < config.layers(); i++) {
-      String pre = "model.layers." + i + ".";
-      NDArray a = rmsNorm(x, pre + "input_layernorm.weight", k);
-      NDArray q = applyRotary(linear(a, pre + "self_attn.q_proj", k, false).reshape(b, n, h, hd).transpose(0, 2, 1, 3), rope);
-      NDArray kk = cache.keys(i, applyRotary(linear(a, pre + "self_attn.k_proj", k, false).reshape(b, n, kvh, hd)
-          .transpose(0, 2, 1, 3), rope));
-      NDArray v = cache.values(i, linear(a, pre + "self_attn.v_proj", k, false).reshape(b, n, kvh, hd).transpose(0, 2, 1, 3));
-      long all = past + n;
-      kk = repeatKv(kk, b, all);
-      v = repeatKv(v, b, all);
-      NDArray scores = precision.fp32(precision.operand(q).matMul(precision.operand(kk).transpose(0, 1, 3, 2)))
-          .mul(k.attentionScale(hd));
-      NDArray att = (mask == null ? scores : scores.add(mask)).softmax(-1);
-      NDArray y = precision.operand(att).matMul(precision.operand(v)).transpose(0, 2, 1, 3).reshape(b, n, (long) h * hd);
-      x = x.add(linear(y, pre + "self_attn.o_proj", k, false));
-      NDArray f = rmsNorm(x, pre + "post_attention_layernorm.weight", k);
-      x = x.add(linear(silu(linear(f, pre + "mlp.gate_proj", k, false)).mul(linear(f, pre + "mlp.up_proj", k, false)),
-          pre + "mlp.down_proj", k, false));
-    }
-    cache.advance(n);
-    x = rmsNorm(x, "model.norm.weight", k);
-    NDArray head = config.tiedEmbeddings() ? p("model.embed_tokens.weight") : p("lm_head.weight");
-    return precision.fp32(precision.linear(x, head, null, k.casts));
-  }
-
   /**
-   * Causal attention of q [B, H, T, hd] and k, v (already repeated for grouped queries): the fused kernel where the
-   * native library has it and the whole window is visible, else softmax(q k^T / sqrt(hd) + mask) v with the
-   * softmax in fp32 and the matmuls in the compute dtype.
+   * Causal attention of q [B, H, n, hd] over k, v [B, H, past+n, hd] (already repeated for grouped queries): the
+   * fused kernel where the native library has it and {@code fusable} (no cache, the whole window visible), else
+   * softmax(q k^T / sqrt(hd) + mask) v with the softmax in fp32 and the matmuls in the compute dtype; a null mask is
+   * one new token, which sees everything.
    */
-  private NDArray attention(NDArray q, NDArray kk, NDArray v, Gpt2.Consts k, long t, int window, boolean drop) {
-    if (precision.fusedAttention() && (window <= 0 || window >= t)) {
+  private NDArray attention(NDArray q, NDArray kk, NDArray v, NDArray mask, Gpt2.Consts k, boolean drop, boolean fusable) {
+    if (fusable && precision.fusedAttention()) {
       return precision.nativeOps().get().causalAttention(precision.operand(q), precision.operand(kk),
           precision.operand(v), drop ? attentionDropout : 0);
     }
-    NDArray scores = precision.fp32(precision.operand(q).matMul(precision.operand(kk).transpose(0, 1, 3, 2)));
-    NDArray att = scores.mul(k.attentionScale(config.headDim())).add(mask(k, t, window)).softmax(-1);
+    NDArray scores = precision.fp32(precision.operand(q).matMul(precision.operand(kk).transpose(0, 1, 3, 2)))
+        .mul(k.attentionScale(config.headDim()));
+    NDArray att = (mask == null ? scores : scores.add(mask)).softmax(-1);
     if (drop) {
       att = att.getNDArrayInternal().dropout(att, attentionDropout, true).singletonOrThrow();
     }
