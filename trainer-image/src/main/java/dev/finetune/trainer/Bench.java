@@ -44,9 +44,10 @@ import java.util.Random;
  * --intermediate 8192}. On a GPU the JSON adds the device memory in use after the steps (PyTorch's cached blocks
  * included, so at least the peak).
  * {@code --generate N --tokenizer tokenizer.json} instead times greedy decoding of N new tokens after a short
- * prompt, with and without the KV cache (fp32, random weights of the given shape). {@code --random-model DIR
- * --tokenizer tokenizer.json} instead writes a randomly initialised GPT-2 of that shape
- * (--seq is its context length) in HF layout, for benchmarks of whole jobs.
+ * prompt, with and without the KV cache (fp32, random weights of the given shape and --arch). {@code --random-model
+ * DIR --tokenizer tokenizer.json} instead writes a randomly initialised model of that shape and --arch (--seq is a
+ * GPT-2's context length) in HF layout, for benchmarks of whole jobs. Both take the tokenizer's vocabulary as --vocab
+ * (default 50257, GPT-2's).
  */
 public final class Bench {
   private Bench() {}
@@ -58,13 +59,11 @@ public final class Bench {
     parseOptions(args, o, text);
     int threads = o.get("threads") > 0 ? o.get("threads") : Runtime.getRuntime().availableProcessors();
     if (text.get("random-model") != null) {
-      writeRandomModel(Path.of(text.get("random-model")), Path.of(text.get("tokenizer")), o.get("n-embd"),
-          o.get("n-layer"), o.get("n-head"), o.get("seq"));
+      writeRandomModel(Path.of(text.get("random-model")), Path.of(text.get("tokenizer")), text.get("arch"), o);
       return;
     }
     if (o.get("generate") > 0) {
-      generation(Path.of(text.get("tokenizer")), o.get("n-embd"), o.get("n-layer"), o.get("n-head"), o.get("seq"),
-          o.get("generate"), threads);
+      generation(Path.of(text.get("tokenizer")), text.get("arch"), o, threads);
       return;
     }
     training(o, text.get("arch"), TrainingSpec.Precision.valueOf(text.get("precision").toUpperCase(Locale.ROOT)), threads);
@@ -190,13 +189,11 @@ public final class Bench {
   }
 
   /** Greedy decoding speed with and without the KV cache; the tokens must be the same. */
-  static void generation(Path tokenizer, int d, int layers, int heads, int context, int tokens, int threads)
-      throws Exception {
+  static void generation(Path tokenizer, String arch, Map<String, Integer> o, int threads) throws Exception {
+    int tokens = o.get("generate");
     try (NDManager base = NDManager.newBaseManager()) {
       JniUtils.setNumThreads(threads);
-      int vocab = 50257;
-      GptConfig config = new GptConfig(vocab, context, d, layers, heads, 4 * d, 1e-5, vocab - 1);
-      try (Model model = new Model(Gpt2.random(config, 0, base), TextTokenizer.load(tokenizer, vocab - 1))) {
+      try (Model model = new Model(randomNet(arch, o, base), TextTokenizer.load(tokenizer, o.get("vocab") - 1))) {
         String prompt = "Below is an instruction that describes a task. Write a response that appropriately completes"
             + " the request.\n\n### Instruction:\nRewrite the sentence using a simile.\n\n### Input:\nThe car is very"
             + " fast.\n\n### Response:\n";
@@ -220,13 +217,11 @@ public final class Bench {
   }
 
   /** A randomly initialised GPT-2 of the given shape with {@code tokenizer}'s vocabulary, in HF layout in {@code dir}. */
-  static void writeRandomModel(Path dir, Path tokenizer, int d, int layers, int heads, int context) throws Exception {
+  static void writeRandomModel(Path dir, Path tokenizer, String arch, Map<String, Integer> o) throws Exception {
     try (NDManager base = NDManager.newBaseManager()) {
-      int vocab = 50257;
-      GptConfig config = new GptConfig(vocab, context, d, layers, heads, 4 * d, 1e-5, vocab - 1);
-      try (Model model = new Model(Gpt2.random(config, 0, base), TextTokenizer.load(tokenizer, vocab - 1))) {
+      try (Model model = new Model(randomNet(arch, o, base), TextTokenizer.load(tokenizer, o.get("vocab") - 1))) {
         model.save(dir);
-        System.out.printf("wrote a random GPT-2 (%d parameters) to %s%n", model.net().parameterCount(), dir);
+        System.out.printf("wrote a random %s (%d parameters) to %s%n", arch, model.net().parameterCount(), dir);
       }
     }
   }
