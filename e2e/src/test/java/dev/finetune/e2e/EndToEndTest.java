@@ -25,6 +25,8 @@ import io.fabric8.kubernetes.api.model.PersistentVolumeClaimBuilder;
 import io.fabric8.kubernetes.api.model.Pod;
 import io.fabric8.kubernetes.api.model.Quantity;
 import io.fabric8.kubernetes.client.KubernetesClient;
+import io.fabric8.kubernetes.client.dsl.base.PatchContext;
+import io.fabric8.kubernetes.client.dsl.base.PatchType;
 import io.fabric8.kubernetes.client.informers.ResourceEventHandler;
 import io.fabric8.kubernetes.client.informers.SharedIndexInformer;
 import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
@@ -462,11 +464,13 @@ class EndToEndTest {
     });
   }
 
+  /**
+   * Sets spec.suspend as {@code kubectl patch --type merge} does: no resourceVersion precondition, so a status
+   * update the operator makes at the same moment does not make it fail with a conflict (edit() read-modify-writes).
+   */
   private static void setSuspend(String name, boolean suspend) {
-    server.client().resources(FineTuneJob.class).inNamespace(NS).withName(name).edit(j -> {
-      j.getSpec().suspend = suspend;
-      return j;
-    });
+    server.client().resources(FineTuneJob.class).inNamespace(NS).withName(name)
+        .patch(PatchContext.of(PatchType.JSON_MERGE), "{\"spec\":{\"suspend\":" + suspend + "}}");
   }
 
   private static void apply(String yaml) throws IOException {
