@@ -9,11 +9,11 @@ import dev.finetune.api.FineTuneJob;
 import dev.finetune.api.FineTuneJobStatus;
 import dev.finetune.api.FineTuneJobStatus.Phase;
 import dev.finetune.api.FineTuneJobs;
+import dev.finetune.api.testing.Holds;
 import dev.finetune.api.testing.RealKubeApiServer;
 import dev.finetune.api.testing.RealKubeApiServer.Result;
 import dev.finetune.api.testing.Repo;
 import dev.finetune.api.trainer.TrainerContract;
-import dev.finetune.api.trainer.TrainerReport;
 import dev.finetune.helm.ChartInstall;
 import dev.finetune.operator.FineTuneOperator;
 import dev.finetune.operator.config.OperatorConfig;
@@ -32,10 +32,6 @@ import io.fabric8.kubernetes.client.informers.SharedIndexInformer;
 import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
 import java.io.IOException;
 import java.net.ServerSocket;
-import java.net.URI;
-import java.net.http.HttpClient;
-import java.net.http.HttpRequest;
-import java.net.http.HttpResponse;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -47,8 +43,10 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.atomic.AtomicReference;
+import java.util.function.Predicate;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.MethodOrderer;
 import org.junit.jupiter.api.Order;
 import org.junit.jupiter.api.Test;
@@ -94,7 +92,7 @@ class EndToEndTest {
         "FINETUNE_TRAINER_JVM_OPTS", "-Xmx1g -XX:+ExitOnOutOfMemoryError",
         "FINETUNE_LEADER_ELECTION_NAMESPACE", "finetune-system",
         "FINETUNE_METRICS_PORT", "0"));
-    operator = startOperator();
+    startOperator();
 
     root = Files.createTempDirectory("e2e-node");
     // The node's "image": a copy of the built jar and its libraries, so a rebuild cannot change a running trainer.
@@ -133,8 +131,21 @@ class EndToEndTest {
     }
   }
 
-  private static FineTuneOperator startOperator() {
-    return FineTuneOperator.create(operatorClient, config, new SimpleMeterRegistry()).start();
+  private static void startOperator() {
+    operator = FineTuneOperator.create(operatorClient, config, new SimpleMeterRegistry()).start();
+  }
+
+  private static void stopOperator() {
+    operator.close();
+    operator = null;
+  }
+
+  /** Every scenario starts with the operator running, even after one that failed while it was stopped. */
+  @BeforeEach
+  void operatorRuns() {
+    if (operator == null) {
+      startOperator();
+    }
   }
 
   // ---- scenarios ---------------------------------------------------------------------------------------------
@@ -150,10 +161,23 @@ class EndToEndTest {
     Instant applied = Instant.now();
     Path manifest = Files.createTempFile("small-cpu", ".yaml");
     Files.writeString(manifest, FineTuneJobs.toYaml(smallCpu("small-cpu")));
+    // The trainer holds after each of epochs 1 to 3 until kubectl get ftj has shown that epoch and its loss.
+    List<String> epochEnds = List.of("epoch-1-end", "epoch-2-end", "epoch-3-end");
+    node.holdPods("small-cpu", List.of(epochEnds));
     Result r = server.kubectl("apply", "-n", NS, "-f", manifest.toString());
     assertThat(r.exitCode()).as(r.output()).isZero();
     Set<String> rows = new LinkedHashSet<>();
     AtomicReference<Instant> firstEpoch = new AtomicReference<>();
+    for (int epoch = 1; epoch <= epochEnds.size(); epoch++) {
+      Pod held = node.awaitHeld("small-cpu", epochEnds.get(epoch - 1));
+      String shown = epoch + "/4";
+      String row = await().atMost(Holds.HANG_GUARD).pollInterval(Duration.ofMillis(200)).until(
+          () -> server.kubectl("get", "ftj", "-n", NS, "small-cpu", "--no-headers").output().strip(),
+          line -> line.split("\\s+").length > 3 && line.split("\\s+")[2].equals(shown));
+      firstEpoch.compareAndSet(null, Instant.now());
+      rows.add(row);
+      node.release(held, epochEnds.get(epoch - 1));
+    }
     FineTuneJob done = watchUntilTerminal("small-cpu", rows, firstEpoch);
     Duration wall = Duration.between(applied, Instant.now());
     watch.close();
@@ -161,9 +185,9 @@ class EndToEndTest {
     assertThat(done.getStatus().phase).as(describe("small-cpu")).isEqualTo(Phase.Succeeded);
     assertThat(phases).containsSubsequence(Phase.Pending, Phase.Running, Phase.Succeeded);
     // kubectl get ftj showed the epoch and the losses moving while it ran.
-    assertThat(rows.stream().map(row -> row.split("\\s+")[2]).filter(e -> e.matches("\\d+/4")).distinct().count())
-        .as("distinct EPOCH values seen in kubectl get ftj: " + rows).isGreaterThanOrEqualTo(2);
-    assertThat(rows).anySatisfy(row -> assertThat(row.split("\\s+")[3]).matches("\\d+\\.\\d+"));
+    assertThat(rows.stream().map(row -> row.split("\\s+")[2]).filter(e -> e.matches("\\d+/4")).distinct())
+        .as("EPOCH values seen in kubectl get ftj: " + rows).contains("1/4", "2/4", "3/4");
+    assertThat(rows).allSatisfy(row -> assertThat(row.split("\\s+")[3]).matches("\\d+\\.\\d+"));
 
     FineTuneJobStatus s = done.getStatus();
     assertThat(s.history).hasSize(s.epoch);
@@ -202,14 +226,16 @@ class EndToEndTest {
   @Order(2)
   void crashAndSigtermResumeToTheSameResult() throws Exception {
     Instant applied = Instant.now();
+    // The first Pod holds in the middle of epoch 2, its retry (resumed from epoch 1) in the middle of epoch 3.
+    node.holdPods("crash", List.of(List.of(MID_EPOCH_2), List.of(MID_EPOCH_3)));
     createSmallCpu("crash");
 
     // Kill the trainer (SIGKILL) in the middle of epoch 2, as an OOM kill or a node crash would.
-    awaitMidEpoch(2);
-    assertThat(node.kill(pod -> "crash".equals(pod.getMetadata().getLabels().get(Names.JOB_LABEL)))).isEqualTo(1);
+    Pod first = node.awaitHeld("crash", MID_EPOCH_2);
+    assertThat(node.kill(same(first))).isEqualTo(1);
     // The retry: SIGTERM in the middle of epoch 3 (a node shutting down); it checkpoints and exits with the retry code.
-    awaitMidEpoch(3);
-    assertThat(node.terminate(pod -> "crash".equals(pod.getMetadata().getLabels().get(Names.JOB_LABEL)))).isEqualTo(1);
+    Pod second = node.awaitHeld("crash", MID_EPOCH_3);
+    assertThat(node.terminate(same(second))).isEqualTo(1);
 
     FineTuneJob done = awaitTerminal("crash");
     assertThat(done.getStatus().phase).as(describe("crash")).isEqualTo(Phase.Succeeded);
@@ -325,13 +351,15 @@ class EndToEndTest {
     assertThat(done.getStatus().phase).isEqualTo(Phase.Failed);
     assertThat(done.getStatus().message).as(describe("bad-data")).contains("data.jsonl line 7: field 'output' is missing");
     // Not retried: the Job's podFailurePolicy fails the Job as soon as the trainer exits with the bad-job code.
-    await().atMost(Duration.ofSeconds(30)).untilAsserted(() -> assertThat(
+    await().atMost(Duration.ofSeconds(60)).untilAsserted(() -> assertThat(
         server.client().batch().v1().jobs().inNamespace(NS).withName("bad-data-train").get().getStatus().getConditions())
         .anySatisfy(c -> {
           assertThat(c.getType()).isEqualTo("Failed");
           assertThat(c.getReason()).isEqualTo("PodFailurePolicy");
         }));
-    Thread.sleep(12_000); // longer than the Job controller's back-off
+    // A failed Job makes no more Pods: the one that failed is the only one there will be.
+    assertThat(server.client().batch().v1().jobs().inNamespace(NS).withName("bad-data-train").get().getStatus().getFailed())
+        .isEqualTo(1);
     assertThat(trainerPods("bad-data")).as("bad input is not retried").hasSize(1);
 
     // An invalid spec is refused by the API server: by its schema, or by a CEL rule in the validator's words.
@@ -351,28 +379,28 @@ class EndToEndTest {
     Instant applied = Instant.now();
     FineTuneJob job = smallCpu("restart");
     job.getSpec().ttlSecondsAfterFinished = 0;
+    // The trainer holds in the middle of epoch 2 while the operator restarts, and after epoch 3 while it goes away.
+    node.holdPods("restart", List.of(List.of(MID_EPOCH_2, "epoch-3-end")));
     server.client().resource(job).create();
-    await().atMost(RUN_TIMEOUT).until(() -> {
-      FineTuneJob j = get("restart");
-      return j.getStatus() != null && j.getStatus().epoch != null && j.getStatus().epoch >= 1;
-    });
-    operator.close();
-    Thread.sleep(3_000);
-    operator = startOperator();
+    Pod pod = node.awaitHeld("restart", MID_EPOCH_2);
+    awaitStatus("restart", s -> s.epoch != null && s.epoch >= 1);
+    stopOperator();
+    startOperator();
+    node.release(pod, MID_EPOCH_2);
+    node.awaitHeld("restart", "epoch-3-end");
+    awaitStatus("restart", s -> s.epoch != null && s.epoch >= 3 && s.history != null && s.history.size() >= 3);
     // Away again when the Job ends: with ttlSecondsAfterFinished 0 the TTL controller would delete it at once, but
     // the operator sets the Job's TTL only once it has recorded the end, so nothing is lost.
-    await().atMost(RUN_TIMEOUT).until(() -> {
-      FineTuneJob j = get("restart");
-      return j.getStatus() != null && j.getStatus().epoch != null && j.getStatus().epoch >= 3;
-    });
-    operator.close();
+    stopOperator();
+    node.release(pod, "epoch-3-end");
     await().atMost(RUN_TIMEOUT).until(() -> server.client().batch().v1().jobs().inNamespace(NS).withName("restart-train").get()
         .getStatus().getConditions().stream().anyMatch(c -> "Complete".equals(c.getType()) && "True".equals(c.getStatus())));
-    Thread.sleep(3_000);
-    assertThat(server.client().batch().v1().jobs().inNamespace(NS).withName("restart-train").get()).as("kept until recorded").isNotNull();
+    var finished = server.client().batch().v1().jobs().inNamespace(NS).withName("restart-train").get();
+    assertThat(finished).as("kept until recorded").isNotNull();
+    assertThat(finished.getSpec().getTtlSecondsAfterFinished()).as("no TTL before the end is recorded").isNull();
     assertThat(server.client().batch().v1().jobs().inNamespace(NS).withLabel(Names.JOB_LABEL, "restart").list().getItems()).hasSize(1);
     assertThat(trainerPods("restart")).hasSize(1);
-    operator = startOperator();
+    startOperator();
     FineTuneJob done = awaitTerminal("restart");
     assertThat(done.getStatus().phase).as(describe("restart")).isEqualTo(Phase.Succeeded);
     assertThat(done.getStatus().history).hasSize(done.getStatus().epoch);
@@ -381,7 +409,7 @@ class EndToEndTest {
     // Recorded: the TTL controller deletes the finished Job; the FineTuneJob keeps its phase and results.
     await().atMost(Duration.ofSeconds(60)).until(
         () -> server.client().batch().v1().jobs().inNamespace(NS).withName("restart-train").get() == null);
-    Thread.sleep(3_000);
+    Thread.sleep(3_000); // the operator reconciles the Job's deletion; nothing it does then may undo the record
     FineTuneJob after = get("restart");
     assertThat(after.getStatus().phase).as(describe("restart")).isEqualTo(Phase.Succeeded);
     assertThat(after.getStatus().reason).isEqualTo(done.getStatus().reason);
@@ -397,10 +425,10 @@ class EndToEndTest {
     Instant applied = Instant.now();
     FineTuneJob job = smallCpu("evicted");
     job.getSpec().backoffLimit = 0;
+    node.holdPods("evicted", List.of(List.of(MID_EPOCH_2)));
     server.client().resource(job).create();
 
-    awaitMidEpoch(2);
-    Pod first = trainerPods("evicted").get(0);
+    Pod first = node.awaitHeld("evicted", MID_EPOCH_2);
     assertThat(server.client().pods().inNamespace(NS).withName(first.getMetadata().getName()).evict()).isTrue();
 
     FineTuneJob done = awaitTerminal("evicted");
@@ -427,15 +455,19 @@ class EndToEndTest {
     Instant applied = Instant.now();
     FineTuneJob job = smallCpu("suspend");
     job.getSpec().suspend = true;
+    node.holdPods("suspend", List.of(List.of(MID_EPOCH_2)));
     server.client().resource(job).create();
-    await().atMost(Duration.ofSeconds(30)).until(() -> get("suspend").getStatus() != null
-        && get("suspend").getStatus().phase == Phase.Suspended);
-    Thread.sleep(3_000);
+    awaitStatus("suspend", s -> s.phase == Phase.Suspended);
+    // The Job controller has seen the suspended Job (its Suspended condition): it made no Pod, and makes none.
+    await().atMost(Duration.ofSeconds(60)).until(() -> {
+      var j = server.client().batch().v1().jobs().inNamespace(NS).withName("suspend-train").get();
+      return j != null && j.getStatus() != null && j.getStatus().getConditions() != null && j.getStatus().getConditions()
+          .stream().anyMatch(c -> "Suspended".equals(c.getType()) && "True".equals(c.getStatus()));
+    });
     assertThat(trainerPods("suspend")).as("a suspended job has no Pod").isEmpty();
 
     setSuspend("suspend", false);
-    awaitMidEpoch(2);
-    Pod first = trainerPods("suspend").get(0);
+    Pod first = node.awaitHeld("suspend", MID_EPOCH_2);
     setSuspend("suspend", true);
     await().atMost(Duration.ofSeconds(60)).untilAsserted(() -> {
       assertThat(trainerPods("suspend")).as("the suspended Job's Pod is deleted").isEmpty();
@@ -455,13 +487,20 @@ class EndToEndTest {
 
   // ---- helpers -----------------------------------------------------------------------------------------------
 
-  /** Waits until the running trainer is a few steps into the given epoch (its /progress). */
-  private static void awaitMidEpoch(int epoch) {
-    await().atMost(RUN_TIMEOUT).pollInterval(Duration.ofMillis(50)).until(() -> {
-      TrainerReport p = progress();
-      return p != null && p.epoch != null && p.epoch == epoch && p.steps != null && p.step != null
-          && p.step > (epoch - 1) * p.steps / p.epochs + 2;
-    });
+  /** Test hold points in the middle of epochs 2 and 3 (after their second optimizer step). */
+  private static final String MID_EPOCH_2 = "epoch-2-step-2";
+  private static final String MID_EPOCH_3 = "epoch-3-step-2";
+
+  private static Predicate<Pod> same(Pod pod) {
+    return p -> p.getMetadata().getUid().equals(pod.getMetadata().getUid());
+  }
+
+  /** Waits until the job's status satisfies the condition (the trainer holds meanwhile, so it waits on the operator). */
+  private static FineTuneJobStatus awaitStatus(String name, Predicate<FineTuneJobStatus> condition) {
+    return await().atMost(Holds.HANG_GUARD).pollInterval(Duration.ofMillis(200)).until(() -> {
+      FineTuneJob j = get(name);
+      return j == null ? null : j.getStatus();
+    }, s -> s != null && condition.test(s));
   }
 
   /**
@@ -574,21 +613,6 @@ class EndToEndTest {
       out.add(FineTuneJobs.json().readValue(line, EpochRecord.class));
     }
     return out;
-  }
-
-  /** The running trainer's /progress, as the operator reads it; null between processes. */
-  private static TrainerReport progress() {
-    try {
-      HttpResponse<String> r = HttpClient.newHttpClient().send(
-          HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + trainerPort + TrainerContract.PROGRESS_PATH))
-              .timeout(Duration.ofSeconds(1)).build(), HttpResponse.BodyHandlers.ofString());
-      return r.statusCode() == 200 ? FineTuneJobs.json().readValue(r.body(), TrainerReport.class) : null;
-    } catch (IOException e) {
-      return null;
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-      return null;
-    }
   }
 
   private static String describe(String name) {

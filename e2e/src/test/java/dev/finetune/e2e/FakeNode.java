@@ -1,5 +1,7 @@
 package dev.finetune.e2e;
 
+import dev.finetune.api.testing.Holds;
+import dev.finetune.operator.resources.Names;
 import io.fabric8.kubernetes.api.model.BindingBuilder;
 import io.fabric8.kubernetes.api.model.ConfigMap;
 import io.fabric8.kubernetes.api.model.Container;
@@ -25,10 +27,12 @@ import java.nio.file.Path;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Comparator;
+import java.util.Deque;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ConcurrentLinkedDeque;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
@@ -60,6 +64,8 @@ final class FakeNode implements AutoCloseable {
   private final Map<String, Long> terminating = new ConcurrentHashMap<>();
   private final Map<String, Integer> exitCodes = new ConcurrentHashMap<>();
   private final ScheduledExecutorService killer = Executors.newSingleThreadScheduledExecutor();
+  private final Map<String, Deque<List<String>>> holdPlans = new ConcurrentHashMap<>();
+  private final Map<String, Path> holdDirs = new ConcurrentHashMap<>();
   private SharedIndexInformer<Pod> informer;
 
   /**
@@ -114,6 +120,62 @@ final class FakeNode implements AutoCloseable {
   /** The exit code of the Pod's process, once it has ended. */
   Integer exitCode(Pod pod) {
     return exitCodes.get(pod.getMetadata().getUid());
+  }
+
+  /**
+   * Test hold points for the next trainer Pods of a FineTuneJob: the n-th Pod started from now on holds at the points
+   * of the n-th list ({@link Holds}); Pods past the lists do not hold. So a test that interrupts a run meets the
+   * trainer at the moment it needs, however fast the machine trains.
+   */
+  void holdPods(String job, List<List<String>> pointsPerPod) {
+    holdPlans.put(job, new ConcurrentLinkedDeque<>(pointsPerPod));
+  }
+
+  /** Waits until a running trainer Pod of the FineTuneJob holds at {@code point}; that Pod. */
+  Pod awaitHeld(String job, String point) {
+    long deadline = System.nanoTime() + Holds.HANG_GUARD.toNanos();
+    while (true) {
+      for (Pod pod : informer.getStore().list()) {
+        String uid = pod.getMetadata().getUid();
+        Path dir = holdDirs.get(uid);
+        if (job.equals(pod.getMetadata().getLabels().get(Names.JOB_LABEL)) && dir != null && processes.containsKey(uid)
+            && Holds.held(dir, point)) {
+          return pod;
+        }
+      }
+      if (System.nanoTime() > deadline) {
+        throw new AssertionError("no trainer Pod of " + job + " held at " + point + " within " + Holds.HANG_GUARD
+            + " (a hang?); their logs:\n" + logs(job));
+      }
+      try {
+        Thread.sleep(20);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        throw new AssertionError("interrupted", e);
+      }
+    }
+  }
+
+  /** Lets the Pod's trainer go on from {@code point}. */
+  void release(Pod pod, String point) {
+    Holds.release(holdDirs.get(pod.getMetadata().getUid()), point);
+  }
+
+  /** The console output of every trainer Pod of the FineTuneJob this node ran, for a failure message. */
+  String logs(String job) {
+    StringBuilder sb = new StringBuilder();
+    for (Pod pod : informer.getStore().list()) {
+      if (job.equals(pod.getMetadata().getLabels().get(Names.JOB_LABEL))) {
+        Path log = root.resolve("pods").resolve(pod.getMetadata().getUid()).resolve("log");
+        try {
+          sb.append("--- ").append(pod.getMetadata().getName()).append('\n')
+              .append(Files.exists(log) ? Files.readString(log) : "(not started)\n");
+        } catch (IOException e) {
+          sb.append(e).append('\n');
+        }
+      }
+    }
+    return sb.toString();
   }
 
   /** SIGTERMs the running processes of the Pods that match (a node shutting down, say); the Pods stay. */
@@ -223,6 +285,13 @@ final class FakeNode implements AutoCloseable {
       }
       env.put("HOME", podDir.toString());
       env.putAll(extraEnv);
+      Deque<List<String>> plan = holdPlans.get(pod.getMetadata().getLabels().getOrDefault(Names.JOB_LABEL, ""));
+      List<String> holds = plan == null ? null : plan.poll();
+      if (holds != null && !holds.isEmpty()) {
+        Path dir = podDir.resolve("holds");
+        holdDirs.put(pod.getMetadata().getUid(), dir);
+        env.putAll(Holds.env(dir, holds));
+      }
 
       Instant started = Instant.now();
       String uid = pod.getMetadata().getUid();

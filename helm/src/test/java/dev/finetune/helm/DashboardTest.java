@@ -8,6 +8,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.finetune.api.FineTuneJob;
 import dev.finetune.api.FineTuneJobStatus;
 import dev.finetune.api.FineTuneJobs;
+import dev.finetune.api.testing.Holds;
 import dev.finetune.api.testing.LocalPrometheus;
 import dev.finetune.api.testing.RealKubeApiServer;
 import dev.finetune.api.testing.Repo;
@@ -115,7 +116,7 @@ class DashboardTest {
             synthetic: {size: 40}
             promptStyle: phi3
             maxLength: 64
-          training: {epochs: 200, batchSize: 8, learningRate: 0.001}
+          training: {epochs: 2, batchSize: 8, learningRate: 0.001}
           evaluation: {enabled: false}
         """);
     Path jar = Repo.root().resolve("trainer-image/target/finetune-trainer.jar");
@@ -126,11 +127,14 @@ class DashboardTest {
     pb.environment().put(TrainerContract.ENV_PORT, Integer.toString(port));
     pb.environment().put(TrainerContract.ENV_TERMINATION_LOG, dir.resolve("termination-log").toString());
     pb.environment().put("DJL_OFFLINE", "true");
+    // The trainer holds once epoch 1 is reported, until the test has seen it scraped and stops it.
+    pb.environment().putAll(Holds.env(dir.resolve("holds"), List.of("epoch-1-end")));
     try (LocalPrometheus prometheus = LocalPrometheus.scraping("127.0.0.1:" + port)) {
       Process trainer = pb.start();
       try {
         // The job variable's query, as Grafana runs it: the job's name comes back once an epoch is scraped.
-        await().atMost(Duration.ofMinutes(3)).pollInterval(Duration.ofSeconds(1)).untilAsserted(() -> {
+        Holds.awaitHeld(dir.resolve("holds"), "epoch-1-end", trainer::isAlive, () -> read(dir.resolve("trainer.log")));
+        await().atMost(Holds.HANG_GUARD).pollInterval(Duration.ofSeconds(1)).untilAsserted(() -> {
           assertThat(trainer.isAlive()).as(Files.readString(dir.resolve("trainer.log"))).isTrue();
           JsonNode values = new ObjectMapper().readTree(prometheus.get(
               "/api/v1/label/finetune_job/values?match[]=finetune_epoch").body());
@@ -188,6 +192,14 @@ class DashboardTest {
         });
         return registry.scrape();
       }
+    }
+  }
+
+  private static String read(Path log) {
+    try {
+      return Files.readString(log);
+    } catch (IOException e) {
+      return "(no log: " + e + ")";
     }
   }
 }

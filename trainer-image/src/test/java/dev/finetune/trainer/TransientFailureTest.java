@@ -3,6 +3,7 @@ package dev.finetune.trainer;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import dev.finetune.api.testing.Holds;
 import dev.finetune.api.testing.TinyJob;
 import dev.finetune.api.trainer.TrainerContract;
 import dev.finetune.api.trainer.TrainerContract.ExitCodes;
@@ -123,19 +124,19 @@ class TransientFailureTest {
     Path checkpoints = run.resolve(TrainerContract.CHECKPOINTS_DIR);
     Path half = checkpoints.resolve(".tmp-" + Checkpoints.epochName(2));
     AtomicReference<Map<String, String>> before = new AtomicReference<>();
-    // Epoch 2's checkpoint pauses after its weights and moments (finetune.test.checkpointPauseMs); meanwhile its
-    // folder becomes read-only, so state.json, written last, fails.
+    // Epoch 2's checkpoint holds after its weights and moments (a test hold point); meanwhile its folder becomes
+    // read-only, so state.json, written last, fails.
+    Path holds = dir.resolve("holds");
+    String halfWay = "checkpoint-" + Checkpoints.epochName(2);
     TrainingListener failTheCheckpoint = new TrainingListener() {
       @Override
       public void onEpoch(EpochInfo epoch) {
         if (epoch.record().epoch == 2) {
           before.set(snapshot(checkpoints));
-          System.setProperty("finetune.test.checkpointPauseMs", "1500");
           Thread watcher = new Thread(() -> {
-            for (int i = 0; i < 3000 && !Files.exists(half.resolve("optimizer.safetensors")); i++) {
-              sleep(10);
-            }
+            Holds.awaitHeld(holds, halfWay, () -> true, () -> "");
             writable(half, false);
+            Holds.release(holds, halfWay);
           });
           watcher.setDaemon(true);
           watcher.start();
@@ -143,10 +144,13 @@ class TransientFailureTest {
       }
     };
     RerunTest.Ran failed;
+    System.setProperty("finetune.test.holdAt", halfWay);
+    System.setProperty("finetune.test.holdDir", holds.toString());
     try {
       failed = RerunTest.main(failTheCheckpoint, job.toString());
     } finally {
-      System.clearProperty("finetune.test.checkpointPauseMs");
+      System.clearProperty("finetune.test.holdAt");
+      System.clearProperty("finetune.test.holdDir");
     }
     try {
       assertThat(failed.code()).isEqualTo(ExitCodes.CRASHED);
@@ -212,14 +216,6 @@ class TransientFailureTest {
       return BadInputTest.snapshot(folder);
     } catch (Exception e) {
       throw new IllegalStateException(e);
-    }
-  }
-
-  private static void sleep(long ms) {
-    try {
-      Thread.sleep(ms);
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
     }
   }
 }

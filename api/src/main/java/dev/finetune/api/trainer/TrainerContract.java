@@ -56,6 +56,16 @@ public final class TrainerContract {
   public static final String ENV_MEMORY_LIMIT = "FINETUNE_MEMORY_LIMIT";
   /** Environment: the judge's API key, from spec.evaluation.judge.apiKeySecret. */
   public static final String ENV_JUDGE_API_KEY = "FINETUNE_JUDGE_API_KEY";
+  /**
+   * Environment, for tests only (inert unless set): hold points, comma-separated ({@code epoch-E-step-K},
+   * {@code epoch-E-end}, {@code checkpoint-NAME}), where the trainer writes {@code POINT.held} into
+   * {@link #TEST_HOLD_DIR} and waits for {@code POINT.release} there (or a stop signal), so a test can interrupt a
+   * run at the moment it needs whatever the machine's speed. Never set by the operator.
+   */
+  public static final String TEST_HOLD_AT = "FINETUNE_TEST_HOLD_AT";
+  public static final String TEST_HOLD_DIR = "FINETUNE_TEST_HOLD_DIR";
+  public static final String TEST_HELD_SUFFIX = ".held";
+  public static final String TEST_RELEASE_SUFFIX = ".release";
   /** Kubernetes caps a termination message at 4096 bytes. */
   public static final int TERMINATION_MESSAGE_LIMIT = 4096;
 

@@ -61,7 +61,7 @@ public final class Checkpoints {
       Files.createDirectories(tmp);
       model.saveTrained(tmp);
       optimizer.save(tmp.resolve(OPTIMIZER));
-      pauseForFaultInjection();
+      TestHold.at("checkpoint-" + name, () -> false);
       writeState(tmp.resolve(STATE), state);
       Path target = dir.resolve(name);
       deleteTree(target);
@@ -97,21 +97,6 @@ public final class Checkpoints {
     Path tmp = latest.get().dir().resolve(".tmp-" + STATE);
     writeState(tmp, state);
     Files.move(tmp, latest.get().dir().resolve(STATE), StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-  }
-
-  /**
-   * Fault injection for tests: with {@code -Dfinetune.test.checkpointPauseMs=N} a checkpoint write pauses
-   * half-way (weights written, state not yet), so a test can kill the process while a temp directory exists.
-   */
-  private static void pauseForFaultInjection() {
-    long ms = Long.getLong("finetune.test.checkpointPauseMs", 0L);
-    if (ms > 0) {
-      try {
-        Thread.sleep(ms);
-      } catch (InterruptedException e) {
-        Thread.currentThread().interrupt();
-      }
-    }
   }
 
   /** Complete checkpoints, oldest first (by optimizer step, then epochs finished). */

@@ -382,6 +382,7 @@ public final class Trainer {
 
     /** Inside an epoch: the periodic checkpoint (spec.checkpoints.everySteps), and the one a stop request asks for. */
     private Optional<Result> checkpointInEpoch(int epoch) throws IOException {
+      TestHold.at("epoch-" + (epoch + 1) + "-step-" + (state.step - epoch * stepsPerEpoch), () -> stopRequested);
       boolean periodic = spec.checkpoints.everySteps > 0 && state.step % spec.checkpoints.everySteps == 0;
       if (periodic || stopRequested) {
         state.epochSeconds += (System.nanoTime() - epochStart) / 1e9;
@@ -422,6 +423,7 @@ public final class Trainer {
       listener.onEpoch(new TrainingListener.EpochInfo(rec, state.bestValidationLoss, state.bestEpoch, improved,
           state.epochsWithoutImprovement));
       checkpoint(Checkpoints.epochName(epoch + 1));
+      TestHold.at("epoch-" + (epoch + 1) + "-end", () -> stopRequested);
       if (state.earlyStopped) {
         return Optional.of(finish(Outcome.EARLY_STOPPED, "early stopped after epoch " + (epoch + 1) + ": validation loss"
             + " did not improve on " + fmt(state.bestValidationLoss) + " (epoch " + state.bestEpoch + ") by more than "

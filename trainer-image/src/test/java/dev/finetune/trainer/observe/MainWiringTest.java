@@ -6,6 +6,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.finetune.api.FineTuneJobStatus;
 import dev.finetune.api.FineTuneJobs;
+import dev.finetune.api.testing.Holds;
 import dev.finetune.api.trainer.TrainerContract;
 import dev.finetune.api.trainer.TrainerContract.ExitCodes;
 import dev.finetune.api.trainer.TrainerReport;
@@ -66,6 +67,14 @@ class MainWiringTest {
 
   /** Runs the trainer's Main in a child JVM; polls /progress while it runs. */
   Run trainer(Path jobFile, Path out, Path terminationLog) throws Exception {
+    return trainer(jobFile, out, terminationLog, null);
+  }
+
+  /**
+   * As above; with {@code holdAt}, the trainer holds at that point until /progress has answered there, so the run
+   * is seen while it trains however fast it is.
+   */
+  Run trainer(Path jobFile, Path out, Path terminationLog, String holdAt) throws Exception {
     int port = freePort();
     List<String> cmd = List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(), "-Xmx1g", "-cp",
         System.getProperty("java.class.path"), "dev.finetune.trainer.Main", jobFile.toString(), "--output",
@@ -75,9 +84,20 @@ class MainWiringTest {
     pb.environment().put("DJL_OFFLINE", "true");
     pb.environment().put(TrainerContract.ENV_PORT, Integer.toString(port));
     pb.environment().put(TrainerContract.ENV_TERMINATION_LOG, terminationLog.toString());
+    Path holds = dir.resolve("holds");
+    if (holdAt != null) {
+      pb.environment().putAll(Holds.env(holds, List.of(holdAt)));
+    }
     Process p = pb.start();
     List<String> progress = new ArrayList<>();
-    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(180);
+    if (holdAt != null) {
+      Holds.awaitHeld(holds, holdAt, p::isAlive, () -> read(log));
+      var rsp = Http.get("http://127.0.0.1:" + port + TrainerContract.PROGRESS_PATH);
+      assertThat(rsp.statusCode()).as("/progress at " + holdAt).isEqualTo(200);
+      progress.add(rsp.body());
+      Holds.release(holds, holdAt);
+    }
+    long deadline = System.nanoTime() + Holds.HANG_GUARD.toNanos();
     while (p.isAlive() && System.nanoTime() < deadline) {
       try {
         var rsp = Http.get("http://127.0.0.1:" + port + TrainerContract.PROGRESS_PATH);
@@ -91,7 +111,7 @@ class MainWiringTest {
     }
     if (p.isAlive()) {
       p.destroyForcibly().waitFor();
-      throw new AssertionError("the trainer did not finish within 180 s:\n" + Files.readString(log));
+      throw new AssertionError("the trainer did not finish within " + Holds.HANG_GUARD + " (a hang?):\n" + read(log));
     }
     return new Run(p.exitValue(), Files.readString(log), progress);
   }
@@ -102,7 +122,7 @@ class MainWiringTest {
     Files.writeString(job, JOB.formatted("synthetic: {size: 80, seed: 4}", 2));
     Path out = dir.resolve("out");
     Path log = dir.resolve("termination-log");
-    Run run = trainer(job, out, log);
+    Run run = trainer(job, out, log, "epoch-1-end");
     assertThat(run.exit()).as(run.output()).isEqualTo(ExitCodes.SUCCEEDED);
     assertThat(run.progress()).as("/progress answered while the trainer ran").isNotEmpty();
     for (String body : run.progress()) {
@@ -134,29 +154,20 @@ class MainWiringTest {
   @Test
   void ctrlCIsNamedSigintAndStopsAfterACheckpoint() throws Exception {
     Path job = dir.resolve("job.yaml");
-    Files.writeString(job, JOB.formatted("synthetic: {size: 400, seed: 4}", 50));
+    Files.writeString(job, JOB.formatted("synthetic: {size: 400, seed: 4}", 2));
     Path out = dir.resolve("out");
-    int port = freePort();
     Path log = dir.resolve("trainer.log");
     ProcessBuilder pb = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "java").toString(), "-Xmx1g",
         "-cp", System.getProperty("java.class.path"), "dev.finetune.trainer.Main", job.toString(), "--output",
         out.toString()).redirectErrorStream(true).redirectOutput(log.toFile());
     pb.environment().put("DJL_OFFLINE", "true");
-    pb.environment().put(TrainerContract.ENV_PORT, Integer.toString(port));
+    pb.environment().put(TrainerContract.ENV_PORT, "0");
+    // Ctrl-C while it trains: the trainer holds after its first step until the signal.
+    Path holds = dir.resolve("holds");
+    pb.environment().putAll(Holds.env(holds, List.of("epoch-1-step-1")));
     Process p = pb.start();
     try {
-      long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(180);
-      boolean training = false;
-      while (!training && p.isAlive() && System.nanoTime() < deadline) {
-        try {
-          training = FineTuneJobs.json().readValue(Http.get("http://127.0.0.1:" + port + TrainerContract.PROGRESS_PATH)
-              .body(), TrainerReport.class).step != null;
-        } catch (IOException e) {
-          // not listening yet
-        }
-        p.waitFor(200, TimeUnit.MILLISECONDS);
-      }
-      assertThat(training).as(Files.readString(log)).isTrue();
+      Holds.awaitHeld(holds, "epoch-1-step-1", p::isAlive, () -> read(log));
       new ProcessBuilder("kill", "-INT", Long.toString(p.pid())).start().waitFor();
       assertThat(p.waitFor(120, TimeUnit.SECONDS)).as(Files.readString(log)).isTrue();
     } finally {
@@ -196,6 +207,14 @@ class MainWiringTest {
       assertThat(s.phase).as(p.toString()).isEqualTo("Failed");
       assertThat(s.reason).as(p.toString()).isEqualTo("InvalidData");
       assertThat(s.message).contains("no-such-file.jsonl");
+    }
+  }
+
+  private static String read(Path log) {
+    try {
+      return Files.readString(log);
+    } catch (IOException e) {
+      return "(no log: " + e + ")";
     }
   }
 }

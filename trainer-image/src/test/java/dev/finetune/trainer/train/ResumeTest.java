@@ -3,6 +3,7 @@ package dev.finetune.trainer.train;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.finetune.api.EpochRecord;
+import dev.finetune.api.testing.Holds;
 import dev.finetune.api.trainer.TrainerContract;
 import dev.finetune.trainer.Jobs;
 import dev.finetune.trainer.Main;
@@ -150,27 +151,19 @@ class ResumeTest {
     return pb.start();
   }
 
-  static void await(Process p, java.util.function.BooleanSupplier condition, String what) throws Exception {
-    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(120);
-    while (!condition.getAsBoolean()) {
-      assertThat(p.isAlive()).as("child still running while waiting for " + what).isTrue();
-      assertThat(System.nanoTime()).as("waiting for " + what).isLessThan(deadline);
-      Thread.sleep(20);
-    }
-  }
-
   @Test
   void sigtermToChildProcessCheckpointsAndExits75(@TempDir Path dir) throws Exception {
     Path job = Jobs.tiny(dir, "sigterm", EPOCHS, 10, 0);
     Path out = dir.resolve("out");
-    // slow checkpoints down so SIGTERM arrives while epoch 2 trains or epoch 1 is being written
-    Process p = child(job, out, "-Dfinetune.test.checkpointPauseMs=300");
-    await(p, () -> Files.exists(out.resolve("checkpoints/.tmp-" + Checkpoints.epochName(1))), "first checkpoint");
+    // SIGTERM once epoch 1 is checkpointed, with epochs left to train: the trainer holds there until the signal.
+    Path holds = dir.resolve("holds");
+    Process p = child(job, out, Holds.jvmOptions(holds, "epoch-1-end").toArray(String[]::new));
+    Holds.awaitHeld(holds, "epoch-1-end", p::isAlive, () -> log(dir));
     p.destroy(); // SIGTERM
     assertThat(p.waitFor(120, TimeUnit.SECONDS)).isTrue();
-    assertThat(p.exitValue()).as(Files.readString(dir.resolve("child.log"))).isEqualTo(TrainerContract.ExitCodes.INTERRUPTED);
-    assertThat(new Checkpoints(out.resolve("checkpoints")).latest()).isPresent();
-    assertThat(Files.readString(dir.resolve("child.log"))).contains("stopped by request (SIGTERM)");
+    assertThat(p.exitValue()).as(log(dir)).isEqualTo(TrainerContract.ExitCodes.INTERRUPTED);
+    assertThat(new Checkpoints(out.resolve("checkpoints")).latest().orElseThrow().state().epochsCompleted).isEqualTo(1);
+    assertThat(log(dir)).contains("stopped by request (SIGTERM) after epoch 1");
 
     TrainingListener.Result r = Jobs.run(job, out, new Jobs.Recorder());
     assertThat(r.outcome()).isEqualTo(TrainingListener.Outcome.COMPLETED);
@@ -181,13 +174,17 @@ class ResumeTest {
   void sigkillWhileWritingACheckpointResumesFromTheLastCompleteOne(@TempDir Path dir) throws Exception {
     Path job = Jobs.tiny(dir, "sigkill", EPOCHS, 10, 0);
     Path out = dir.resolve("out");
-    Process p = child(job, out, "-Dfinetune.test.checkpointPauseMs=3000");
-    Path tmp2 = out.resolve("checkpoints/.tmp-" + Checkpoints.epochName(2));
-    await(p, () -> Files.exists(tmp2.resolve("optimizer.safetensors")), "the temp dir of checkpoint 2");
+    // SIGKILL half-way through checkpoint 2: weights and moments written, state.json not yet.
+    Path holds = dir.resolve("holds");
+    String halfWay = "checkpoint-" + Checkpoints.epochName(2);
+    Process p = child(job, out, Holds.jvmOptions(holds, halfWay).toArray(String[]::new));
+    Holds.awaitHeld(holds, halfWay, p::isAlive, () -> log(dir));
     p.destroyForcibly(); // SIGKILL in the middle of the write
     assertThat(p.waitFor(60, TimeUnit.SECONDS)).isTrue();
     assertThat(p.exitValue()).isEqualTo(137);
-    assertThat(tmp2).exists();
+    Path tmp2 = out.resolve("checkpoints/.tmp-" + Checkpoints.epochName(2));
+    assertThat(tmp2.resolve("optimizer.safetensors")).exists();
+    assertThat(tmp2.resolve("state.json")).doesNotExist();
     assertThat(new Checkpoints(out.resolve("checkpoints")).latest().orElseThrow().state().epochsCompleted).isEqualTo(1);
 
     Jobs.Recorder rec = new Jobs.Recorder();
@@ -195,5 +192,13 @@ class ResumeTest {
     assertThat(r.outcome()).isEqualTo(TrainingListener.Outcome.COMPLETED);
     assertThat(rec.epochs).extracting(e -> e.record().epoch).containsExactly(2, 3, 4);
     assertSameAsReference(out);
+  }
+
+  private static String log(Path dir) {
+    try {
+      return Files.readString(dir.resolve("child.log"));
+    } catch (IOException e) {
+      return "(no child.log: " + e + ")";
+    }
   }
 }
