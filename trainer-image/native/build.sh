@@ -34,6 +34,20 @@ else
     libs+=(-ltorch_cuda -lc10_cuda)
   fi
 fi
+# c10d (data-parallel training): Gloo where its headers are (Debian: libgloo-dev), NCCL with a CUDA libtorch that has
+# ProcessGroupNCCL and nccl.h. Without either the library has no c10d and a job runs as one process.
+inc=${torch:+$torch/include}
+inc=${inc:-/usr/include}
+if [ -f "$inc/gloo/algorithm.h" ] || [ -f /usr/include/gloo/algorithm.h ]; then
+  flags+=(-DFT_C10D -DUSE_C10D_GLOO)
+  [ -z "$torch" ] && [ -e /usr/lib/x86_64-linux-gnu/libgloo.so ] && libs+=(-lgloo)
+fi
+if [ -n "$torch" ] && [ -f "$torch/lib/libtorch_cuda.so" ] && [ -f "$inc/torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp" ]; then
+  for d in "${flags[@]}"; do
+    case $d in -I*) if [ -f "${d#-I}/nccl.h" ]; then flags+=(-DFT_C10D -DUSE_C10D_NCCL); break; fi;; esac
+  done
+fi
+case " ${flags[*]} " in *" -DFT_C10D "*) ;; *) echo "note: neither gloo headers (Debian: libgloo-dev) nor NCCL: built without c10d" >&2;; esac
 # -z now: a library that does not match the loaded libtorch fails to load (UnsatisfiedLinkError) instead of
 # crashing at the first call.
 g++ "${flags[@]}" -shared -Wl,-z,now -o "$out/libfinetune_native.so" "$here/finetune_native.cc" "${libs[@]}"

@@ -14,6 +14,22 @@
 #include <ATen/cuda/CUDAContext.h>
 #endif
 
+// Data-parallel training on PyTorch's own c10d: a TCPStore rendezvous and ProcessGroupGloo (CPUs) or
+// ProcessGroupNCCL (GPUs). build.sh defines FT_C10D, USE_C10D_GLOO where the gloo headers are there, and
+// USE_C10D_NCCL for a CUDA libtorch with NCCL.
+#ifdef FT_C10D
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#ifdef USE_C10D_GLOO
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#endif
+#ifdef USE_C10D_NCCL
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
+#include <chrono>
+#include <cstdlib>
+#include <deque>
+#endif
+
 #define FT_HAS_SDPA (TORCH_VERSION_MAJOR >= 2)
 #define FT_HAS_FUSED_ADAMW (TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1))
 
@@ -157,5 +173,187 @@ FT(void, fusedAdamW)(JNIEnv* env, jclass, jlongArray params, jlongArray grads, j
 #else
     throw std::runtime_error("_fused_adamw_ needs libtorch 2.1 or later, this is " TORCH_VERSION);
 #endif
+  });
+}
+
+// ---- c10d: one process group per process, as torch.distributed's default group ----------------------------------
+
+#ifdef FT_C10D
+namespace {
+
+c10::intrusive_ptr<c10d::Store> distStore;
+#ifdef USE_C10D_GLOO
+c10::intrusive_ptr<c10d::ProcessGroupGloo> glooGroup;
+#endif
+#ifdef USE_C10D_NCCL
+c10::intrusive_ptr<c10d::ProcessGroupNCCL> ncclGroup;
+#endif
+
+// Runs f on the process group this process joined.
+template <typename F>
+void WithGroup(F f) {
+#ifdef USE_C10D_NCCL
+  if (ncclGroup) return f(*ncclGroup);
+#endif
+#ifdef USE_C10D_GLOO
+  if (glooGroup) return f(*glooGroup);
+#endif
+  throw std::runtime_error("no process group: distInit was not called");
+}
+
+// Flattens the tensors into buckets of at most capBytes (one dtype and device each), starts `op` on every bucket
+// before waiting for any (communication of one bucket overlaps the flattening of the next), then copies the results
+// back in place. `op` takes a one-tensor vector and returns the c10d work.
+template <typename G, typename Op>
+void Bucketed(G& group, std::vector<torch::Tensor>& ts, int64_t capBytes, Op op) {
+  torch::NoGradGuard noGrad;
+  std::vector<std::vector<size_t>> buckets;
+  for (size_t i = 0; i < ts.size();) {
+    std::vector<size_t> b{i};
+    int64_t bytes = ts[i].numel() * ts[i].element_size();
+    for (++i; i < ts.size() && ts[i].scalar_type() == ts[b[0]].scalar_type() && ts[i].device() == ts[b[0]].device()
+         && bytes + ts[i].numel() * ts[i].element_size() <= capBytes; ++i) {
+      b.push_back(i);
+      bytes += ts[i].numel() * ts[i].element_size();
+    }
+    buckets.push_back(std::move(b));
+  }
+  std::deque<std::vector<torch::Tensor>> flats;  // a deque: the works keep references to these vectors
+  std::vector<decltype(op(group, std::declval<std::vector<torch::Tensor>&>()))> works;
+  for (auto& b : buckets) {
+    std::vector<torch::Tensor> parts;
+    for (size_t j : b) parts.push_back(ts[j].reshape({-1}));
+    flats.push_back({torch::cat(parts)});
+    works.push_back(op(group, flats.back()));
+  }
+  for (size_t k = 0; k < buckets.size(); ++k) {
+    works[k]->wait();
+    int64_t offset = 0;
+    for (size_t j : buckets[k]) {
+      int64_t n = ts[j].numel();
+      ts[j].copy_(flats[k][0].narrow(0, offset, n).view_as(ts[j]));
+      offset += n;
+    }
+  }
+}
+
+}  // namespace
+#endif
+
+// Whether this library was built with c10d and a backend (Gloo or NCCL).
+FT(jboolean, hasDistributed)(JNIEnv*, jclass) {
+#if defined(FT_C10D) && (defined(USE_C10D_GLOO) || defined(USE_C10D_NCCL))
+  return JNI_TRUE;
+#else
+  return JNI_FALSE;
+#endif
+}
+
+// Whether it has ProcessGroupGloo (CPU tensors; CUDA tensors through the host).
+FT(jboolean, hasGloo)(JNIEnv*, jclass) {
+#if defined(FT_C10D) && defined(USE_C10D_GLOO)
+  return JNI_TRUE;
+#else
+  return JNI_FALSE;
+#endif
+}
+
+// Whether it has ProcessGroupNCCL (a CUDA libtorch built with NCCL).
+FT(jboolean, hasNccl)(JNIEnv*, jclass) {
+#if defined(FT_C10D) && defined(USE_C10D_NCCL)
+  return JNI_TRUE;
+#else
+  return JNI_FALSE;
+#endif
+}
+
+// Joins the group: rank 0 serves the TCPStore at host:port and waits for the others, as torchrun's env:// does.
+// Every collective fails after timeoutMs; a peer that dies fails them at once (its sockets close).
+FT(void, distInit)(JNIEnv* env, jclass, jstring backend, jstring host, jint port, jint rank, jint size, jlong timeoutMs) {
+  Guard(env, [&]() -> int {
+#ifdef FT_C10D
+    const char* b = env->GetStringUTFChars(backend, nullptr);
+    const char* h = env->GetStringUTFChars(host, nullptr);
+    std::string be(b), hostname(h);
+    env->ReleaseStringUTFChars(backend, b);
+    env->ReleaseStringUTFChars(host, h);
+    auto timeout = std::chrono::milliseconds(timeoutMs);
+    c10d::TCPStoreOptions o;
+    o.port = static_cast<std::uint16_t>(port);
+    o.isServer = rank == 0;
+    o.numWorkers = static_cast<std::size_t>(size);
+    o.waitWorkers = true;
+    o.timeout = timeout;
+    distStore = c10::make_intrusive<c10d::TCPStore>(hostname, o);
+    if (be == "nccl") {
+#ifdef USE_C10D_NCCL
+      auto opts = c10d::ProcessGroupNCCL::Options::create();
+      opts->timeout = timeout;
+      ncclGroup = c10::make_intrusive<c10d::ProcessGroupNCCL>(distStore, rank, size, opts);
+      return 0;
+#else
+      throw std::runtime_error("this native library has no NCCL (built without a CUDA libtorch with NCCL)");
+#endif
+    }
+#ifdef USE_C10D_GLOO
+    auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
+    const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
+    opts->devices.push_back(ifname != nullptr && *ifname != 0
+                                ? c10d::ProcessGroupGloo::createDeviceForInterface(ifname)
+                                : c10d::ProcessGroupGloo::createDeviceForHostname(hostname));
+    glooGroup = c10::make_intrusive<c10d::ProcessGroupGloo>(distStore, rank, size, opts);
+    return 0;
+#else
+    throw std::runtime_error("this native library has no Gloo (built without the gloo headers)");
+#endif
+#else
+    throw std::runtime_error("this native library was built without c10d");
+#endif
+  });
+}
+
+// Sums the tensors over all ranks, in place (gradients: every rank ends with the same sum).
+FT(void, distAllReduce)(JNIEnv* env, jclass, jlongArray handles, jlong bucketBytes) {
+  Guard(env, [&]() -> int {
+#ifdef FT_C10D
+    auto ts = Tensors(env, handles);
+    WithGroup([&](auto& g) {
+      Bucketed(g, ts, bucketBytes, [](auto& group, std::vector<torch::Tensor>& one) { return group.allreduce(one); });
+    });
+#endif
+    return 0;
+  });
+}
+
+// Overwrites the tensors on every rank with rank `root`'s, in place.
+FT(void, distBroadcast)(JNIEnv* env, jclass, jlongArray handles, jint root, jlong bucketBytes) {
+  Guard(env, [&]() -> int {
+#ifdef FT_C10D
+    auto ts = Tensors(env, handles);
+    WithGroup([&](auto& g) {
+      Bucketed(g, ts, bucketBytes, [root](auto& group, std::vector<torch::Tensor>& one) {
+        c10d::BroadcastOptions o;
+        o.rootRank = root;
+        return group.broadcast(one, o);
+      });
+    });
+#endif
+    return 0;
+  });
+}
+
+// Leaves the group (a process that exits without this is seen by its peers as a dead rank).
+FT(void, distClose)(JNIEnv* env, jclass) {
+  Guard(env, [&]() -> int {
+#ifdef FT_C10D
+#ifdef USE_C10D_GLOO
+    glooGroup.reset();
+#endif
+#ifdef USE_C10D_NCCL
+    ncclGroup.reset();
+#endif
+    distStore.reset();
+#endif
+    return 0;
   });
 }

@@ -22,6 +22,7 @@ import dev.finetune.trainer.model.Model;
 import dev.finetune.trainer.model.PrecisionPolicy;
 import dev.finetune.trainer.model.TextTokenizer;
 import dev.finetune.trainer.train.AdamW;
+import dev.finetune.trainer.train.Distributed;
 import dev.finetune.trainer.train.Trainer;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -48,6 +49,9 @@ import java.util.Random;
  * DIR --tokenizer tokenizer.json} instead writes a randomly initialised model of that shape and --arch (--seq is a
  * GPT-2's context length) in HF layout, for benchmarks of whole jobs. Both take the tokenizer's vocabulary as --vocab
  * (default 50257, GPT-2's).
+ * Launched with torchrun's environment (WORLD_SIZE, RANK, MASTER_ADDR, MASTER_PORT) the training steps all-reduce their
+ * gradients over the ranks as the trainer does (the JSON adds the world size and backend), and {@code --allreduce-mb N}
+ * instead times the all-reduce of N MB of fp32 on the device: bus bandwidth as nccl-tests computes it.
  */
 public final class Bench {
   private Bench() {}
@@ -60,6 +64,10 @@ public final class Bench {
     int threads = o.get("threads") > 0 ? o.get("threads") : Runtime.getRuntime().availableProcessors();
     if (text.get("random-model") != null) {
       writeRandomModel(Path.of(text.get("random-model")), Path.of(text.get("tokenizer")), text.get("arch"), o);
+      return;
+    }
+    if (o.get("allreduce-mb") > 0) {
+      allReduce(o.get("allreduce-mb"), o.get("steps"), o.get("warmup"));
       return;
     }
     if (o.get("generate") > 0) {
@@ -84,6 +92,7 @@ public final class Bench {
     numbers.put("n-kv-head", 0);
     numbers.put("intermediate", 0);
     numbers.put("lora", 0);
+    numbers.put("allreduce-mb", 0);
     text.put("arch", "gpt2");
     text.put("precision", "fp32");
     text.put("random-model", null);
@@ -111,8 +120,9 @@ public final class Bench {
     int layers = o.get("n-layer");
     int seq = o.get("seq");
     int batch = o.get("batch");
-    try (NDManager base = NDManager.newBaseManager()) {
+    try (NDManager base = NDManager.newBaseManager(); Distributed dist = Distributed.fromEnv(System.getenv())) {
       JniUtils.setNumThreads(threads);
+      dist.join();
       PrecisionPolicy precision = PrecisionPolicy.resolve(requested);
       System.err.println(precision.describe());
       try (CausalLm net = randomNet(arch, o, base)) {
@@ -133,7 +143,7 @@ public final class Bench {
         double loss = 0;
         for (int s = 0; s < times.length; s++) {
           long start = System.nanoTime();
-          loss = step(net, opt, base, ids, targets);
+          loss = step(net, opt, base, ids, targets, dist);
           times[s] = (System.nanoTime() - start) / 1e9;
         }
         double[] timed = Arrays.copyOfRange(times, warmup, times.length);
@@ -146,10 +156,10 @@ public final class Bench {
         double flops = 6.0 * params * batch * seq + 12.0 * layers * batch * seq * (double) seq * d;
         String impl = "djl-" + Engine.getDjlVersion() + "-pytorch-" + Engine.getInstance().getVersion();
         System.out.println(String.format(Locale.ROOT,
-            "{\"impl\": \"%s\", \"arch\": \"%s\", \"device\": \"%s\", \"precision\": \"%s\", \"threads\": %d, \"params\": %d, \"trainable_params\": %d, \"batch\": %d, \"seq\": %d, \"median_step_s\": %.4f, "
+            "{\"impl\": \"%s\", \"arch\": \"%s\", \"world\": %d, \"backend\": \"%s\", \"device\": \"%s\", \"precision\": \"%s\", \"threads\": %d, \"params\": %d, \"trainable_params\": %d, \"batch\": %d, \"seq\": %d, \"median_step_s\": %.4f, "
                 + "\"tokens_per_s\": %.1f, \"model_flops_per_s\": %.2f, \"gemm_gflops\": %.2f, \"mfu_vs_gemm\": %.3f, "
                 + "\"peak_rss_mb\": %.1f, \"gpu_memory_used_mb\": %.1f, \"final_loss\": %.4f}",
-            impl, arch, precision.device(), precision.precision(), JniUtils.getNumThreads(), params, trainable, batch, seq, stepS,
+            impl, arch, dist.size(), dist.backend(), precision.device(), precision.precision(), JniUtils.getNumThreads(), params, trainable, batch, seq, stepS,
             batch * seq / stepS, flops / stepS / 1e9, gemm / 1e9, flops / stepS / gemm, peakRssMb(), gpuMemoryMb(), loss));
         }
       }
@@ -168,8 +178,9 @@ public final class Bench {
     }
   }
 
-  /** One forward, backward and AdamW step; returns the loss. */
-  static double step(CausalLm net, AdamW opt, NDManager base, long[][] ids, long[][] targets) {
+  /** One forward, backward (distributed: gradients all-reduced) and AdamW step; returns the loss. */
+  static double step(CausalLm net, AdamW opt, NDManager base, long[][] ids, long[][] targets, Distributed dist)
+      throws java.io.IOException {
     double loss;
     try (NDManager step = base.newSubManager(); NDScope scope = new NDScope()) {
       Gpt2.Consts k = new Gpt2.Consts(step);
@@ -177,6 +188,15 @@ public final class Bench {
         NDArray l = net.loss(Trainer.ids(step, ids), targets, k, true);
         gc.backward(l);
         loss = l.getFloat();
+      }
+      if (dist.isDistributed()) {
+        java.util.List<NDArray> grads = new ArrayList<>();
+        for (NDArray p : net.trainable().values()) {
+          NDArray g = p.getGradient();
+          g.attach(step);
+          grads.add(g);
+        }
+        dist.allReduceSum(grads);
       }
     }
     opt.step(net.trainable(), 5e-5);
@@ -186,6 +206,37 @@ public final class Bench {
       net.trainable().values().iterator().next().flatten().get(0).getFloat();
     }
     return loss;
+  }
+
+  /**
+   * The all-reduce of {@code mb} MB of fp32 on the default device over the ranks of torchrun's environment: median
+   * seconds, algorithm bandwidth (bytes / s) and bus bandwidth (x 2(W-1)/W, nccl-tests' figure for a ring).
+   */
+  static void allReduce(int mb, int steps, int warmup) throws Exception {
+    try (NDManager base = NDManager.newBaseManager(); Distributed dist = Distributed.fromEnv(System.getenv())) {
+      dist.join();
+      NDArray buffer = base.ones(new Shape((long) mb << 18)); // mb MB of fp32
+      double[] times = new double[steps];
+      for (int s = -warmup; s < steps; s++) {
+        long start = System.nanoTime();
+        dist.allReduceSum(java.util.List.of(buffer));
+        try (NDScope scope = new NDScope()) {
+          buffer.get(0).getFloat(); // waits for the device
+        }
+        if (s >= 0) {
+          times[s] = (System.nanoTime() - start) / 1e9;
+        }
+      }
+      Arrays.sort(times);
+      double t = times[steps / 2];
+      double bytes = (double) mb * (1 << 20);
+      int w = dist.size();
+      System.out.println(String.format(Locale.ROOT,
+          "{\"impl\": \"allreduce\", \"rank\": %d, \"world\": %d, \"backend\": \"%s\", \"device\": \"%s\", \"mb\": %d, "
+              + "\"median_s\": %.6f, \"algbw_gb_per_s\": %.2f, \"busbw_gb_per_s\": %.2f}",
+          dist.rank(), w, dist.backend(), Engine.getInstance().defaultDevice(), mb, t, bytes / t / 1e9,
+          bytes / t / 1e9 * (w > 1 ? 2.0 * (w - 1) / w : 1)));
+    }
   }
 
   /** Greedy decoding speed with and without the KV cache; the tokens must be the same. */

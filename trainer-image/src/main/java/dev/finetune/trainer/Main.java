@@ -12,6 +12,7 @@ import dev.finetune.trainer.observe.ProgressPrinter;
 import dev.finetune.trainer.observe.Summaries;
 import dev.finetune.trainer.model.PrecisionPolicy;
 import dev.finetune.trainer.train.Checkpoints;
+import dev.finetune.trainer.train.Distributed;
 import dev.finetune.trainer.train.DivergedException;
 import dev.finetune.trainer.train.TrainedWith;
 import dev.finetune.trainer.train.Trainer;
@@ -32,7 +33,7 @@ import java.util.concurrent.atomic.AtomicReference;
  */
 public final class Main {
   static final String USAGE = """
-      usage: java -jar finetune-trainer.jar JOB.yaml [--output DIR] [--restart] [--more-epochs]
+      usage: java -jar finetune-trainer.jar JOB.yaml [--output DIR] [--restart] [--more-epochs] [--nproc-per-node N]
              java -jar finetune-trainer.jar --check-engine | --help | --version""";
 
   static final String HELP = USAGE + """
@@ -47,6 +48,9 @@ public final class Main {
         --restart       move an existing run folder aside (DIR.old-TIMESTAMP) and start over; needed when
                         the spec changed in a way that changes the result (the trainer lists the fields)
         --more-epochs   let a finished run train on to a raised spec.training.epochs
+        --nproc-per-node N
+                        data-parallel: run N ranks on this node, one per GPU, as torchrun does (with NNODES,
+                        NODE_RANK, MASTER_ADDR, MASTER_PORT for several nodes); the exit code is the worst rank's
         --check-engine  load libtorch and the tokenizers and train one tiny step
         --help          this text
         --version       the trainer's version
@@ -64,6 +68,13 @@ public final class Main {
         FINETUNE_MODEL_DIR, FINETUNE_DATA_DIR, FINETUNE_DATASET_CONFIGMAP_DIR
                                   where the operator mounted the model, data and data ConfigMap volumes
         FINETUNE_JUDGE_API_KEY    API key of the judge model (spec.evaluation.judge)
+        WORLD_SIZE, RANK, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT
+                                  torchrun's: this process is one rank of a data-parallel run (c10d: NCCL on
+                                  GPUs, Gloo on CPUs; FINETUNE_DIST_BACKEND to choose); rank 0 writes the run
+                                  folder and serves /metrics and /progress
+        FINETUNE_DIST_TIMEOUT_SECONDS
+                                  a rank that hangs fails the others after this long (default 600; a rank that
+                                  dies fails them at once)
         DJL_OFFLINE               true (the default here): never download libtorch or tokenizers
       """;
 
@@ -207,6 +218,20 @@ public final class Main {
 
   public static void main(String[] args) {
     defaultOffline();
+    Integer nproc = nprocPerNode(args);
+    if (nproc != null) {
+      int code;
+      try {
+        code = Launcher.run(nproc, withoutNproc(args), System.getenv());
+      } catch (BadJobException e) {
+        System.err.println("error: " + e.getMessage());
+        code = ExitCodes.BAD_JOB;
+      } catch (Exception e) {
+        System.err.println("error: the launcher failed: " + e);
+        code = ExitCodes.CRASHED;
+      }
+      System.exit(code);
+    }
     AtomicReference<Trainer> trainer = new AtomicReference<>();
     AtomicBoolean finished = new AtomicBoolean();
     AtomicBoolean terminating = new AtomicBoolean();
@@ -272,15 +297,25 @@ public final class Main {
     if (answered != null) {
       return answered;
     }
+    Distributed dist;
+    try {
+      dist = Distributed.fromEnv(System.getenv());
+    } catch (BadJobException e) {
+      System.err.println("error: " + e.getMessage());
+      return ExitCodes.BAD_JOB;
+    }
     List<TrainingListener> listeners = new ArrayList<>();
-    listeners.add(new ProgressPrinter(System.out, 2.0));
+    if (dist.isMain()) {
+      listeners.add(new ProgressPrinter(System.out, 2.0));
+    }
     listeners.addAll(extra);
     // /metrics, /progress, /healthz (FINETUNE_PORT), loss.svg, summary.json, termination log: failures included.
-    Observability obs = Observability.fromEnvironment();
+    // The other ranks of a distributed run serve nothing and write their reports to their own scratch folder.
+    Observability obs = dist.isMain() ? Observability.fromEnvironment() : Observability.start(0, null);
     listeners.add(obs);
     TrainingListener all = TrainingListener.all(listeners);
     try {
-      return trainAndEvaluate(args, obs, all, onTrainer);
+      return trainAndEvaluate(args, obs, all, onTrainer, dist);
     } catch (InvalidJobException | BadJobException e) {
       System.err.println("error: " + e.getMessage());
       all.onError(e, ExitCodes.BAD_JOB);
@@ -310,6 +345,32 @@ public final class Main {
     }
   }
 
+  /** {@code --nproc-per-node N}: how many ranks to launch on this node; null without it (run the job here). */
+  static Integer nprocPerNode(String[] args) {
+    for (int i = 0; i < args.length; i++) {
+      if (args[i].equals("--nproc-per-node")) {
+        try {
+          int n = Integer.parseInt(i + 1 < args.length ? args[i + 1] : "");
+          if (n < 1) {
+            throw new NumberFormatException();
+          }
+          return n;
+        } catch (NumberFormatException e) {
+          System.err.println("error: --nproc-per-node needs a whole number of 1 or more\n" + USAGE);
+          System.exit(ExitCodes.BAD_JOB);
+        }
+      }
+    }
+    return null;
+  }
+
+  static List<String> withoutNproc(String[] args) {
+    List<String> out = new ArrayList<>(List.of(args));
+    int i = out.indexOf("--nproc-per-node");
+    out.subList(i, i + 2).clear();
+    return out;
+  }
+
   /** --help, --version and --check-engine: their exit code; null for a job to run. */
   private static Integer answerWithoutJob(String[] args) {
     if (args.length == 1 && (args[0].equals("--help") || args[0].equals("-h"))) {
@@ -334,7 +395,7 @@ public final class Main {
 
   /** Reads the job, trains (or resumes) and evaluates; failures are thrown to {@link #run}, which maps them. */
   private static int trainAndEvaluate(String[] args, Observability obs, TrainingListener all,
-      java.util.function.Consumer<Trainer> onTrainer) throws Exception {
+      java.util.function.Consumer<Trainer> onTrainer, Distributed dist) throws Exception {
     Args a = Args.parse(args);
     if (!Files.isRegularFile(a.job())) {
       throw new BadJobException("job file " + a.job() + " does not exist\n" + USAGE);
@@ -348,24 +409,32 @@ public final class Main {
       throw e;
     }
     Path out = outputDir(job, a.job(), a.output());
-    if (a.restart()) {
+    if (!dist.isMain()) { // rank 0 alone writes the run folder; the others keep downloads and reports to themselves
+      out = Path.of(System.getProperty("java.io.tmpdir"), "finetune-rank-" + dist.rank()).resolve(out.getFileName());
+    }
+    if (a.restart() && dist.isMain()) {
       moveAside(out);
     }
     EvaluationStatus earlierEvaluation = Summaries.readEvaluation(out);
     obs.bind(job, out);
     Trainer trainer = new Trainer(job, a.job().getParent(), out, all);
-    System.out.println(runtimeLine(obs.port(), trainer.precision()));
+    trainer.distributed(dist);
+    System.out.println(dist.describe() + runtimeLine(obs.port(), trainer.precision()));
     checkGpus(job, System.getenv());
     trainer.allowMoreEpochs(a.moreEpochs());
     if (onTrainer != null) {
       onTrainer.accept(trainer);
     }
     TrainingListener.Result r;
-    try {
+    try (dist) {
+      dist.join();
       r = trainer.run();
     } catch (java.nio.file.FileSystemException e) {
       // the run folder deleted or read-only mid-run (a lost volume): a retry; anything else is reported by run()
       throw e.getFile() != null && Path.of(e.getFile()).startsWith(out) ? TransientException.lostVolume(out, e) : e;
+    }
+    if (!dist.isMain()) { // rank 0 answers the test split
+      return r.outcome() == TrainingListener.Outcome.INTERRUPTED ? ExitCodes.INTERRUPTED : ExitCodes.SUCCEEDED;
     }
     if (trainer.evaluationStands() && earlierEvaluation != null) {
       System.out.println("evaluation: unchanged since the run finished; the answers are in " + out.resolve(

@@ -143,6 +143,44 @@ public final class TorchNative {
     fusedAdamW(handles(params), handles(grads), handles(m), handles(v), lr, beta1, beta2, weightDecay, eps, step);
   }
 
+  /** Whether the library was built with c10d (data-parallel training over Gloo, and NCCL when {@link #nccl()}). */
+  public boolean distributed() {
+    return hasDistributed();
+  }
+
+  /** Whether it has ProcessGroupGloo (CPU tensors; CUDA tensors through host memory). */
+  public boolean gloo() {
+    return hasGloo();
+  }
+
+  /** Whether it has ProcessGroupNCCL (a CUDA libtorch with NCCL). */
+  public boolean nccl() {
+    return hasNccl();
+  }
+
+  /**
+   * Joins the process group ({@code backend} gloo or nccl): rank 0 serves the TCPStore rendezvous at host:port; every
+   * collective fails after {@code timeoutMs}, and at once when a peer's connection closes.
+   */
+  public void joinGroup(String backend, String host, int port, int rank, int size, long timeoutMs) {
+    distInit(backend, host, port, rank, size, timeoutMs);
+  }
+
+  /** Sums the arrays over all ranks in place, in flattened buckets of at most {@code bucketBytes}. */
+  public void allReduceSum(List<NDArray> arrays, long bucketBytes) {
+    distAllReduce(handles(arrays), bucketBytes);
+  }
+
+  /** Overwrites the arrays on every rank with rank {@code root}'s, in place. */
+  public void broadcast(List<NDArray> arrays, int root, long bucketBytes) {
+    distBroadcast(handles(arrays), root, bucketBytes);
+  }
+
+  /** Leaves the process group. */
+  public void leaveGroup() {
+    distClose();
+  }
+
   private static long handle(NDArray a) {
     return ((PtNDArray) a).getHandle();
   }
@@ -175,6 +213,20 @@ public final class TorchNative {
   private static native long crossEntropy(long logits, long targets);
 
   private static native long causalAttention(long q, long k, long v, double dropout);
+
+  private static native boolean hasDistributed();
+
+  private static native boolean hasGloo();
+
+  private static native boolean hasNccl();
+
+  private static native void distInit(String backend, String host, int port, int rank, int size, long timeoutMs);
+
+  private static native void distAllReduce(long[] handles, long bucketBytes);
+
+  private static native void distBroadcast(long[] handles, int root, long bucketBytes);
+
+  private static native void distClose();
 
   private static native void fusedAdamW(long[] params, long[] grads, long[] m, long[] v, double lr, double beta1,
       double beta2, double weightDecay, double eps, long step);

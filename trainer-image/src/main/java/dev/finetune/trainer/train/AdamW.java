@@ -158,6 +158,18 @@ public final class AdamW implements AutoCloseable {
     this.step = steps;
   }
 
+  /** The moments, first m then v, in parameter order: what rank 0 broadcasts when the ranks resume. */
+  List<NDArray> moments() {
+    List<NDArray> all = new ArrayList<>(m.values());
+    all.addAll(v.values());
+    return all;
+  }
+
+  /** Continues at {@code steps} taken, with moments set by other means (a broadcast from rank 0). */
+  void resumeAt(long steps) {
+    this.step = steps;
+  }
+
   @Override
   public void close() {
     manager.close();

@@ -56,6 +56,9 @@ public final class Trainer {
   private final Path outputDir;
   private final TrainingListener listener;
   private volatile boolean stopRequested;
+  /** Distributed: whether any rank asked to stop, as all agreed at the last optimizer step. */
+  private boolean stopAgreed;
+  private Distributed dist = Distributed.single();
   private volatile String stopSignal = "SIGTERM";
   private boolean moreEpochs;
   private boolean evaluationStands;
@@ -78,6 +81,19 @@ public final class Trainer {
   public void requestStop(String signal) {
     stopSignal = signal;
     stopRequested = true;
+  }
+
+  /**
+   * Trains as one rank of a data-parallel run: each rank takes its share of every batch, gradients are summed over
+   * the ranks, rank 0 alone writes the run folder, and a stop asked of any rank stops all at the same step.
+   */
+  public void distributed(Distributed d) {
+    this.dist = d;
+  }
+
+  /** Whether to stop at this step boundary: this process was asked to, or, distributed, any rank was. */
+  private boolean stopNow() {
+    return dist.isDistributed() ? stopAgreed : stopRequested;
   }
 
   /** Lets a finished run train on to a raised spec.training.epochs (--more-epochs). */
@@ -105,7 +121,9 @@ public final class Trainer {
 
   public Result run() throws IOException {
     FineTuneJobSpec spec = job.getSpec();
-    checkRerun(spec);
+    if (dist.isMain()) {
+      checkRerun(spec);
+    }
     Files.createDirectories(outputDir);
     try (NDManager base = NDManager.newBaseManager();
         Model model = Model.fromSpec(spec.model, jobDir, outputDir, base)) {
@@ -124,6 +142,12 @@ public final class Trainer {
       attachLora(spec, model.net());
     }
     Data data = prepare(spec.dataset, model);
+    int firstBatch = Math.min(t.batchSize, data.train().size());
+    if (dist.size() > firstBatch) {
+      throw new BadJobException("WORLD_SIZE is " + dist.size() + " but a training batch has " + firstBatch + " records"
+          + " (spec.training.batchSize " + t.batchSize + ", " + data.train().size() + " training records): each rank"
+          + " takes a share of every batch, so raise batchSize to at least the number of ranks");
+    }
     MemoryPlan.of(model.net(), t.batchSize, data.longest(), precision.bf16()).checkWhereItRuns();
     model.net().requireGradients();
     try (AdamW optimizer = new AdamW(model.net().trainable(), base, t.beta1, t.beta2, t.epsilon, t.weightDecay)) {
@@ -295,9 +319,12 @@ public final class Trainer {
      * reports the start; a result when there is nothing left to train or a stop came first.
      */
     Optional<Result> resume() throws IOException {
-      checkpoints.removeIncomplete();
+      Optional<Checkpoints.Saved> latest = Optional.empty();
+      if (dist.isMain()) { // the other ranks get what rank 0 resumes from in syncFromMain
+        checkpoints.removeIncomplete();
+        latest = checkpoints.latest();
+      }
       String restoredFrom = null;
-      Optional<Checkpoints.Saved> latest = checkpoints.latest();
       if (latest.isPresent()) {
         Path dir = latest.get().dir();
         state = latest.get().state();
@@ -307,6 +334,7 @@ public final class Trainer {
         System.out.println("resuming from " + dir + " (epoch " + state.epochsCompleted + ", batch " + state.batchInEpoch
             + ", step " + state.step + ")");
       }
+      syncFromMain(latest.isPresent());
       state.trainedWith = TrainedWith.of(spec);
       rewriteHistory(state.history);
       listener.onStart(new TrainingListener.RunInfo(job, outputDir, t.epochs, stepsPerEpoch, totalSteps,
@@ -318,25 +346,58 @@ public final class Trainer {
         return Optional.of(finish(state.earlyStopped ? Outcome.EARLY_STOPPED : Outcome.COMPLETED,
             "already finished: " + state.epochsCompleted + " epochs in " + latestName));
       }
-      if (stopRequested) {
+      if (stopRequested && !dist.isDistributed()) { // distributed: the ranks agree on a stop at the first step
         return Optional.of(finish(Outcome.INTERRUPTED, "stopped by request (" + stopSignal + ") before training started"));
       }
       runStart = System.nanoTime();
       return Optional.empty();
     }
 
+    /**
+     * Distributed: every rank takes rank 0's state, weights (the frozen base too) and AdamW moments, so the ranks start
+     * identical whatever each loaded, and only rank 0 needs the checkpoint volume.
+     */
+    private void syncFromMain(boolean restored) throws IOException {
+      if (!dist.isDistributed()) {
+        return;
+      }
+      byte[] json = restored ? FineTuneJobs.json().writeValueAsBytes(state) : new byte[0];
+      try (NDManager m = base.newSubManager()) {
+        NDArray length = m.create(new long[] {json.length});
+        dist.broadcastFromMain(List.of(length));
+        int n = (int) length.toLongArray()[0];
+        if (n > 0) {
+          NDArray bytes = m.create(dist.isMain() ? json : new byte[n]);
+          dist.broadcastFromMain(List.of(bytes));
+          if (!dist.isMain()) {
+            state = FineTuneJobs.json().readValue(bytes.toByteArray(), TrainerState.class);
+          }
+        }
+        List<NDArray> weights = new ArrayList<>(net.parameters().values());
+        if (net.lora() != null) {
+          weights.addAll(net.lora().parameters().values());
+        }
+        dist.broadcastFromMain(weights);
+        if (n > 0) {
+          dist.broadcastFromMain(optimizer.moments());
+          optimizer.resumeAt(state.step);
+        }
+      }
+    }
+
     /** The epoch's micro-batches from where the state stands; a result when a stop request ends it early. */
     Optional<Result> trainEpoch(int epoch) throws IOException {
       epochStart = System.nanoTime();
       int[] order = order(data.train().size(), epoch, t);
+      double[] groupLosses = new double[accum];
       for (int mb = state.batchInEpoch; mb < microPerEpoch; mb++) {
         int groupStart = mb / accum * accum;
         int groupSize = Math.min(accum, microPerEpoch - groupStart);
-        double loss = microBatch(epoch, mb, order, groupSize, groupStart);
+        groupLosses[mb - groupStart] = microBatch(epoch, mb, order, groupSize, groupStart);
         if (mb + 1 - groupStart < groupSize) {
           continue;
         }
-        optimizerStep(epoch, loss);
+        optimizerStep(epoch, Arrays.copyOf(groupLosses, groupSize));
         if (mb + 1 < microPerEpoch) {
           Optional<Result> stopped = checkpointInEpoch(epoch);
           if (stopped.isPresent()) {
@@ -347,28 +408,47 @@ public final class Trainer {
       return Optional.empty();
     }
 
-    /** Forward and backward of micro-batch {@code mb}; its loss counts towards the epoch's mean. */
+    /**
+     * Forward and backward of micro-batch {@code mb} (distributed: of this rank's share, its loss weighted by its share
+     * of the batch's target tokens, so the ranks' parts sum to the batch's mean); this rank's part of its loss.
+     */
     private double microBatch(int epoch, int mb, int[] order, int groupSize, int groupStart) {
       List<Collator.Example> items = new ArrayList<>();
       for (int i = mb * batch; i < Math.min((mb + 1) * batch, data.train().size()); i++) {
         items.add(data.train().get(order[i]));
       }
-      Collator.Batch b = data.collator().collate(items);
-      double loss = trainMicroBatch(net, base, b, groupSize, t, state.step * accum + (mb - groupStart));
-      if (!Double.isFinite(loss)) {
-        throw new DivergedException("the training loss became " + loss + " in epoch " + (epoch + 1) + " at step "
-            + (state.step + 1) + "; lower spec.training.learningRate, add warmupSteps or set maxGradNorm");
+      Collator.Batch whole = data.collator().collate(items);
+      Collator.Batch b = whole;
+      double weight = 1;
+      if (dist.isDistributed()) {
+        // Shares as even as they go (sizes differ by at most one): weighting by target tokens keeps the mean exact.
+        b = data.collator().collate(items.subList(dist.rank() * items.size() / dist.size(),
+            (dist.rank() + 1) * items.size() / dist.size()));
+        long all = targetCount(whole);
+        weight = all == 0 ? 0 : (double) targetCount(b) / all;
       }
-      state.epochLossSum += loss;
-      state.epochBatches++;
-      state.tokens += b.tokens();
-      runTokens += b.tokens();
+      double loss = trainMicroBatch(net, base, b, groupSize, t, state.step * accum + (mb - groupStart), weight);
+      state.tokens += whole.tokens();
+      runTokens += whole.tokens();
       state.batchInEpoch = mb + 1;
       return loss;
     }
 
-    /** Clipping, the scheduled AdamW step and the step's report, once a group's gradients are summed. */
-    private void optimizerStep(int epoch, double loss) {
+    /**
+     * Sums the gradients and the group's losses over the ranks (one process: as they are) and agrees on a stop;
+     * checks and records the losses, then clips, steps AdamW and reports the step.
+     */
+    private void optimizerStep(int epoch, double[] groupLosses) throws IOException {
+      double[] losses = allReduce(groupLosses);
+      for (double l : losses) {
+        if (!Double.isFinite(l)) {
+          throw new DivergedException("the training loss became " + l + " in epoch " + (epoch + 1) + " at step "
+              + (state.step + 1) + "; lower spec.training.learningRate, add warmupSteps or set maxGradNorm");
+        }
+        state.epochLossSum += l;
+        state.epochBatches++;
+      }
+      double loss = losses[losses.length - 1];
       double gradNorm = t.maxGradNorm == null ? Double.NaN : AdamW.clipGradNorm(net.trainable(), t.maxGradNorm);
       double lr = schedule.at(state.step);
       optimizer.step(net.trainable(), lr);
@@ -380,16 +460,39 @@ public final class Trainer {
           runTokens / Math.max(elapsed, 1e-9), elapsed / runSteps * (totalSteps - state.step), gradNorm));
     }
 
+    /** The gradients and {@code values} summed over the ranks, with the stop flag riding along; one process: as is. */
+    private double[] allReduce(double[] values) throws IOException {
+      if (!dist.isDistributed()) {
+        return values;
+      }
+      try (NDManager m = base.newSubManager()) {
+        double[] withStop = Arrays.copyOf(values, values.length + 1);
+        withStop[values.length] = stopRequested ? 1 : 0;
+        NDArray scalars = m.create(withStop);
+        List<NDArray> arrays = new ArrayList<>();
+        for (NDArray p : net.trainable().values()) {
+          NDArray g = p.getGradient();
+          g.attach(m); // the wrapper closes with m; the gradient stays with its parameter
+          arrays.add(g);
+        }
+        arrays.add(scalars);
+        dist.allReduceSum(arrays);
+        double[] sums = scalars.toDoubleArray();
+        stopAgreed = sums[values.length] > 0;
+        return Arrays.copyOf(sums, values.length);
+      }
+    }
+
     /** Inside an epoch: the periodic checkpoint (spec.checkpoints.everySteps), and the one a stop request asks for. */
     private Optional<Result> checkpointInEpoch(int epoch) throws IOException {
       TestHold.at("epoch-" + (epoch + 1) + "-step-" + (state.step - epoch * stepsPerEpoch), () -> stopRequested);
       boolean periodic = spec.checkpoints.everySteps > 0 && state.step % spec.checkpoints.everySteps == 0;
-      if (periodic || stopRequested) {
+      if (periodic || stopNow()) {
         state.epochSeconds += (System.nanoTime() - epochStart) / 1e9;
         epochStart = System.nanoTime();
         checkpoint(Checkpoints.stepName(state.step));
       }
-      if (stopRequested) {
+      if (stopNow()) {
         return Optional.of(finish(Outcome.INTERRUPTED, "stopped by request (" + stopSignal + ") in epoch " + (epoch + 1)
             + " after step " + state.step + "; checkpoint " + latestName));
       }
@@ -407,7 +510,9 @@ public final class Trainer {
         state.bestValidationLoss = rec.validationLoss;
         state.bestEpoch = epoch + 1;
         state.epochsWithoutImprovement = 0;
-        writeBest(model);
+        if (dist.isMain()) {
+          writeBest(model);
+        }
       } else {
         state.epochsWithoutImprovement++;
       }
@@ -429,7 +534,7 @@ public final class Trainer {
             + " did not improve on " + fmt(state.bestValidationLoss) + " (epoch " + state.bestEpoch + ") by more than "
             + minDelta + " for " + spec.earlyStopping.patience + " epoch(s)"));
       }
-      if (stopRequested && epoch + 1 < t.epochs) {
+      if (stopNow() && epoch + 1 < t.epochs) {
         return Optional.of(finish(Outcome.INTERRUPTED, "stopped by request (" + stopSignal + ") after epoch " + (epoch + 1)
             + "; checkpoint " + latestName));
       }
@@ -456,7 +561,9 @@ public final class Trainer {
     }
 
     private void checkpoint(String name) throws IOException {
-      latestName = Trainer.this.checkpoint(checkpoints, name, model, optimizer, state, spec);
+      if (dist.isMain()) { // the other ranks hold the same weights and moments
+        latestName = Trainer.this.checkpoint(checkpoints, name, model, optimizer, state, spec);
+      }
     }
 
     Result finish(Outcome outcome, String message) {
@@ -563,6 +670,17 @@ public final class Trainer {
     return out;
   }
 
+  /** Target tokens of a batch (not -100): what its mean loss is over. */
+  static long targetCount(Collator.Batch b) {
+    long n = 0;
+    for (long[] row : b.targets()) {
+      for (long y : row) {
+        n += y == Collator.IGNORE ? 0 : 1;
+      }
+    }
+    return n;
+  }
+
   public static NDArray ids(NDManager m, long[][] rows) {
     long[] flat = new long[rows.length * rows[0].length];
     for (int i = 0; i < rows.length; i++) {
@@ -578,6 +696,15 @@ public final class Trainer {
    */
   static double trainMicroBatch(CausalLm net, NDManager base, Collator.Batch b, int groupSize, TrainingSpec t,
       long microIndex) {
+    return trainMicroBatch(net, base, b, groupSize, t, microIndex, 1);
+  }
+
+  /**
+   * As above, the loss weighted by {@code weight} (a rank's share of the batch's target tokens; 1 in one process)
+   * before the backward pass; returns the weighted loss.
+   */
+  static double trainMicroBatch(CausalLm net, NDManager base, Collator.Batch b, int groupSize, TrainingSpec t,
+      long microIndex, double weight) {
     try (NDManager step = base.newSubManager(); NDScope scope = new NDScope()) {
       if (t.dropout != null && t.dropout > 0) {
         // Dropout masks are a function of the seed and the micro-batch, so resumed runs draw the same ones.
@@ -587,8 +714,11 @@ public final class Trainer {
       try (GradientCollector gc = Engine.getInstance().newGradientCollector()) {
         NDArray loss = net.loss(ids(step, b.inputs()), b.targets(), k, true);
         double value = loss.getFloat();
+        if (weight != 1) {
+          loss = loss.mul(step.create((float) weight));
+        }
         gc.backward(groupSize == 1 ? loss : loss.div(step.create((float) groupSize)));
-        return value;
+        return value * weight;
       }
     }
   }
@@ -653,12 +783,18 @@ public final class Trainer {
   }
 
   private void appendHistory(EpochRecord rec) throws IOException {
+    if (!dist.isMain()) {
+      return;
+    }
     Files.writeString(outputDir.resolve(TrainerContract.HISTORY_FILE), FineTuneJobs.toJson(rec) + "\n",
         StandardCharsets.UTF_8, StandardOpenOption.CREATE, StandardOpenOption.APPEND);
   }
 
   /** history.jsonl as of the checkpoint resumed from (epochs after it are trained again). */
   private void rewriteHistory(List<EpochRecord> history) throws IOException {
+    if (!dist.isMain()) {
+      return;
+    }
     StringBuilder sb = new StringBuilder();
     for (EpochRecord r : history) {
       sb.append(FineTuneJobs.toJson(r)).append('\n');

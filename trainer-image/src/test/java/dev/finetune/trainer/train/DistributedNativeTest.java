@@ -1,0 +1,243 @@
+package dev.finetune.trainer.train;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import dev.finetune.api.EpochRecord;
+import dev.finetune.api.testing.Holds;
+import dev.finetune.api.testing.TinyJob;
+import dev.finetune.api.trainer.TrainerContract;
+import dev.finetune.api.trainer.TrainerContract.ExitCodes;
+import dev.finetune.trainer.Fixtures;
+import dev.finetune.trainer.Jobs;
+import dev.finetune.trainer.Launcher;
+import dev.finetune.trainer.Main;
+import dev.finetune.trainer.model.TorchNative;
+import java.io.IOException;
+import java.net.InetAddress;
+import java.net.ServerSocket;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.Assumptions;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * Data-parallel training on c10d's Gloo, for real, with ranks as child JVMs launched as torchrun launches them (the
+ * native library built against Debian's libtorch by .ci/run): 2 ranks give the one-process losses to float rounding
+ * (GPT-2 from scratch; the Llama fixture with a LoRA adapter on an odd batch), rank 0 alone writes the run folder, a
+ * SIGKILLed rank makes the other exit with the retry code, and SIGTERM to one rank stops both after a checkpoint,
+ * from which a rerun of both resumes exactly.
+ */
+class DistributedNativeTest {
+  /** What "the same result" means across rank counts: float rounding of a differently split batch. */
+  static final double SAME = 1e-5;
+
+  @TempDir
+  Path dir;
+
+  @BeforeEach
+  void needsC10d() {
+    Assumptions.assumeTrue(TorchNative.get().map(TorchNative::distributed).orElse(false),
+        () -> "skipped: no native library with c10d (" + TorchNative.unavailableReason() + ")");
+  }
+
+  @Test
+  void twoRanksTrainAsOneProcessAndOnlyRankZeroWrites() throws Exception {
+    Path job = Jobs.write(dir.resolve("job"), TinyJob.yaml("dp", "ns", 3).replace("  namespace: ns\n", ""));
+    Path one = dir.resolve("one");
+    assertThat(Main.run(new String[] {job.toString(), "--output", one.toString()}, List.of(), null)).isZero();
+
+    Path two = dir.resolve("two");
+    List<Process> ranks = launch(job, two, 2, Map.of());
+    for (Process p : ranks) {
+      assertThat(p.waitFor(10, TimeUnit.MINUTES)).isTrue();
+    }
+    assertThat(ranks).extracting(Process::exitValue).as(logs(2)).containsExactly(0, 0);
+    assertThat(log(0)).startsWith("rank 0 of 2 (local 0 of 2, rendezvous at 127.0.0.1:");
+    assertThat(log(1)).startsWith("rank 1 of 2");
+    double diff = maxDifference(Jobs.history(one), Jobs.history(two));
+    System.out.printf("DIST-FIGURE gpt2-scratch 1 vs 2 ranks: largest loss difference %.3g%n", diff);
+    assertThat(diff).isLessThan(SAME);
+    // Rank 0 alone wrote the run folder: the same files as the one-process run, and rank 1's scratch folder is elsewhere.
+    assertThat(files(two)).isEqualTo(files(one));
+    assertThat(dir.resolve("tmp-1/finetune-rank-1/two")).isDirectory();
+    assertThat(dir.resolve("tmp-1/finetune-rank-1/two/" + TrainerContract.CHECKPOINTS_DIR)).doesNotExist();
+  }
+
+  @Test
+  void loraOnTheLlamaFixtureWithABatchThatDoesNotDivide() throws Exception {
+    // batch 5 over 2 ranks: shares of 2 and 3 records, weighted by their target tokens
+    Path job = Jobs.write(dir.resolve("job"), String.format(LoraTrainingTest.JOB, "dp-lora", Fixtures.tinyLlama(),
+        Fixtures.tinyLlama().resolve("lora-init")).replace("batchSize: 4", "batchSize: 5"));
+    Path one = dir.resolve("one");
+    assertThat(Main.run(new String[] {job.toString(), "--output", one.toString()}, List.of(), null)).isZero();
+    Path two = dir.resolve("two");
+    List<Process> ranks = launch(job, two, 2, Map.of());
+    for (Process p : ranks) {
+      assertThat(p.waitFor(10, TimeUnit.MINUTES)).isTrue();
+    }
+    assertThat(ranks).extracting(Process::exitValue).as(logs(2)).containsExactly(0, 0);
+    double diff = maxDifference(Jobs.history(one), Jobs.history(two));
+    System.out.printf("DIST-FIGURE llama-lora 1 vs 2 ranks (batch 5): largest loss difference %.3g%n", diff);
+    assertThat(diff).isLessThan(SAME);
+  }
+
+  @Test
+  void aKilledRankMakesTheOtherExitWithTheRetryCode() throws Exception {
+    Path job = Jobs.write(dir.resolve("job"), TinyJob.yaml("dp-kill", "ns", 3).replace("  namespace: ns\n", ""));
+    Path holds = dir.resolve("holds-1");
+    List<Process> ranks = launch(job, dir.resolve("run"), 2, Map.of(1, Holds.env(holds, List.of("epoch-1-step-2"))));
+    Holds.awaitHeld(holds, "epoch-1-step-2", ranks.get(1)::isAlive, () -> logs(2));
+    long killed = System.nanoTime();
+    ranks.get(1).destroyForcibly(); // SIGKILL, as an OOM kill would
+    assertThat(ranks.get(0).waitFor(Holds.HANG_GUARD.toSeconds(), TimeUnit.SECONDS)).as("rank 0 noticed").isTrue();
+    Duration noticed = Duration.ofNanos(System.nanoTime() - killed);
+    System.out.printf("DIST-FIGURE a SIGKILLed peer noticed in %.2f s%n", noticed.toMillis() / 1000.0);
+    assertThat(ranks.get(0).exitValue()).as(log(0)).isEqualTo(ExitCodes.CRASHED);
+    assertThat(log(0)).contains("rank 0 of 2: an all-reduce failed", "another rank died");
+    assertThat(noticed).isLessThan(Duration.ofMinutes(2));
+  }
+
+  @Test
+  void sigtermToOneRankStopsBothAfterACheckpointAndBothResumeExactly() throws Exception {
+    Path job = Jobs.write(dir.resolve("job"), TinyJob.yaml("dp-term", "ns", 3).replace("  namespace: ns\n", ""));
+    Path whole = dir.resolve("whole");
+    for (Process p : launch(job, whole, 2, Map.of())) {
+      assertThat(p.waitFor(10, TimeUnit.MINUTES)).isTrue();
+      assertThat(p.exitValue()).as(logs(2)).isZero();
+    }
+
+    Path run = dir.resolve("run");
+    Path holds = dir.resolve("holds-1");
+    List<Process> ranks = launch(job, run, 2, Map.of(1, Holds.env(holds, List.of("epoch-2-step-1"))));
+    Holds.awaitHeld(holds, "epoch-2-step-1", ranks.get(1)::isAlive, () -> logs(2));
+    ranks.get(1).destroy(); // SIGTERM to rank 1 alone
+    for (Process p : ranks) {
+      assertThat(p.waitFor(Holds.HANG_GUARD.toSeconds(), TimeUnit.SECONDS)).isTrue();
+    }
+    assertThat(ranks).extracting(Process::exitValue).as(logs(2))
+        .containsExactly(ExitCodes.INTERRUPTED, ExitCodes.INTERRUPTED);
+    assertThat(log(0)).contains("stopped by request (SIGTERM) in epoch 2 after step 8; checkpoint checkpoints/step-");
+    TrainerState saved = new Checkpoints(run.resolve(TrainerContract.CHECKPOINTS_DIR)).latest().orElseThrow().state();
+    assertThat(saved.step).isEqualTo(8);
+
+    for (Process p : launch(job, run, 2, Map.of())) {
+      assertThat(p.waitFor(10, TimeUnit.MINUTES)).isTrue();
+      assertThat(p.exitValue()).as(logs(2)).isZero();
+    }
+    assertThat(log(0)).contains("resuming from");
+    assertThat(Jobs.history(run)).usingRecursiveFieldByFieldElementComparatorIgnoringFields("seconds")
+        .isEqualTo(Jobs.history(whole));
+    assertThat(Files.readAllBytes(run.resolve("best/model.safetensors")))
+        .isEqualTo(Files.readAllBytes(whole.resolve("best/model.safetensors")));
+  }
+
+  @Test
+  void theLauncherRunsRanksOnThisNodeAndPassesSigtermOn() throws Exception {
+    Path job = Jobs.write(dir.resolve("job"), TinyJob.yaml("dp-launch", "ns", 2).replace("  namespace: ns\n", ""));
+    Path one = dir.resolve("one");
+    assertThat(Main.run(new String[] {job.toString(), "--output", one.toString()}, List.of(), null)).isZero();
+    int port;
+    try (ServerSocket s = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
+      port = s.getLocalPort();
+    }
+    Path two = dir.resolve("two");
+    Path holds = dir.resolve("holds");
+    ProcessBuilder pb = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "java").toString(), "-Xmx1g",
+        "-cp", System.getProperty("java.class.path"), Main.class.getName(), job.toString(), "--output", two.toString(),
+        "--nproc-per-node", "2").redirectErrorStream(true).redirectOutput(dir.resolve("rank-0.log").toFile());
+    pb.environment().putAll(Map.of("DJL_OFFLINE", "true", TrainerContract.ENV_PORT, "0", "MASTER_PORT", Integer.toString(port)));
+    pb.environment().putAll(Holds.env(holds, List.of("epoch-1-step-2")));
+    Process launcher = pb.start();
+    // Both ranks hold after step 2 of epoch 1; SIGTERM to the launcher reaches both, and they stop at the next step.
+    Holds.awaitHeld(holds, "epoch-1-step-2", launcher::isAlive, () -> log(0));
+    launcher.destroy();
+    assertThat(launcher.waitFor(Holds.HANG_GUARD.toSeconds(), TimeUnit.SECONDS)).isTrue();
+    assertThat(launcher.exitValue()).as(log(0)).isEqualTo(ExitCodes.INTERRUPTED);
+    assertThat(log(0)).contains("launching 2 ranks on node 0 of 1 (world size 2", "rank 0 of 2", "rank 1 of 2",
+        "stopped by request (SIGTERM) in epoch 1 after step 3");
+
+    pb.environment().remove(TrainerContract.TEST_HOLD_AT);
+    pb.redirectOutput(dir.resolve("rank-1.log").toFile());
+    Process again = pb.start();
+    assertThat(again.waitFor(10, TimeUnit.MINUTES)).isTrue();
+    assertThat(again.exitValue()).as(log(1)).isZero();
+    double diff = maxDifference(Jobs.history(one), Jobs.history(two));
+    assertThat(diff).isLessThan(SAME);
+  }
+
+  @Test
+  void theLauncherExitsWithTheWorstRanksCode() {
+    assertThat(Launcher.worst(List.of(0, 0))).isEqualTo(ExitCodes.SUCCEEDED);
+    assertThat(Launcher.worst(List.of(0, 75))).isEqualTo(ExitCodes.INTERRUPTED);
+    assertThat(Launcher.worst(List.of(75, 137))).isEqualTo(ExitCodes.CRASHED);
+    assertThat(Launcher.worst(List.of(1, 3))).isEqualTo(ExitCodes.BAD_JOB);
+    assertThat(Launcher.worst(List.of(4, 1))).isEqualTo(ExitCodes.DIVERGED);
+  }
+
+  /** The ranks of one run as child JVMs, with torchrun's environment; {@code extraEnv} by rank. */
+  List<Process> launch(Path job, Path out, int world, Map<Integer, Map<String, String>> extraEnv) throws IOException {
+    int port;
+    try (ServerSocket s = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
+      port = s.getLocalPort();
+    }
+    List<Process> ranks = new ArrayList<>();
+    for (int rank = 0; rank < world; rank++) {
+      Path tmp = Files.createDirectories(dir.resolve("tmp-" + rank));
+      ProcessBuilder pb = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "java").toString(), "-Xmx1g",
+          "-Djava.io.tmpdir=" + tmp, "-cp", System.getProperty("java.class.path"), Main.class.getName(), job.toString(),
+          "--output", out.toString()).redirectErrorStream(true).redirectOutput(dir.resolve("rank-" + rank + ".log").toFile());
+      Map<String, String> env = pb.environment();
+      env.put("DJL_OFFLINE", "true");
+      env.put(TrainerContract.ENV_PORT, "0");
+      env.put("WORLD_SIZE", Integer.toString(world));
+      env.put("RANK", Integer.toString(rank));
+      env.put("LOCAL_RANK", Integer.toString(rank));
+      env.put("LOCAL_WORLD_SIZE", Integer.toString(world));
+      env.put("MASTER_ADDR", "127.0.0.1");
+      env.put("MASTER_PORT", Integer.toString(port));
+      env.putAll(extraEnv.getOrDefault(rank, Map.of()));
+      ranks.add(pb.start());
+    }
+    return ranks;
+  }
+
+  static double maxDifference(List<EpochRecord> a, List<EpochRecord> b) {
+    assertThat(b).hasSameSizeAs(a);
+    double max = 0;
+    for (int i = 0; i < a.size(); i++) {
+      max = Math.max(max, Math.abs(a.get(i).trainLoss - b.get(i).trainLoss));
+      max = Math.max(max, Math.abs(a.get(i).validationLoss - b.get(i).validationLoss));
+    }
+    return max;
+  }
+
+  static List<String> files(Path run) throws IOException {
+    try (Stream<Path> s = Files.walk(run)) {
+      return s.map(p -> run.relativize(p).toString()).sorted().toList();
+    }
+  }
+
+  String log(int rank) {
+    try {
+      return Files.readString(dir.resolve("rank-" + rank + ".log"));
+    } catch (IOException e) {
+      return "(no log: " + e + ")";
+    }
+  }
+
+  String logs(int world) {
+    StringBuilder sb = new StringBuilder();
+    for (int r = 0; r < world; r++) {
+      sb.append("--- rank ").append(r).append('\n').append(log(r));
+    }
+    return sb.toString();
+  }
+}
