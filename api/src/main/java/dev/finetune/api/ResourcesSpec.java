@@ -16,7 +16,8 @@ public class ResourcesSpec {
 
   @Min(0)
   @Max(64)
-  @JsonPropertyDescription("GPUs for the trainer (limit of gpuResource). 0: train on the CPU.")
+  @JsonPropertyDescription("GPUs for the trainer (limit of gpuResource). 0: train on the CPU. Above 1: one data-parallel"
+      + " rank per GPU in the Pod (torchrun --nproc-per-node), the result the same as on one.")
   public Integer gpus = 0;
 
   @JsonPropertyDescription("Extended resource name of the GPUs.")

@@ -234,8 +234,9 @@ class MockOperatorTest {
     assertThat(c.getName()).isEqualTo("trainer");
     assertThat(c.getImage()).isEqualTo("registry.example/custom-trainer:1");
     assertThat(c.getImagePullPolicy()).isEqualTo("IfNotPresent");
+    // 2 GPUs: 2 ranks in the Pod, one per GPU
     assertThat(c.getCommand()).startsWith("java").endsWith("-jar", TrainerContract.TRAINER_JAR,
-        TrainerContract.SPEC_FILE, "--output", "/workspace/runs/first");
+        TrainerContract.SPEC_FILE, "--output", "/workspace/runs/first", "--nproc-per-node", "2");
     assertThat(c.getCommand()).contains("-XX:+ExitOnOutOfMemoryError", "-Djava.io.tmpdir=/tmp");
     assertThat(c.getResources().getLimits()).containsEntry("nvidia.com/gpu", new Quantity("2"))
         .containsEntry("cpu", new Quantity("3")).containsEntry("memory", new Quantity("12Gi"));

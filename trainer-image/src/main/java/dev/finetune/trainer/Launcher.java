@@ -26,6 +26,8 @@ import java.util.concurrent.CopyOnWriteArrayList;
  * crash (1), then stopped (75), else 0.
  */
 public final class Launcher {
+  private static final String HEAP_PERCENT = "-XX:MaxRAMPercentage=";
+
   private Launcher() {}
 
   static int run(int nproc, List<String> args, Map<String, String> env) throws IOException, InterruptedException {
@@ -42,7 +44,11 @@ public final class Launcher {
     }
     List<String> jvm = new ArrayList<>();
     jvm.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
-    jvm.addAll(ManagementFactory.getRuntimeMXBean().getInputArguments());
+    for (String option : ManagementFactory.getRuntimeMXBean().getInputArguments()) {
+      // The ranks share the container's memory: each gets its share of a heap given as a percentage.
+      jvm.add(option.startsWith(HEAP_PERCENT) ? HEAP_PERCENT + Double.parseDouble(option.substring(HEAP_PERCENT.length())) / nproc
+          : option);
+    }
     jvm.addAll(List.of("-cp", System.getProperty("java.class.path"), Main.class.getName()));
     jvm.addAll(args);
     System.out.println("launching " + nproc + " ranks on node " + node + " of " + nodes + " (world size " + nodes * nproc

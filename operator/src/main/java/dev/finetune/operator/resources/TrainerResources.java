@@ -141,6 +141,11 @@ public final class TrainerResources {
     cmd.add(TrainerContract.SPEC_FILE);
     cmd.add("--output");
     cmd.add(TrainerContract.WORKSPACE + "/" + Names.runDir(ftj));
+    Integer gpus = ftj.getSpec().resources == null ? null : ftj.getSpec().resources.gpus;
+    if (gpus != null && gpus > 1) { // data-parallel: one rank per GPU, as torchrun --nproc-per-node
+      cmd.add("--nproc-per-node");
+      cmd.add(Integer.toString(gpus));
+    }
     return cmd;
   }
 
