@@ -43,8 +43,8 @@ if [ -f "$inc/gloo/algorithm.h" ] || [ -f /usr/include/gloo/algorithm.h ]; then
   [ -z "$torch" ] && [ -e /usr/lib/x86_64-linux-gnu/libgloo.so ] && libs+=(-lgloo)
 fi
 if [ -n "$torch" ] && [ -f "$torch/lib/libtorch_cuda.so" ] && [ -f "$inc/torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp" ]; then
-  for d in "${flags[@]}"; do
-    case $d in -I*) if [ -f "${d#-I}/nccl.h" ]; then flags+=(-DFT_C10D -DUSE_C10D_NCCL); break; fi;; esac
+  for d in "${flags[@]}" -I/usr/include; do
+    case $d in -I*) if [ -f "${d#-I}/nccl.h" ]; then flags+=(-DFT_C10D -DUSE_C10D_NCCL -I"${d#-I}"); break; fi;; esac
   done
 fi
 case " ${flags[*]} " in *" -DFT_C10D "*) ;; *) echo "note: neither gloo headers (Debian: libgloo-dev) nor NCCL: built without c10d" >&2;; esac

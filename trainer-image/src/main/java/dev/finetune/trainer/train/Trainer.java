@@ -6,19 +6,15 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.NDScope;
 import ai.djl.ndarray.types.Shape;
 import ai.djl.training.GradientCollector;
-import dev.finetune.api.DatasetSpec;
 import dev.finetune.api.EpochRecord;
 import dev.finetune.api.FineTuneJob;
 import dev.finetune.api.FineTuneJobSpec;
 import dev.finetune.api.FineTuneJobs;
 import dev.finetune.api.TrainingSpec;
 import dev.finetune.api.trainer.TrainerContract;
-import dev.finetune.trainer.BadDataException;
 import dev.finetune.trainer.BadJobException;
 import dev.finetune.trainer.SpecChangedException;
 import dev.finetune.trainer.data.Collator;
-import dev.finetune.trainer.data.Datasets;
-import dev.finetune.trainer.data.Prompts;
 import dev.finetune.trainer.data.Record;
 import dev.finetune.api.LoraSpec;
 import dev.finetune.trainer.model.CausalLm;
@@ -27,7 +23,6 @@ import dev.finetune.trainer.model.Lora;
 import dev.finetune.trainer.model.Model;
 import dev.finetune.trainer.model.NoGrad;
 import dev.finetune.trainer.model.PrecisionPolicy;
-import dev.finetune.trainer.model.TextTokenizer;
 import dev.finetune.trainer.train.TrainingListener.Outcome;
 import dev.finetune.trainer.train.TrainingListener.Result;
 import java.io.IOException;
@@ -38,11 +33,9 @@ import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.Collections;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
-import java.util.Random;
 
 /**
  * Runs one FineTuneJob: loads model and data, trains epoch by epoch with AdamW (accumulation, clipping,
@@ -141,7 +134,8 @@ public final class Trainer {
     if (t.lora != null) {
       attachLora(spec, model.net());
     }
-    Data data = prepare(spec.dataset, model);
+    TrainingData data = TrainingData.load(spec.dataset, model, jobDir, outputDir);
+    testSplit = data.test();
     int firstBatch = Math.min(t.batchSize, data.train().size());
     if (dist.size() > firstBatch) {
       throw new BadJobException("WORLD_SIZE is " + dist.size() + " but a training batch has " + firstBatch + " records"
@@ -165,110 +159,6 @@ public final class Trainer {
     }
   }
 
-  /** The tokenized training and validation splits with the collator that batches them. */
-  private record Data(Collator collator, List<Collator.Example> train, List<Collator.Example> validation,
-      int maxLength) {
-    /** The longest training batch's length: what the activations are planned for. */
-    int longest() {
-      return Math.min(maxLength, train.stream().mapToInt(e -> e.tokens().length + 1).max().orElse(1));
-    }
-  }
-
-  private Data prepare(DatasetSpec ds, Model model) throws IOException {
-    Datasets.Splits splits = Datasets.load(ds, jobDir, outputDir);
-    if (splits.train().isEmpty() || splits.validation().isEmpty()) {
-      throw new BadDataException("dataset " + splits.source() + " gives " + splits.train().size() + " training and "
-          + splits.validation().size() + " validation records; both splits need at least one record (more data, or"
-          + " larger spec.dataset.split fractions)");
-    }
-    testSplit = splits.test();
-    int maxLength = ds.maxLength;
-    int context = model.net().contextLength();
-    if (maxLength > context) {
-      System.out.println("spec.dataset.maxLength " + maxLength + " is above the model's context length; using " + context);
-      maxLength = context;
-    }
-    Collator collator = new Collator(model.tokenizer().endOfText(), maxLength, Boolean.TRUE.equals(ds.maskPrompt));
-    List<Collator.Example> train = tokenize(model.tokenizer(), ds, splits.train());
-    List<Collator.Example> validation = tokenize(model.tokenizer(), ds, splits.validation());
-    checkRecords(collator, splits.train(), train, ds, maxLength);
-    checkLength(model.tokenizer(), ds, splits, maxLength);
-    return new Data(collator, train, validation, maxLength);
-  }
-
-  /** How many offending records a message names before it gives only the count. */
-  static final int NAMED = 5;
-  /** A record this many times above maxLength is an error unless spec.dataset.truncateLongRecords is set. */
-  static final int FAR_ABOVE = 2;
-
-  /**
-   * Names the training records that will be cut to maxLength or teach nothing. A record whose targets are all
-   * -100 after truncation (the prompt fills maxLength, and maskPrompt hides it) adds a loss of 0 to the epoch
-   * mean; when every record is like that, the run would report falling losses while learning nothing: a bad job.
-   */
-  static void checkRecords(Collator collator, List<Record> records, List<Collator.Example> examples, DatasetSpec ds,
-      int maxLength) {
-    List<String> empty = new ArrayList<>();
-    List<String> truncated = new ArrayList<>();
-    for (int i = 0; i < examples.size(); i++) {
-      Collator.Example e = examples.get(i);
-      String where = records.get(i).where() + " (" + (e.tokens().length + 1) + " tokens)";
-      if (e.tokens().length + 1 > maxLength) {
-        truncated.add(where);
-      }
-      if (Arrays.stream(collator.collate(List.of(e)).targets()[0]).allMatch(y -> y == Collator.IGNORE)) {
-        empty.add(where);
-      }
-    }
-    String why = "no target token within spec.dataset.maxLength (" + maxLength + ")"
-        + (Boolean.TRUE.equals(ds.maskPrompt) ? " once spec.dataset.maskPrompt hides the prompt" : "");
-    if (empty.size() == examples.size()) {
-      throw new BadDataException("all " + examples.size() + " training records have " + why + ": the prompt fills it. Raise"
-          + " maxLength (and the model's context length) or shorten the prompts (promptStyle phi3 is shorter than alpaca): "
-          + named(empty));
-    }
-    if (!truncated.isEmpty()) {
-      System.out.println("warning: " + truncated.size() + " of " + examples.size() + " training records are longer than"
-          + " spec.dataset.maxLength (" + maxLength + " tokens) and are cut to it: " + named(truncated));
-    }
-    if (!empty.isEmpty()) {
-      System.out.println("warning: " + empty.size() + " of " + examples.size() + " training records have " + why
-          + " and teach nothing: " + named(empty));
-    }
-  }
-
-  /**
-   * A record more than {@link #FAR_ABOVE} times maxLength would be mostly cut away (or, in the test split, answered
-   * from a cut prompt): a bad job that names the records, unless the spec opts into truncation.
-   */
-  static void checkLength(TextTokenizer tok, DatasetSpec ds, Datasets.Splits splits, int maxLength) {
-    if (Boolean.TRUE.equals(ds.truncateLongRecords)) {
-      return;
-    }
-    List<Record> all = new ArrayList<>(splits.train());
-    all.addAll(splits.validation());
-    all.addAll(splits.test());
-    List<String> farAbove = new ArrayList<>();
-    for (Record r : all) {
-      int tokens = tok.encode(Prompts.full(ds.promptStyle, r)).length + 1;
-      if (tokens > (long) FAR_ABOVE * maxLength) {
-        farAbove.add(r.where() + " (" + tokens + " tokens)");
-      }
-    }
-    if (!farAbove.isEmpty()) {
-      throw new BadDataException(farAbove.size() + " of " + all.size() + " records are more than " + FAR_ABOVE
-          + " times spec.dataset.maxLength (" + maxLength + " tokens), so most of each would be cut away: "
-          + named(farAbove) + ". Shorten or drop them, raise maxLength, or set spec.dataset.truncateLongRecords: true"
-          + " to train on their first " + maxLength + " tokens");
-    }
-  }
-
-  /** The first few places, and how many more. */
-  private static String named(List<String> where) {
-    return String.join("; ", where.subList(0, Math.min(NAMED, where.size())))
-        + (where.size() > NAMED ? " and " + (where.size() - NAMED) + " more" : "");
-  }
-
   /** One run's plan and moving parts: what the loop's steps share. */
   private final class Run {
     final FineTuneJobSpec spec;
@@ -277,7 +167,7 @@ public final class Trainer {
     final Model model;
     final CausalLm net;
     final AdamW optimizer;
-    final Data data;
+    final TrainingData data;
     final PrecisionPolicy precision;
     final int batch;
     final int accum;
@@ -295,7 +185,7 @@ public final class Trainer {
     long runSteps;
     long epochStart;
 
-    Run(FineTuneJobSpec spec, NDManager base, Model model, AdamW optimizer, Data data, PrecisionPolicy precision) {
+    Run(FineTuneJobSpec spec, NDManager base, Model model, AdamW optimizer, TrainingData data, PrecisionPolicy precision) {
       this.precision = precision;
       this.spec = spec;
       this.t = spec.training;
@@ -388,7 +278,7 @@ public final class Trainer {
     /** The epoch's micro-batches from where the state stands; a result when a stop request ends it early. */
     Optional<Result> trainEpoch(int epoch) throws IOException {
       epochStart = System.nanoTime();
-      int[] order = order(data.train().size(), epoch, t);
+      int[] order = TrainingData.order(data.train().size(), epoch, t);
       double[] groupLosses = new double[accum];
       for (int mb = state.batchInEpoch; mb < microPerEpoch; mb++) {
         int groupStart = mb / accum * accum;
@@ -647,27 +537,6 @@ public final class Trainer {
 
   private static String fmt(double v) {
     return String.format("%.4f", v);
-  }
-
-  /** The training split's order in an epoch: a function of seed and epoch only, so a resumed run sees the same. */
-  public static int[] order(int n, int epoch, TrainingSpec t) {
-    List<Integer> idx = new ArrayList<>(n);
-    for (int i = 0; i < n; i++) {
-      idx.add(i);
-    }
-    if (Boolean.TRUE.equals(t.shuffle)) {
-      Collections.shuffle(idx, new Random(t.seed * 1_000_003L + epoch));
-    }
-    return idx.stream().mapToInt(Integer::intValue).toArray();
-  }
-
-  public static List<Collator.Example> tokenize(TextTokenizer tok, DatasetSpec ds, List<Record> records) {
-    List<Collator.Example> out = new ArrayList<>(records.size());
-    for (Record r : records) {
-      int prompt = tok.encode(Prompts.instructionPart(ds.promptStyle, r)).length;
-      out.add(new Collator.Example(tok.encode(Prompts.full(ds.promptStyle, r)), prompt));
-    }
-    return out;
   }
 
   /** Target tokens of a batch (not -100): what its mean loss is over. */

@@ -9,7 +9,7 @@ import dev.finetune.api.TrainingSpec;
 import dev.finetune.trainer.BadJobException;
 import dev.finetune.trainer.model.ByteTokenizer;
 import dev.finetune.trainer.train.LrSchedule;
-import dev.finetune.trainer.train.Trainer;
+import dev.finetune.trainer.train.TrainingData;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -121,7 +121,7 @@ class DataTest {
     DatasetSpec ds = new DatasetSpec();
     ds.promptStyle = PromptStyle.PHI3;
     Record r = new Record("Say hi.", "", "hi");
-    Collator.Example e = Trainer.tokenize(tok, ds, List.of(r)).get(0);
+    Collator.Example e = TrainingData.tokenize(tok, ds, List.of(r)).get(0);
     int p = "<|User|>\nSay hi.".length();
     assertThat(e.promptTokens()).isEqualTo(p);
     Collator.Batch b = new Collator(256, 100, true).collate(List.of(e));
@@ -161,8 +161,8 @@ class DataTest {
   @Test
   void epochOrderIsSeededPerEpoch() {
     TrainingSpec t = new TrainingSpec();
-    assertThat(Trainer.order(50, 0, t)).isEqualTo(Trainer.order(50, 0, t)).isNotEqualTo(Trainer.order(50, 1, t));
+    assertThat(TrainingData.order(50, 0, t)).isEqualTo(TrainingData.order(50, 0, t)).isNotEqualTo(TrainingData.order(50, 1, t));
     t.shuffle = false;
-    assertThat(Trainer.order(5, 3, t)).containsExactly(0, 1, 2, 3, 4);
+    assertThat(TrainingData.order(5, 3, t)).containsExactly(0, 1, 2, 3, 4);
   }
 }

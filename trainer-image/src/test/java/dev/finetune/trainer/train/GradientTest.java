@@ -42,7 +42,7 @@ class GradientTest {
       CausalLm net = model.net();
       net.requireGradients();
       Collator collator = new Collator(model.tokenizer().endOfText(), 96, false);
-      List<Collator.Example> data = Trainer.tokenize(model.tokenizer(), new DatasetSpec(), SyntheticTasks.generate(8, 1));
+      List<Collator.Example> data = TrainingData.tokenize(model.tokenizer(), new DatasetSpec(), SyntheticTasks.generate(8, 1));
       Collator.Batch a = collator.collate(data.subList(0, 4));
       Collator.Batch b = collator.collate(data.subList(4, 8));
 

@@ -32,7 +32,7 @@ class LearnsTest {
     var ds = job.getSpec().dataset;
     Collator collator = new Collator(model.tokenizer().endOfText(), ds.maxLength, ds.maskPrompt);
     double loss = Trainer.evaluate(model.net(), base, collator,
-        Trainer.tokenize(model.tokenizer(), ds, splits.validation()), 16);
+        TrainingData.tokenize(model.tokenizer(), ds, splits.validation()), 16);
     int exact = 0;
     Map<String, int[]> perTask = new TreeMap<>();
     for (Record r : splits.test()) {

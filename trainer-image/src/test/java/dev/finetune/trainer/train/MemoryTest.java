@@ -47,7 +47,7 @@ class MemoryTest {
       net.setDropout(t.dropout);
       net.requireGradients();
       Collator collator = new Collator(model.tokenizer().endOfText(), 128, true);
-      List<Collator.Example> data = Trainer.tokenize(model.tokenizer(), ds, records);
+      List<Collator.Example> data = TrainingData.tokenize(model.tokenizer(), ds, records);
       try (AdamW opt = new AdamW(net.parameters(), base, 0.9, 0.999, 1e-8, 0.1)) {
         Runnable step = new Runnable() {
           int i;
