@@ -40,7 +40,8 @@ public final class TestHold {
     Path release = folder.resolve(point + TrainerContract.TEST_RELEASE_SUFFIX);
     try {
       Files.createDirectories(folder);
-      Path tmp = folder.resolve("." + point + ".tmp");
+      // Several processes (the ranks of one run) may hold at one point in one folder: each writes its own temp file.
+      Path tmp = folder.resolve("." + point + "." + ProcessHandle.current().pid() + ".tmp");
       Files.writeString(tmp, ProcessHandle.current().pid() + "\n", StandardCharsets.UTF_8);
       Files.move(tmp, folder.resolve(point + TrainerContract.TEST_HELD_SUFFIX), StandardCopyOption.ATOMIC_MOVE,
           StandardCopyOption.REPLACE_EXISTING);

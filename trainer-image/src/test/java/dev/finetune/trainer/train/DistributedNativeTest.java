@@ -51,18 +51,11 @@ class DistributedNativeTest {
   @Test
   void twoRanksTrainAsOneProcessAndOnlyRankZeroWrites() throws Exception {
     Path job = Jobs.write(dir.resolve("job"), TinyJob.yaml("dp", "ns", 3).replace("  namespace: ns\n", ""));
-    Path one = dir.resolve("one");
-    assertThat(Main.run(new String[] {job.toString(), "--output", one.toString()}, List.of(), null)).isZero();
-
-    Path two = dir.resolve("two");
-    List<Process> ranks = launch(job, two, 2, Map.of());
-    for (Process p : ranks) {
-      assertThat(p.waitFor(10, TimeUnit.MINUTES)).isTrue();
-    }
-    assertThat(ranks).extracting(Process::exitValue).as(logs(2)).containsExactly(0, 0);
+    double diff = oneAgainstTwoRanks(job);
     assertThat(log(0)).startsWith("rank 0 of 2 (local 0 of 2, rendezvous at 127.0.0.1:");
     assertThat(log(1)).startsWith("rank 1 of 2");
-    double diff = maxDifference(Jobs.history(one), Jobs.history(two));
+    Path one = dir.resolve("one");
+    Path two = dir.resolve("two");
     System.out.printf("DIST-FIGURE gpt2-scratch 1 vs 2 ranks: largest loss difference %.3g%n", diff);
     assertThat(diff).isLessThan(SAME);
     // Rank 0 alone wrote the run folder: the same files as the one-process run, and rank 1's scratch folder is elsewhere.
@@ -76,15 +69,7 @@ class DistributedNativeTest {
     // batch 5 over 2 ranks: shares of 2 and 3 records, weighted by their target tokens
     Path job = Jobs.write(dir.resolve("job"), String.format(LoraTrainingTest.JOB, "dp-lora", Fixtures.tinyLlama(),
         Fixtures.tinyLlama().resolve("lora-init")).replace("batchSize: 4", "batchSize: 5"));
-    Path one = dir.resolve("one");
-    assertThat(Main.run(new String[] {job.toString(), "--output", one.toString()}, List.of(), null)).isZero();
-    Path two = dir.resolve("two");
-    List<Process> ranks = launch(job, two, 2, Map.of());
-    for (Process p : ranks) {
-      assertThat(p.waitFor(10, TimeUnit.MINUTES)).isTrue();
-    }
-    assertThat(ranks).extracting(Process::exitValue).as(logs(2)).containsExactly(0, 0);
-    double diff = maxDifference(Jobs.history(one), Jobs.history(two));
+    double diff = oneAgainstTwoRanks(job);
     System.out.printf("DIST-FIGURE llama-lora 1 vs 2 ranks (batch 5): largest loss difference %.3g%n", diff);
     assertThat(diff).isLessThan(SAME);
   }
@@ -180,6 +165,19 @@ class DistributedNativeTest {
     assertThat(Launcher.worst(List.of(75, 137))).isEqualTo(ExitCodes.CRASHED);
     assertThat(Launcher.worst(List.of(1, 3))).isEqualTo(ExitCodes.BAD_JOB);
     assertThat(Launcher.worst(List.of(4, 1))).isEqualTo(ExitCodes.DIVERGED);
+  }
+
+  /** Runs the job as one process (in {@code one}) and as 2 ranks (in {@code two}): their largest loss difference. */
+  double oneAgainstTwoRanks(Path job) throws Exception {
+    Path one = dir.resolve("one");
+    assertThat(Main.run(new String[] {job.toString(), "--output", one.toString()}, List.of(), null)).isZero();
+    Path two = dir.resolve("two");
+    List<Process> ranks = launch(job, two, 2, Map.of());
+    for (Process p : ranks) {
+      assertThat(p.waitFor(10, TimeUnit.MINUTES)).isTrue();
+    }
+    assertThat(ranks).extracting(Process::exitValue).as(logs(2)).containsExactly(0, 0);
+    return maxDifference(Jobs.history(one), Jobs.history(two));
   }
 
   /** The ranks of one run as child JVMs, with torchrun's environment; {@code extraEnv} by rank. */
