@@ -157,7 +157,10 @@ class MainWiringTest {
     Files.writeString(job, JOB.formatted("synthetic: {size: 400, seed: 4}", 2));
     Path out = dir.resolve("out");
     Path log = dir.resolve("trainer.log");
-    ProcessBuilder pb = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "java").toString(), "-Xmx1g",
+    // SIGINT at its default disposition: a test run started in the background (a CI runner, nohup ... &) passes SIGINT
+    // on as ignored, and a JVM that starts with SIGINT ignored installs no handler for it (as a shell's background job).
+    ProcessBuilder pb = new ProcessBuilder("env", "--default-signal=INT",
+        Path.of(System.getProperty("java.home"), "bin", "java").toString(), "-Xmx1g",
         "-cp", System.getProperty("java.class.path"), "dev.finetune.trainer.Main", job.toString(), "--output",
         out.toString()).redirectErrorStream(true).redirectOutput(log.toFile());
     pb.environment().put("DJL_OFFLINE", "true");
