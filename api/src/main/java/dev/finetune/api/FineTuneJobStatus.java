@@ -60,6 +60,15 @@ public class FineTuneJobStatus {
   @JsonPropertyDescription("How many times the trainer Pod was restarted (crash or eviction); each restart resumes from a checkpoint.")
   public Integer restarts;
 
+  @JsonPropertyDescription("Data-parallel ranks running of the world size, e.g. 16/16 (nodes x GPUs a node); set when the job has more than one rank.")
+  public String ranks;
+
+  @JsonPropertyDescription("Trainer Pods of a job with several nodes that have failed so far, on every node (a rank that fails stops the others too).")
+  public Integer rankFailures;
+
+  @JsonPropertyDescription("The newest 100 of those failures, oldest first: the ranks, node and Pod, and the exit code.")
+  public List<String> failedRanks;
+
   @JsonPropertyDescription("When the trainer started (RFC 3339).")
   public String startTime;
 

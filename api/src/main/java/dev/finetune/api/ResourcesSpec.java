@@ -20,6 +20,14 @@ public class ResourcesSpec {
       + " rank per GPU in the Pod (torchrun --nproc-per-node), the result the same as on one.")
   public Integer gpus = 0;
 
+  @Min(1)
+  @Max(64)
+  @JsonPropertyDescription("Nodes (Pods) the job trains on, each with the gpus, cpu and memory above. Above 1: data-parallel"
+      + " ranks on every node (world size nodes x max(gpus, 1)) in one rendezvous. The first Pod (a one-Pod Job) holds the"
+      + " checkpoint volume and writes the run folder; the others (an Indexed Job, '<name>-workers') need no shared volume."
+      + " A rank that fails restarts them all, and they resume from the latest checkpoint.")
+  public Integer nodes = 1;
+
   @JsonPropertyDescription("Extended resource name of the GPUs.")
   public String gpuResource = "nvidia.com/gpu";
 

@@ -54,7 +54,11 @@ class CrdTest {
         .map(c -> c.get("name").asText() + "=" + c.get("jsonPath").asText()).toList();
     assertThat(columns).containsExactly(
         "Phase=.status.phase", "Epoch=.status.progress", "Train-Loss=.status.trainLoss",
-        "Val-Loss=.status.validationLoss", "Best=.status.bestValidationLoss", "Age=.metadata.creationTimestamp");
+        "Val-Loss=.status.validationLoss", "Best=.status.bestValidationLoss", "Ranks=.status.ranks",
+        "Age=.metadata.creationTimestamp");
+    // kubectl get ftj shows the first six; -o wide adds the data-parallel ranks of a job with more than one
+    assertThat(StreamSupport.stream(version.get("additionalPrinterColumns").spliterator(), false)
+        .filter(c -> c.path("priority").asInt() > 0).map(c -> c.get("name").asText())).containsExactly("Ranks");
     assertThat(version.at("/subresources/status").isObject()).as("status subresource").isTrue();
   }
 

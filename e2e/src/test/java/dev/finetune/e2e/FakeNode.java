@@ -66,6 +66,7 @@ final class FakeNode implements AutoCloseable {
   private final ScheduledExecutorService killer = Executors.newSingleThreadScheduledExecutor();
   private final Map<String, Deque<List<String>>> holdPlans = new ConcurrentHashMap<>();
   private final Map<String, Path> holdDirs = new ConcurrentHashMap<>();
+  private final Map<String, Map<String, String>> jobEnv = new ConcurrentHashMap<>();
   private SharedIndexInformer<Pod> informer;
 
   /**
@@ -100,7 +101,7 @@ final class FakeNode implements AutoCloseable {
       public void onDelete(Pod pod, boolean unknownFinalState) {
         Process p = processes.get(pod.getMetadata().getUid());
         if (p != null) {
-          p.destroyForcibly(); // gone without a graceful deletion: nothing waits for the process any more
+          killAll(p); // gone without a graceful deletion: nothing waits for the process any more
         }
       }
     });
@@ -123,12 +124,18 @@ final class FakeNode implements AutoCloseable {
   }
 
   /**
-   * Test hold points for the next trainer Pods of a FineTuneJob: the n-th Pod started from now on holds at the points
-   * of the n-th list ({@link Holds}); Pods past the lists do not hold. So a test that interrupts a run meets the
-   * trainer at the moment it needs, however fast the machine trains.
+   * Test hold points for the next trainer Pods of a FineTuneJob, or of one of its batch Jobs (e.g. a multi-node job's
+   * {@code NAME-workers}): the n-th Pod started from now on holds at the points of the n-th list ({@link Holds}); Pods
+   * past the lists do not hold. So a test that interrupts a run meets the trainer at the moment it needs, however
+   * fast the machine trains.
    */
   void holdPods(String job, List<List<String>> pointsPerPod) {
     holdPlans.put(job, new ConcurrentLinkedDeque<>(pointsPerPod));
+  }
+
+  /** More environment for the trainer Pods of one FineTuneJob (e.g. the libtorch its test needs, as an image would). */
+  void env(String job, Map<String, String> env) {
+    jobEnv.put(job, env);
   }
 
   /** Waits until a running trainer Pod of the FineTuneJob holds at {@code point}; that Pod. */
@@ -197,7 +204,7 @@ final class FakeNode implements AutoCloseable {
     for (Pod pod : informer.getStore().list()) {
       Process p = processes.get(pod.getMetadata().getUid());
       if (p != null && p.isAlive() && which.test(pod)) {
-        p.destroyForcibly();
+        killAll(p);
         killed++;
       }
     }
@@ -235,9 +242,18 @@ final class FakeNode implements AutoCloseable {
     p.destroy();
     killer.schedule(() -> {
       if (p.isAlive()) {
-        p.destroyForcibly();
+        killAll(p);
       }
     }, graceSeconds, TimeUnit.SECONDS);
+  }
+
+  /**
+   * SIGKILL to the container's every process, as the kubelet kills a container's cgroup: a launcher's ranks die with
+   * it. (SIGTERM goes to the first process alone, as in a container, and the launcher passes it on.)
+   */
+  private static void killAll(Process p) {
+    p.descendants().forEach(ProcessHandle::destroyForcibly);
+    p.destroyForcibly();
   }
 
   /** What the kubelet does once the containers of a Pod being deleted have stopped. */
@@ -279,13 +295,19 @@ final class FakeNode implements AutoCloseable {
         if (e.getValue() != null) {
           env.put(e.getName(), map(e.getValue(), mounts));
         } else if (e.getValueFrom() != null && e.getValueFrom().getFieldRef() != null) {
-          String path = e.getValueFrom().getFieldRef().getFieldPath();
-          env.put(e.getName(), path.equals("metadata.name") ? name : path.equals("metadata.namespace") ? ns : "127.0.0.1");
+          env.put(e.getName(), field(pod, e.getValueFrom().getFieldRef().getFieldPath()));
         }
+      }
+      if (env.containsKey("MASTER_ADDR") && client.services().inNamespace(ns).withName(env.get("MASTER_ADDR")).get() != null) {
+        // the cluster's DNS, which this test cluster lacks: a headless Service's name resolves to its Pod, on this node
+        env.put("MASTER_ADDR", "127.0.0.1");
       }
       env.put("HOME", podDir.toString());
       env.putAll(extraEnv);
-      Deque<List<String>> plan = holdPlans.get(pod.getMetadata().getLabels().getOrDefault(Names.JOB_LABEL, ""));
+      String job = pod.getMetadata().getLabels().getOrDefault(Names.JOB_LABEL, "");
+      env.putAll(jobEnv.getOrDefault(job, Map.of()));
+      Deque<List<String>> plan = holdPlans.get(pod.getMetadata().getLabels().getOrDefault("batch.kubernetes.io/job-name", ""));
+      plan = plan != null ? plan : holdPlans.get(job);
       List<String> holds = plan == null ? null : plan.poll();
       if (holds != null && !holds.isEmpty()) {
         Path dir = podDir.resolve("holds");
@@ -315,6 +337,17 @@ final class FakeNode implements AutoCloseable {
       System.err.println("fake node: cannot run pod " + ns + "/" + name + ": " + e);
       e.printStackTrace();
     }
+  }
+
+  /** The downward API's value of a field path: name, namespace, an annotation or label; else the node's IP. */
+  private static String field(Pod pod, String path) {
+    var meta = pod.getMetadata();
+    java.util.regex.Matcher keyed = java.util.regex.Pattern.compile("metadata\\.(annotations|labels)\\['(.+)'\\]").matcher(path);
+    if (keyed.matches()) {
+      Map<String, String> values = keyed.group(1).equals("labels") ? meta.getLabels() : meta.getAnnotations();
+      return values == null ? "" : values.getOrDefault(keyed.group(2), "");
+    }
+    return path.equals("metadata.name") ? meta.getName() : path.equals("metadata.namespace") ? meta.getNamespace() : "127.0.0.1";
   }
 
   /** Mount path to local path, for every volume mount of the container. */
@@ -435,7 +468,7 @@ final class FakeNode implements AutoCloseable {
     if (informer != null) {
       informer.close();
     }
-    processes.values().forEach(Process::destroyForcibly);
+    processes.values().forEach(FakeNode::killAll);
     runner.shutdownNow();
     killer.shutdownNow();
   }

@@ -7,6 +7,7 @@ import static org.awaitility.Awaitility.await;
 import dev.finetune.api.FineTuneJob;
 import dev.finetune.api.FineTuneJobStatus;
 import dev.finetune.api.FineTuneJobs;
+import dev.finetune.api.ResourcesSpec;
 import dev.finetune.api.testing.RealKubeApiServer;
 import dev.finetune.api.testing.Repo;
 import dev.finetune.operator.FineTuneOperator;
@@ -87,13 +88,27 @@ class RbacTest {
         FineTuneJob job = FineTuneJobs.read(Repo.examples().resolve("small-cpu.yaml"));
         job.getMetadata().setNamespace(ns);
         server.client().resource(job).create();
+        // on two nodes: a second Job (the workers') and the rendezvous Service
+        FineTuneJob twoNodes = FineTuneJobs.read(Repo.examples().resolve("small-cpu.yaml"));
+        twoNodes.getMetadata().setNamespace(ns);
+        twoNodes.getMetadata().setName("two-nodes");
+        if (twoNodes.getSpec().resources == null) {
+          twoNodes.getSpec().resources = new ResourcesSpec();
+        }
+        twoNodes.getSpec().resources.nodes = 2;
+        server.client().resource(twoNodes).create();
         await().atMost(Duration.ofSeconds(60)).untilAsserted(() -> {
-          FineTuneJob current = server.client().resources(FineTuneJob.class).inNamespace(ns).withName("small-cpu").get();
-          assertThat(current.getStatus()).isNotNull();
-          assertThat(current.getStatus().phase).isEqualTo(FineTuneJobStatus.Phase.Pending);
-          assertThat(server.client().batch().v1().jobs().inNamespace(ns).list().getItems()).hasSize(1);
-          assertThat(server.client().persistentVolumeClaims().inNamespace(ns).list().getItems()).hasSize(1);
-          assertThat(server.client().configMaps().inNamespace(ns).withLabel("app.kubernetes.io/managed-by", "finetune-operator").list().getItems()).hasSize(1);
+          for (String name : List.of("small-cpu", "two-nodes")) {
+            FineTuneJob current = server.client().resources(FineTuneJob.class).inNamespace(ns).withName(name).get();
+            assertThat(current.getStatus()).isNotNull();
+            assertThat(current.getStatus().phase).isEqualTo(FineTuneJobStatus.Phase.Pending);
+          }
+          assertThat(server.client().batch().v1().jobs().inNamespace(ns).list().getItems()).extracting(j -> j.getMetadata().getName())
+              .containsExactlyInAnyOrder("small-cpu-train", "two-nodes-train", "two-nodes-workers");
+          assertThat(server.client().services().inNamespace(ns).list().getItems()).extracting(j -> j.getMetadata().getName())
+              .containsExactly("rdzv-two-nodes");
+          assertThat(server.client().persistentVolumeClaims().inNamespace(ns).list().getItems()).hasSize(2);
+          assertThat(server.client().configMaps().inNamespace(ns).withLabel("app.kubernetes.io/managed-by", "finetune-operator").list().getItems()).hasSize(2);
         });
         // It holds the Lease and can renew it (a leader that cannot renew stops reconciling).
         await().atMost(Duration.ofSeconds(30)).untilAsserted(() -> {
@@ -104,7 +119,8 @@ class RbacTest {
       }
       // What the rules do not grant is refused.
       assertForbidden(() -> asOperator.secrets().inNamespace(ns).list());
-      assertForbidden(() -> asOperator.batch().v1().jobs().inNamespace(ns).withName("small-cpu").delete());
+      assertForbidden(() -> asOperator.pods().inNamespace(ns).withName("small-cpu").delete());
+      assertForbidden(() -> asOperator.services().inNamespace(ns).withName("rdzv-two-nodes").delete());
       assertForbidden(() -> asOperator.apps().deployments().inNamespace(ns).list());
       assertForbidden(() -> asOperator.leases().inNamespace(ns).list());
       if (scope.equals("one")) {

@@ -560,6 +560,112 @@ class MockOperatorTest {
   }
 
   @Test
+  void severalNodesRunAsALeaderJobAndAnIndexedWorkersJobThatFailTogether() {
+    String ns = "nodes";
+    trainer.set(Jobs.progress(1, 3));
+    FineTuneJob ftj = Jobs.small("pair", ns);
+    ftj.getSpec().resources.gpus = 4;
+    ftj.getSpec().resources.nodes = 3;
+    ftj.getSpec().backoffLimit = 2;
+    create(ftj);
+    Job leader = awaitJob(ns, "pair");
+    Job workers = await().atMost(Duration.ofSeconds(20)).until(
+        () -> client.batch().v1().jobs().inNamespace(ns).withName("pair-workers").get(), Objects::nonNull);
+
+    // the leader: node 0, the checkpoint volume, /metrics, and rank 0's rendezvous on its own loopback
+    Container lc = leader.getSpec().getTemplate().getSpec().getContainers().get(0);
+    assertThat(lc.getCommand()).containsSubsequence("--nproc-per-node", "4");
+    assertThat(env(lc)).containsEntry("NNODES", "3").containsEntry("NODE_RANK", "0")
+        .containsEntry("MASTER_ADDR", "127.0.0.1").containsEntry("MASTER_PORT", "29500");
+    assertThat(leader.getSpec().getTemplate().getMetadata().getLabels())
+        .containsEntry(Names.ROLE_LABEL, Names.LEADER).containsEntry(Names.METRICS_LABEL, "true");
+    assertThat(leader.getSpec().getTemplate().getSpec().getVolumes()).anySatisfy(v ->
+        assertThat(v.getPersistentVolumeClaim().getClaimName()).isEqualTo("pair-checkpoints"));
+    assertThat(leader.getSpec().getBackoffLimit()).isEqualTo(2);
+
+    // the workers: an Indexed Job of the other 2 nodes, no shared volume, no server, rendezvous through the Service
+    var ws = workers.getSpec();
+    assertThat(ws.getCompletionMode()).isEqualTo("Indexed");
+    assertThat(ws.getCompletions()).isEqualTo(2);
+    assertThat(ws.getParallelism()).isEqualTo(2);
+    assertThat(ws.getBackoffLimit()).as("each failure fails every node").isEqualTo(4);
+    assertThat(ws.getPodFailurePolicy().getRules()).isEqualTo(leader.getSpec().getPodFailurePolicy().getRules());
+    assertOwnedBy(workers.getMetadata().getOwnerReferences(), get(ns, "pair").getMetadata().getUid());
+    Container wc = ws.getTemplate().getSpec().getContainers().get(0);
+    assertThat(wc.getCommand()).isEqualTo(lc.getCommand());
+    assertThat(env(wc)).containsEntry("NNODES", "3").containsEntry("MASTER_ADDR", "rdzv-pair")
+        .containsEntry("MASTER_PORT", "29500").containsEntry(TrainerContract.ENV_PORT, "0").doesNotContainKey("NODE_RANK");
+    assertThat(wc.getEnv()).anySatisfy(e -> {
+      assertThat(e.getName()).isEqualTo(TrainerContract.ENV_WORKER_INDEX);
+      assertThat(e.getValueFrom().getFieldRef().getFieldPath())
+          .isEqualTo("metadata.annotations['batch.kubernetes.io/job-completion-index']");
+    });
+    assertThat(wc.getPorts()).isEmpty();
+    assertThat(wc.getResources().getLimits()).isEqualTo(lc.getResources().getLimits());
+    assertThat(ws.getTemplate().getMetadata().getLabels()).containsEntry(Names.ROLE_LABEL, Names.WORKER)
+        .doesNotContainKey(Names.METRICS_LABEL);
+    assertThat(ws.getTemplate().getMetadata().getAnnotations()).doesNotContainKey("prometheus.io/scrape");
+    assertThat(ws.getTemplate().getSpec().getVolumes()).noneMatch(v -> v.getPersistentVolumeClaim() != null
+        && v.getPersistentVolumeClaim().getClaimName().equals("pair-checkpoints"));
+    var service = client.services().inNamespace(ns).withName("rdzv-pair").get();
+    assertThat(service.getSpec().getClusterIP()).isEqualTo("None");
+    assertThat(service.getSpec().getPublishNotReadyAddresses()).isTrue();
+    assertThat(service.getSpec().getSelector()).containsEntry(Names.JOB_LABEL, "pair")
+        .containsEntry(Names.ROLE_LABEL, Names.LEADER);
+    assertThat(service.getSpec().getPorts()).singleElement().satisfies(p -> assertThat(p.getPort()).isEqualTo(29500));
+
+    Pod lead = createPod(leader, "a", p -> {
+      Jobs.running(p, "127.0.0.1");
+      return p;
+    });
+    Pod[] nodes = new Pod[2];
+    for (int i = 0; i < 2; i++) {
+      Pod pod = Jobs.podFor(workers, i + "-a");
+      pod.getMetadata().getAnnotations().put(Names.COMPLETION_INDEX_ANNOTATION, Integer.toString(i));
+      nodes[i] = client.pods().resource(pod).create();
+      Jobs.running(nodes[i], "127.0.0.1");
+      nodes[i] = client.pods().resource(nodes[i]).updateStatus();
+    }
+    FineTuneJob st = awaitStatus(ns, "pair", j -> "12/12".equals(j.getStatus().ranks));
+    assertThat(st.getStatus().phase).isEqualTo(Phase.Running);
+
+    // node 2 is killed; the others' collectives fail, so node 0 exits with the retry code too
+    setPodStatus(nodes[1], p -> {
+      Jobs.terminated(p, 137, "");
+      return p;
+    });
+    setPodStatus(lead, p -> {
+      Jobs.terminated(p, TrainerContract.ExitCodes.CRASHED, "rank 0 of 12: a peer rank is gone (Connection reset by peer)");
+      return p;
+    });
+    st = awaitStatus(ns, "pair", j -> Integer.valueOf(2).equals(j.getStatus().rankFailures));
+    assertThat(st.getStatus().ranks).isEqualTo("4/12");
+    String killed = "Ranks 8-11 on node 2 (Pod pair-workers-1-a) exited with code 137";
+    String lost = "Ranks 0-3 on node 0 (Pod pair-train-a) exited with code 1: rank 0 of 12: a peer rank is gone"
+        + " (Connection reset by peer)";
+    assertThat(st.getStatus().failedRanks).containsExactlyInAnyOrder(killed, lost);
+    await().untilAsserted(() -> assertThat(events(ns, "pair")).filteredOn(e -> e.getReason().equals("RankFailed"))
+        .extracting(Event::getMessage).containsExactlyInAnyOrder(killed, lost));
+
+    // the workers' Job gives up: the job fails with its reason, and the leader's Job, still running, is deleted
+    setJobCondition(workers, "Failed");
+    st = awaitStatus(ns, "pair", j -> j.getStatus().phase == Phase.Failed);
+    assertThat(st.getStatus().reason).isEqualTo("BackoffLimitExceeded");
+    assertThat(st.getStatus().message).startsWith("worker Job pair-workers failed, so the job stops: ");
+    await().atMost(Duration.ofSeconds(20)).until(
+        () -> client.batch().v1().jobs().inNamespace(ns).withName("pair-train").get() == null);
+    assertThat(reasons(ns, "pair")).contains("Created");
+    assertThat(events(ns, "pair").stream().filter(e -> e.getReason().equals("Created")).findFirst().get().getMessage())
+        .isEqualTo("Created training Job pair-train (node 0), worker Job pair-workers (nodes 1-2), Service rdzv-pair,"
+            + " PersistentVolumeClaim pair-checkpoints, ConfigMap pair-spec");
+  }
+
+  private static Map<String, String> env(Container c) {
+    return c.getEnv().stream().filter(e -> e.getValue() != null)
+        .collect(Collectors.toMap(e -> e.getName(), e -> e.getValue()));
+  }
+
+  @Test
   void suspendWorksBothWays() {
     String ns = "suspend";
     create(Jobs.small("pausable", ns));

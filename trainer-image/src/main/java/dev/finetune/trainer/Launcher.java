@@ -1,5 +1,6 @@
 package dev.finetune.trainer;
 
+import dev.finetune.api.trainer.TrainerContract;
 import dev.finetune.api.trainer.TrainerContract.ExitCodes;
 import java.io.IOException;
 import java.lang.management.ManagementFactory;
@@ -32,7 +33,7 @@ public final class Launcher {
 
   static int run(int nproc, List<String> args, Map<String, String> env) throws IOException, InterruptedException {
     int nodes = number(env, "NNODES", 1);
-    int node = number(env, "NODE_RANK", 0);
+    int node = nodeRank(env);
     if (node >= nodes) {
       throw new BadJobException("NODE_RANK " + node + " is not below NNODES " + nodes);
     }
@@ -115,6 +116,18 @@ public final class Launcher {
       return ExitCodes.CRASHED;
     }
     return codes.contains(ExitCodes.INTERRUPTED) ? ExitCodes.INTERRUPTED : ExitCodes.SUCCEEDED;
+  }
+
+  /**
+   * {@code NODE_RANK}; in a worker Pod of the operator's multi-node job, which cannot add to its completion index,
+   * {@code FINETUNE_WORKER_INDEX} + 1 (node 0 is the leader Pod).
+   */
+  public static int nodeRank(Map<String, String> env) {
+    String worker = env.get(TrainerContract.ENV_WORKER_INDEX);
+    if (env.containsKey("NODE_RANK") || worker == null || worker.isBlank()) {
+      return number(env, "NODE_RANK", 0);
+    }
+    return number(env, TrainerContract.ENV_WORKER_INDEX, 0) + 1;
   }
 
   private static int number(Map<String, String> env, String name, int fallback) {

@@ -54,6 +54,13 @@ public final class TrainerContract {
    * trainer reads its container's cgroup limit.
    */
   public static final String ENV_MEMORY_LIMIT = "FINETUNE_MEMORY_LIMIT";
+  /**
+   * Environment of a multi-node job's worker Pods: the Pod's completion index in the workers' Indexed Job. Its node
+   * rank is the index + 1 (node 0 is the leader Pod, which sets {@code NODE_RANK=0}).
+   */
+  public static final String ENV_WORKER_INDEX = "FINETUNE_WORKER_INDEX";
+  /** The TCP port of a multi-node job's rendezvous (c10d's TCPStore on rank 0), as torchrun's default. */
+  public static final int RENDEZVOUS_PORT = 29500;
   /** Environment: the judge's API key, from spec.evaluation.judge.apiKeySecret. */
   public static final String ENV_JUDGE_API_KEY = "FINETUNE_JUDGE_API_KEY";
   /**

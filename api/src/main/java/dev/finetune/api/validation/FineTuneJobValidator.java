@@ -300,6 +300,7 @@ public final class FineTuneJobValidator {
       return;
     }
     between("spec.resources.gpus", r.gpus, 0, 64);
+    between("spec.resources.nodes", r.nodes, 1, 64);
     if (r.cpu != null && !r.cpu.matches(QUANTITY)) {
       add("spec.resources.cpu", "'" + r.cpu + "' is not a CPU quantity; write e.g. 4 or 3500m");
     }

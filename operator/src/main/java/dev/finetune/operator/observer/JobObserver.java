@@ -9,6 +9,8 @@ import dev.finetune.operator.resources.SpecHash;
 import io.fabric8.kubernetes.api.model.Pod;
 import io.fabric8.kubernetes.api.model.batch.v1.Job;
 import io.fabric8.kubernetes.api.model.batch.v1.JobCondition;
+import java.util.ArrayList;
+import java.util.Comparator;
 import java.util.List;
 import java.util.Locale;
 import java.util.Optional;
@@ -35,12 +37,20 @@ public final class JobObserver {
     specChange(ftj, job, st, generation);
     st.restarts = restarts(st, job, pods);
     Phase phase = phase(ftj, job, pods);
-    switch (phase) {
-      case Pending -> pending(job, pods, st, generation);
-      case Suspended -> suspended(st, generation);
-      case Running -> running(seen, st, generation);
-      case Succeeded, Failed -> finish(job, pods, phase, st, generation);
+    Optional<Job> failedWorkers = seen.workers().filter(w -> hasCondition(w, "Failed"));
+    if (!phase.isTerminal() && failedWorkers.isPresent()) { // the workers gave up: so does the job
+      finish(failedWorkers.get(), seen.workerPods(), Phase.Failed, st, generation);
+      st.message = "worker Job " + failedWorkers.get().getMetadata().getName() + " failed, so the job stops: "
+          + st.message;
+    } else {
+      switch (phase) {
+        case Pending -> pending(job, pods, st, generation);
+        case Suspended -> suspended(st, generation);
+        case Running -> running(seen, st, generation);
+        case Succeeded, Failed -> finish(job, pods, phase, st, generation);
+      }
     }
+    ranks(ftj, st, seen);
     if (Boolean.TRUE.equals(st.earlyStopped) && !Conditions.isTrue(st, Conditions.EARLY_STOPPED)) {
       Conditions.set(st, Conditions.EARLY_STOPPED, true, "EarlyStopped", "validation loss stopped improving; the best"
           + " epoch is " + st.bestEpoch + (st.bestValidationLoss == null ? "" : " (validation loss "
@@ -49,6 +59,35 @@ public final class JobObserver {
     if (st.epochs == null && ftj.getSpec().training != null) {
       st.epochs = ftj.getSpec().training.epochs;
     }
+  }
+
+  /** At most this many failures are kept in {@code status.failedRanks}: the newest ones. */
+  static final int MAX_FAILED_RANKS = 100;
+
+  /**
+   * With more than one rank: the ranks running of the world size, and each trainer Pod that failed on any node, once
+   * (the list is kept when their Pods are gone).
+   */
+  private static void ranks(FineTuneJob ftj, FineTuneJobStatus st, Snapshot seen) {
+    int perNode = Names.ranksPerNode(ftj);
+    int world = Names.nodes(ftj) * perNode;
+    if (world == 1) {
+      return;
+    }
+    long running = seen.allPods().stream().filter(p -> TrainerPods.inPhase(p, "Running")).count();
+    st.ranks = running * perNode + "/" + world;
+    List<String> failed = new ArrayList<>(st.failedRanks == null ? List.of() : st.failedRanks);
+    int before = failed.size();
+    seen.allPods().stream().filter(p -> TrainerPods.inPhase(p, "Failed"))
+        .sorted(Comparator.comparing((Pod p) -> TerminationMessages.of(p).map(Termination::finishedAt).orElse(""))
+            .thenComparing(TrainerPods::nodeRank))
+        .map(p -> TrainerPods.failure(p, perNode))
+        .flatMap(Optional::stream)
+        .filter(f -> !failed.contains(f))
+        .forEach(failed::add);
+    st.rankFailures = nz(st.rankFailures) + failed.size() - before;
+    st.failedRanks = failed.isEmpty() ? null
+        : new ArrayList<>(failed.subList(Math.max(0, failed.size() - MAX_FAILED_RANKS), failed.size()));
   }
 
   /** The Job has condition Complete or Failed: it starts no more Pods. */

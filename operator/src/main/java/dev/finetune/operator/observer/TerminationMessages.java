@@ -56,6 +56,22 @@ public final class TerminationMessages {
         .orElse(p.getMetadata().getCreationTimestamp() == null ? "" : p.getMetadata().getCreationTimestamp());
   }
 
+  /**
+   * " (reason: message)" from the trainer's summary; else ": " and the last line of a plain message (the log's tail,
+   * the trainer's own words); else nothing.
+   */
+  public static String explanation(Termination t) {
+    if (t.summary() != null && t.summary().reason != null) {
+      return " (" + t.summary().reason + (t.summary().message == null ? "" : ": " + t.summary().message) + ")";
+    }
+    if (t.summary() != null || t.message() == null || t.message().isBlank()) {
+      return "";
+    }
+    String[] lines = t.message().strip().split("\n");
+    String last = lines[lines.length - 1];
+    return ": " + (last.length() > 300 ? last.substring(0, 297) + "..." : last);
+  }
+
   static TrainerReport parse(String message) {
     if (message == null || message.isBlank()) {
       return null;

@@ -62,6 +62,30 @@ public final class TrainerPods {
             .findFirst().orElse(fallback);
   }
 
+  /** The node rank of a trainer Pod: a worker's completion index + 1; 0 for the leader or the only Pod. */
+  public static int nodeRank(Pod pod) {
+    var meta = pod.getMetadata();
+    boolean worker = meta.getLabels() != null && Names.WORKER.equals(meta.getLabels().get(Names.ROLE_LABEL));
+    String index = meta.getAnnotations() == null ? null : meta.getAnnotations().get(Names.COMPLETION_INDEX_ANNOTATION);
+    try {
+      return worker && index != null ? Integer.parseInt(index) + 1 : 0;
+    } catch (NumberFormatException e) {
+      return 0;
+    }
+  }
+
+  /**
+   * "Ranks 8-11 on node 2 (Pod p) exited with code 137", with the trainer's reason and message, or the last line of its
+   * log; empty while the Pod shows no termination.
+   */
+  public static Optional<String> failure(Pod pod, int ranksPerNode) {
+    int node = nodeRank(pod);
+    String ranks = ranksPerNode == 1 ? "Rank " + node
+        : "Ranks " + node * ranksPerNode + "-" + (node * ranksPerNode + ranksPerNode - 1);
+    return TerminationMessages.of(pod).map(t -> ranks + " on node " + node + " (Pod " + t.podName()
+        + ") exited with code " + t.exitCode() + TerminationMessages.explanation(t));
+  }
+
   public static Pod last(List<Pod> pods) {
     return pods.get(pods.size() - 1);
   }

@@ -106,7 +106,8 @@ public class FineTuneJobReconciler implements Reconciler<FineTuneJob> {
   public UpdateControl<FineTuneJob> reconcile(FineTuneJob ftj, Context<FineTuneJob> ctx) throws IOException {
     FineTuneJobStatus old = ftj.getStatus() == null ? new FineTuneJobStatus() : ftj.getStatus();
     if (isFinal(ftj, old)) {
-      deployer.expireWhenRecorded(ftj, old, ctx); // in case the last reconciliation could not
+      deployer.stopTheRest(ftj, old, ctx); // in case the last reconciliation could not
+      deployer.expireWhenRecorded(ftj, old, ctx);
       return UpdateControl.noUpdate(); // nothing is re-created or changed
     }
     FineTuneJobStatus st = old.phase != null && old.phase.isTerminal() ? new FineTuneJobStatus() : copy(old);
@@ -114,7 +115,7 @@ public class FineTuneJobReconciler implements Reconciler<FineTuneJob> {
     Snapshot seen = Snapshot.read(ftj, st, ctx);
     JobObserver.observe(ftj, st, seen);
     if (seen.job().isPresent()) {
-      deployer.align(ftj, seen.job().get(), ctx);
+      deployer.align(ftj, seen, ctx);
     } else if (st.jobName == null) { // nothing made yet
       List<Problem> problems = FineTuneJobValidator.validate(ftj);
       if (problems.isEmpty()) {
@@ -132,6 +133,7 @@ public class FineTuneJobReconciler implements Reconciler<FineTuneJob> {
     if (!FineTuneJobs.toJson(st).equals(FineTuneJobs.toJson(old))) {
       writeStatus(ftj, st, ctx);
     }
+    deployer.stopTheRest(ftj, st, ctx);
     deployer.expireWhenRecorded(ftj, st, ctx);
     return UpdateControl.noUpdate();
   }

@@ -9,6 +9,7 @@ import dev.finetune.operator.observer.Snapshot;
 import dev.finetune.operator.resources.Names;
 import dev.finetune.operator.resources.TrainerResources;
 import io.fabric8.kubernetes.api.model.ConfigMap;
+import io.fabric8.kubernetes.api.model.DeletionPropagation;
 import io.fabric8.kubernetes.api.model.HasMetadata;
 import io.fabric8.kubernetes.api.model.PersistentVolumeClaim;
 import io.fabric8.kubernetes.api.model.batch.v1.Job;
@@ -19,13 +20,15 @@ import io.fabric8.kubernetes.client.dsl.base.PatchType;
 import io.javaoperatorsdk.operator.api.reconciler.Context;
 import java.util.Objects;
 import java.util.Optional;
+import java.util.Set;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
  * Makes the cluster follow a FineTuneJob: creates (or adopts after a lost reply) the checkpoint claim, the
- * ConfigMap with the job file and the training Job; applies changes of spec.suspend to the Job; hands a finished
- * Job to the TTL controller once its end is recorded. What it did, or why it could not, goes into the status it is
+ * ConfigMap with the job file and the training Job (with several nodes also the workers' Job and the rendezvous
+ * Service); applies changes of spec.suspend to the Jobs; ends the rest of a job with several nodes once one part has
+ * ended; hands a finished Job to the TTL controller once its end is recorded. What it did, or why it could not, goes into the status it is
  * given.
  */
 public class JobDeployer {
@@ -60,9 +63,30 @@ public class JobDeployer {
     }
   }
 
-  /** Applies a change of spec.suspend. */
-  public void align(FineTuneJob ftj, Job job, Context<FineTuneJob> ctx) {
-    suspendOrResume(ftj, job, ctx);
+  /** Applies a change of spec.suspend, to the workers' Job too. */
+  public void align(FineTuneJob ftj, Snapshot seen, Context<FineTuneJob> ctx) {
+    seen.job().ifPresent(job -> suspendOrResume(ftj, job, ctx));
+    seen.workers().ifPresent(job -> suspendOrResume(ftj, job, ctx));
+  }
+
+  /**
+   * Once a job with several nodes has ended, deletes its Job that is still running: the workers' when the leader
+   * ended (a rank that stays alone would wait for the others until its timeout), the leader's when the workers' Job
+   * gave up. Their Pods get SIGTERM; the recorded status is final.
+   */
+  public void stopTheRest(FineTuneJob ftj, FineTuneJobStatus recorded, Context<FineTuneJob> ctx) {
+    if (Names.nodes(ftj) == 1 || recorded.phase == null || !recorded.phase.isTerminal()) {
+      return;
+    }
+    ctx.getSecondaryResources(Job.class).stream()
+        .filter(j -> Set.of(Names.job(ftj), Names.workersJob(ftj)).contains(j.getMetadata().getName()))
+        .filter(j -> !JobObserver.ended(j) && j.getMetadata().getDeletionTimestamp() == null)
+        .forEach(j -> {
+          LOG.info("msg=\"deleting the rest\" namespace={} name={} job={}", ftj.getMetadata().getNamespace(),
+              ftj.getMetadata().getName(), j.getMetadata().getName());
+          ctx.getClient().batch().v1().jobs().inNamespace(j.getMetadata().getNamespace())
+              .withName(j.getMetadata().getName()).withPropagationPolicy(DeletionPropagation.BACKGROUND).delete();
+        });
   }
 
   /**
@@ -75,10 +99,11 @@ public class JobDeployer {
     if (ttl == null || recorded.phase == null || !recorded.phase.isTerminal() || recorded.jobName == null) {
       return;
     }
+    Set<String> ours = Set.of(recorded.jobName, Names.workersJob(ftj));
     ctx.getSecondaryResources(Job.class).stream()
-        .filter(j -> recorded.jobName.equals(j.getMetadata().getName()) && j.getSpec().getTtlSecondsAfterFinished() == null)
-        .findFirst()
-        .ifPresent(j -> ctx.getClient().batch().v1().jobs().inNamespace(j.getMetadata().getNamespace())
+        .filter(j -> ours.contains(j.getMetadata().getName()) && j.getSpec().getTtlSecondsAfterFinished() == null
+            && JobObserver.ended(j))
+        .forEach(j -> ctx.getClient().batch().v1().jobs().inNamespace(j.getMetadata().getNamespace())
             .withName(j.getMetadata().getName())
             .patch(PatchContext.of(PatchType.JSON_MERGE), "{\"spec\":{\"ttlSecondsAfterFinished\":" + ttl + "}}"));
   }
@@ -106,6 +131,10 @@ public class JobDeployer {
         c.setData(spec.getData());
         return c;
       });
+    }
+    if (Names.nodes(ftj) > 1) { // the leader comes last: its Job is what the status follows
+      createOrGet(client, ftj, resources.rendezvousService(ftj));
+      createOrGet(client, ftj, resources.workersJob(ftj));
     }
     return createOrGet(client, ftj, resources.job(ftj));
   }

@@ -7,7 +7,6 @@ import dev.finetune.api.FineTuneJobStatus.Phase;
 import dev.finetune.operator.observer.Conditions;
 import dev.finetune.operator.observer.Snapshot;
 import dev.finetune.operator.observer.TerminationMessages;
-import dev.finetune.operator.observer.TerminationMessages.Termination;
 import dev.finetune.operator.observer.TrainerPods;
 import dev.finetune.operator.observer.TrainerStatus;
 import dev.finetune.operator.resources.Names;
@@ -48,7 +47,10 @@ class StatusEvents {
   /** What happened to the training Job: created, spec change refused, suspended, resumed. */
   private void jobEvents(FineTuneJob ftj, FineTuneJobStatus old, FineTuneJobStatus st) {
     if (old.jobName == null && st.jobName != null) {
+      int nodes = Names.nodes(ftj);
       events.normal(ftj, "Created", "Created training Job " + st.jobName
+          + (nodes > 1 ? " (node 0), worker Job " + Names.workersJob(ftj) + " (nodes 1-" + (nodes - 1) + "), Service "
+              + Names.rendezvous(ftj) : "")
           + (Names.createsClaim(ftj) ? ", PersistentVolumeClaim " + Names.claim(ftj) : "")
           + ", ConfigMap " + Names.configMap(ftj) + (st.phase == Phase.Suspended ? " (suspended)" : ""));
       return;
@@ -80,6 +82,7 @@ class StatusEvents {
       events.warning(ftj, "Restarted", "Trainer restarted (" + restarts + " of at most " + ftj.getSpec().backoffLimit
           + ")" + lastFailure(seen.pods()) + "; it resumes from the latest checkpoint");
     }
+    rankFailures(ftj, old, st);
     if (old.startTime == null && st.startTime != null && st.phase == Phase.Running) {
       TrainerPods.running(seen.pods()).ifPresent(pod -> events.normal(ftj, "Started", "Trainer Pod "
           + pod.getMetadata().getName() + " is running" + (pod.getSpec() == null || pod.getSpec().getNodeName() == null
@@ -105,6 +108,14 @@ class StatusEvents {
     String wasRestored = old.checkpoint == null ? null : old.checkpoint.restoredFrom;
     if (restored != null && !restored.equals(wasRestored)) {
       events.normal(ftj, "CheckpointRestored", "Trainer resumed from checkpoint " + restored + " after a restart");
+    }
+  }
+
+  /** With several nodes, one Warning per trainer Pod that failed, naming its node and ranks, when it first shows. */
+  private void rankFailures(FineTuneJob ftj, FineTuneJobStatus old, FineTuneJobStatus st) {
+    List<String> told = old.failedRanks == null ? List.of() : old.failedRanks;
+    if (st.failedRanks != null) {
+      st.failedRanks.stream().filter(f -> !told.contains(f)).forEach(f -> events.warning(ftj, "RankFailed", f));
     }
   }
 
@@ -138,16 +149,11 @@ class StatusEvents {
   private static String lastFailure(List<Pod> pods) {
     return pods.stream().filter(p -> TrainerPods.inPhase(p, "Failed")).reduce((a, b) -> b)
         .flatMap(TerminationMessages::of)
-        .map(t -> " after Pod " + t.podName() + " exited with code " + t.exitCode() + summaryText(t))
+        .map(t -> " after Pod " + t.podName() + " exited with code " + t.exitCode() + TerminationMessages.explanation(t))
         .orElse("");
   }
 
-  private static String summaryText(Termination t) {
-    if (t.summary() != null && t.summary().reason != null) {
-      return " (" + t.summary().reason + (t.summary().message == null ? "" : ": " + t.summary().message) + ")";
-    }
-    return "";
-  }
+
 
   private static String epochText(int epoch, Integer epochs, Double train, Double val) {
     return "Epoch " + epoch + (epochs == null ? "" : "/" + epochs) + " finished: train loss " + fmt(train)

@@ -23,11 +23,39 @@ public final class Names {
    * changes, so a queue controller (Kueue) that holds a Job suspended until admission is not overridden.
    */
   public static final String SUSPEND_ANNOTATION = "finetune.dev/suspend";
+  /** On trainer Pods of a job with several nodes: "leader" (node 0, the run folder) or "worker". */
+  public static final String ROLE_LABEL = "finetune.dev/role";
+  public static final String LEADER = "leader";
+  public static final String WORKER = "worker";
+  /** Set by the Job controller on each Pod of an Indexed Job. */
+  public static final String COMPLETION_INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index";
   public static final String CONTAINER = "trainer";
   public static final String METRICS_PORT_NAME = "metrics";
 
   public static String job(FineTuneJob ftj) {
     return ftj.getMetadata().getName() + "-train";
+  }
+
+  /** The Indexed Job of a multi-node job's other nodes (ranks beyond the leader Pod's). */
+  public static String workersJob(FineTuneJob ftj) {
+    return ftj.getMetadata().getName() + "-workers";
+  }
+
+  /** The headless Service that resolves to the leader Pod: the workers' MASTER_ADDR (a name must start with a letter). */
+  public static String rendezvous(FineTuneJob ftj) {
+    return "rdzv-" + ftj.getMetadata().getName();
+  }
+
+  /** Nodes (Pods) the job trains on: spec.resources.nodes, at least 1. */
+  public static int nodes(FineTuneJob ftj) {
+    var r = ftj.getSpec().resources;
+    return r == null || r.nodes == null || r.nodes < 1 ? 1 : r.nodes;
+  }
+
+  /** Ranks on each node: one per GPU, or one on the CPU. */
+  public static int ranksPerNode(FineTuneJob ftj) {
+    var r = ftj.getSpec().resources;
+    return r == null || r.gpus == null || r.gpus < 1 ? 1 : r.gpus;
   }
 
   public static String configMap(FineTuneJob ftj) {

@@ -15,6 +15,8 @@ import io.fabric8.kubernetes.api.model.ConfigMap;
 import io.fabric8.kubernetes.api.model.ConfigMapBuilder;
 import io.fabric8.kubernetes.api.model.Container;
 import io.fabric8.kubernetes.api.model.ContainerBuilder;
+import io.fabric8.kubernetes.api.model.ContainerPort;
+import io.fabric8.kubernetes.api.model.ContainerPortBuilder;
 import io.fabric8.kubernetes.api.model.EnvVar;
 import io.fabric8.kubernetes.api.model.EnvVarBuilder;
 import io.fabric8.kubernetes.api.model.ObjectMeta;
@@ -26,6 +28,8 @@ import io.fabric8.kubernetes.api.model.PersistentVolumeClaimBuilder;
 import io.fabric8.kubernetes.api.model.PodSecurityContextBuilder;
 import io.fabric8.kubernetes.api.model.Quantity;
 import io.fabric8.kubernetes.api.model.SecurityContextBuilder;
+import io.fabric8.kubernetes.api.model.Service;
+import io.fabric8.kubernetes.api.model.ServiceBuilder;
 import io.fabric8.kubernetes.api.model.Volume;
 import io.fabric8.kubernetes.api.model.VolumeBuilder;
 import io.fabric8.kubernetes.api.model.VolumeMount;
@@ -45,7 +49,8 @@ import java.util.regex.Pattern;
 
 /**
  * Builds the objects a FineTuneJob owns: the checkpoint claim, the ConfigMap with the job file and the
- * batch/v1 Job with one trainer Pod. Pure functions of the FineTuneJob and the operator's configuration.
+ * batch/v1 Job with one trainer Pod; with several nodes, also the workers' Indexed Job and the rendezvous Service.
+ * Pure functions of the FineTuneJob and the operator's configuration.
  */
 public final class TrainerResources {
   public static final String TERMINATION_MESSAGE_PATH = TrainerContract.DEFAULT_TERMINATION_LOG;
@@ -55,6 +60,7 @@ public final class TrainerResources {
   static final String VOLUME_MODEL = "model";
   static final String VOLUME_DATA = "data";
   static final String VOLUME_DATA_CONFIGMAP = "dataset-configmap";
+  static final String RENDEZVOUS_PORT_NAME = "rendezvous";
 
   private final OperatorConfig config;
 
@@ -141,37 +147,76 @@ public final class TrainerResources {
     cmd.add(TrainerContract.SPEC_FILE);
     cmd.add("--output");
     cmd.add(TrainerContract.WORKSPACE + "/" + Names.runDir(ftj));
-    Integer gpus = ftj.getSpec().resources == null ? null : ftj.getSpec().resources.gpus;
-    if (gpus != null && gpus > 1) { // data-parallel: one rank per GPU, as torchrun --nproc-per-node
+    if (Names.nodes(ftj) * Names.ranksPerNode(ftj) > 1) { // data-parallel: one rank per GPU, as torchrun --nproc-per-node
       cmd.add("--nproc-per-node");
-      cmd.add(Integer.toString(gpus));
+      cmd.add(Integer.toString(Names.ranksPerNode(ftj)));
     }
     return cmd;
   }
 
+  /** The training Job: the one trainer Pod, or a multi-node job's leader (node 0: the checkpoint volume, /progress). */
   public Job job(FineTuneJob ftj) {
+    return job(ftj, false);
+  }
+
+  /**
+   * A multi-node job's other nodes: an Indexed Job of nodes - 1 Pods, node rank = completion index + 1, each with an
+   * emptyDir in place of the checkpoint volume (rank 0 alone writes the run folder, and sends the checkpoint it resumes
+   * from to the others), so no ReadWriteMany volume is needed. A rank that fails makes every other rank's next
+   * collective fail, so one failure costs each Pod an attempt: the back-off limit is the leader's times the Pods.
+   */
+  public Job workersJob(FineTuneJob ftj) {
+    return job(ftj, true);
+  }
+
+  /** The headless Service whose name resolves to the leader Pod: the workers' rendezvous address. */
+  public Service rendezvousService(FineTuneJob ftj) {
+    Map<String, String> selector = new LinkedHashMap<>();
+    selector.put(Names.JOB_LABEL, ftj.getMetadata().getName());
+    selector.put(Names.ROLE_LABEL, Names.LEADER);
+    return new ServiceBuilder()
+        .withMetadata(meta(ftj, Names.rendezvous(ftj), true))
+        .withNewSpec()
+        .withClusterIP("None")
+        .withSelector(selector)
+        .withPublishNotReadyAddresses(true) // the rendezvous starts before any readiness
+        .addNewPort().withName(RENDEZVOUS_PORT_NAME).withPort(TrainerContract.RENDEZVOUS_PORT).withProtocol("TCP").endPort()
+        .endSpec()
+        .build();
+  }
+
+  private Job job(FineTuneJob ftj, boolean workers) {
     FineTuneJobSpec spec = ftj.getSpec();
+    int nodes = Names.nodes(ftj);
     int port = config.trainerPort();
     Map<String, String> podLabels = labels(ftj);
     podLabels.put(Names.COMPONENT_LABEL, "trainer");
-    podLabels.put(Names.METRICS_LABEL, "true");
     Map<String, String> podAnnotations = new LinkedHashMap<>();
-    podAnnotations.put("prometheus.io/scrape", "true");
-    podAnnotations.put("prometheus.io/port", Integer.toString(port));
-    podAnnotations.put("prometheus.io/path", TrainerContract.METRICS_PATH);
+    if (!workers) { // only rank 0 serves /metrics and /progress
+      podLabels.put(Names.METRICS_LABEL, "true");
+      podAnnotations.put("prometheus.io/scrape", "true");
+      podAnnotations.put("prometheus.io/port", Integer.toString(port));
+      podAnnotations.put("prometheus.io/path", TrainerContract.METRICS_PATH);
+    }
+    if (nodes > 1) {
+      podLabels.put(Names.ROLE_LABEL, workers ? Names.WORKER : Names.LEADER);
+    }
     podAnnotations.put("kubectl.kubernetes.io/default-container", Names.CONTAINER);
 
-    ObjectMeta meta = meta(ftj, Names.job(ftj), true);
+    ObjectMeta meta = meta(ftj, workers ? Names.workersJob(ftj) : Names.job(ftj), true);
     meta.setAnnotations(new LinkedHashMap<>(Map.of(
         Names.SPEC_HASH_ANNOTATION, SpecHash.of(spec),
         Names.SUSPEND_ANNOTATION, Boolean.toString(Boolean.TRUE.equals(spec.suspend)))));
+    int pods = workers ? nodes - 1 : 1;
+    Integer backoffLimit = spec.backoffLimit == null || !workers ? spec.backoffLimit : spec.backoffLimit * pods;
 
     return new JobBuilder()
         .withMetadata(meta)
         .withNewSpec()
-        .withParallelism(1)
-        .withCompletions(1)
-        .withBackoffLimit(spec.backoffLimit)
+        .withCompletionMode(workers ? "Indexed" : null)
+        .withParallelism(pods)
+        .withCompletions(pods)
+        .withBackoffLimit(backoffLimit)
         .withActiveDeadlineSeconds(spec.activeDeadlineSeconds)
         // no ttlSecondsAfterFinished yet: the operator sets it once it has recorded the Job's end
         .withSuspend(Boolean.TRUE.equals(spec.suspend))
@@ -196,8 +241,8 @@ public final class TrainerResources {
             .withFsGroup(config.trainerUid())
             .withNewSeccompProfile().withType("RuntimeDefault").endSeccompProfile()
             .build())
-        .withContainers(container(ftj))
-        .withVolumes(volumes(ftj))
+        .withContainers(container(ftj, workers))
+        .withVolumes(volumes(ftj, workers))
         .endSpec()
         .endTemplate()
         .endSpec()
@@ -268,7 +313,7 @@ public final class TrainerResources {
             .build());
   }
 
-  private Container container(FineTuneJob ftj) {
+  private Container container(FineTuneJob ftj, boolean worker) {
     FineTuneJobSpec spec = ftj.getSpec();
     ResourcesSpec res = spec.resources == null ? new ResourcesSpec() : spec.resources;
     Map<String, Quantity> amounts = new LinkedHashMap<>();
@@ -283,8 +328,8 @@ public final class TrainerResources {
         .withImage(spec.image == null || spec.image.isBlank() ? config.trainerImage() : spec.image)
         .withImagePullPolicy(blankToNull(spec.imagePullPolicy))
         .withCommand(command(ftj))
-        .addNewPort().withName(Names.METRICS_PORT_NAME).withContainerPort(config.trainerPort()).withProtocol("TCP").endPort()
-        .withEnv(env(ftj))
+        .withPorts(ports(ftj, worker))
+        .withEnv(env(ftj, worker))
         .withNewResources().withRequests(new LinkedHashMap<>(amounts)).withLimits(new LinkedHashMap<>(amounts)).endResources()
         .withVolumeMounts(mounts(ftj))
         .withTerminationMessagePath(TERMINATION_MESSAGE_PATH)
@@ -300,10 +345,37 @@ public final class TrainerResources {
         .build();
   }
 
-  private List<EnvVar> env(FineTuneJob ftj) {
+  private List<ContainerPort> ports(FineTuneJob ftj, boolean worker) {
+    List<ContainerPort> ports = new ArrayList<>();
+    if (!worker) {
+      ports.add(new ContainerPortBuilder().withName(Names.METRICS_PORT_NAME).withContainerPort(config.trainerPort())
+          .withProtocol("TCP").build());
+      if (Names.nodes(ftj) > 1) {
+        ports.add(new ContainerPortBuilder().withName(RENDEZVOUS_PORT_NAME)
+            .withContainerPort(TrainerContract.RENDEZVOUS_PORT).withProtocol("TCP").build());
+      }
+    }
+    return ports;
+  }
+
+  private List<EnvVar> env(FineTuneJob ftj, boolean worker) {
     List<EnvVar> env = new ArrayList<>();
     env.add(new EnvVar("DJL_OFFLINE", "true", null));
-    env.add(new EnvVar(TrainerContract.ENV_PORT, Integer.toString(config.trainerPort()), null));
+    env.add(new EnvVar(TrainerContract.ENV_PORT, worker ? "0" : Integer.toString(config.trainerPort()), null));
+    int nodes = Names.nodes(ftj);
+    if (nodes > 1) { // torchrun's multi-node environment; the launcher adds each rank's own
+      env.add(new EnvVar("NNODES", Integer.toString(nodes), null));
+      if (worker) {
+        env.add(new EnvVarBuilder().withName(TrainerContract.ENV_WORKER_INDEX).withNewValueFrom().withNewFieldRef()
+            .withFieldPath("metadata.annotations['" + Names.COMPLETION_INDEX_ANNOTATION + "']")
+            .endFieldRef().endValueFrom().build());
+      } else {
+        env.add(new EnvVar("NODE_RANK", "0", null));
+      }
+      // rank 0's TCPStore runs in the leader Pod: the workers find it through the headless Service
+      env.add(new EnvVar("MASTER_ADDR", worker ? Names.rendezvous(ftj) : "127.0.0.1", null));
+      env.add(new EnvVar("MASTER_PORT", Integer.toString(TrainerContract.RENDEZVOUS_PORT), null));
+    }
     env.add(new EnvVar(TrainerContract.ENV_TERMINATION_LOG, TERMINATION_MESSAGE_PATH, null));
     if (modelClaim(ftj) != null) {
       env.add(new EnvVar(TrainerContract.ENV_MODEL_DIR, TrainerContract.MODEL_MOUNT, null));
@@ -342,10 +414,12 @@ public final class TrainerResources {
     return mounts;
   }
 
-  private List<Volume> volumes(FineTuneJob ftj) {
+  private List<Volume> volumes(FineTuneJob ftj, boolean worker) {
     List<Volume> volumes = new ArrayList<>();
-    volumes.add(new VolumeBuilder().withName(VOLUME_WORKSPACE)
-        .withNewPersistentVolumeClaim().withClaimName(Names.checkpointClaim(ftj)).endPersistentVolumeClaim().build());
+    volumes.add(worker // a rank other than 0 writes nothing to the run folder
+        ? new VolumeBuilder().withName(VOLUME_WORKSPACE).withNewEmptyDir().endEmptyDir().build()
+        : new VolumeBuilder().withName(VOLUME_WORKSPACE)
+            .withNewPersistentVolumeClaim().withClaimName(Names.checkpointClaim(ftj)).endPersistentVolumeClaim().build());
     String specFileName = TrainerContract.SPEC_FILE.substring(TrainerContract.SPEC_FILE.lastIndexOf('/') + 1);
     volumes.add(new VolumeBuilder().withName(VOLUME_SPEC)
         .withNewConfigMap().withName(Names.configMap(ftj))

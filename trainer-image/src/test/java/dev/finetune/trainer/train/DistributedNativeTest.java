@@ -1,6 +1,7 @@
 package dev.finetune.trainer.train;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import dev.finetune.api.EpochRecord;
 import dev.finetune.api.testing.Holds;
@@ -165,6 +166,16 @@ class DistributedNativeTest {
     assertThat(Launcher.worst(List.of(75, 137))).isEqualTo(ExitCodes.CRASHED);
     assertThat(Launcher.worst(List.of(1, 3))).isEqualTo(ExitCodes.BAD_JOB);
     assertThat(Launcher.worst(List.of(4, 1))).isEqualTo(ExitCodes.DIVERGED);
+  }
+
+  @Test
+  void aWorkerPodsNodeRankIsItsIndexPlusOneAndNodeRankWins() {
+    assertThat(Launcher.nodeRank(Map.of())).isZero();
+    assertThat(Launcher.nodeRank(Map.of("NODE_RANK", "2"))).isEqualTo(2);
+    assertThat(Launcher.nodeRank(Map.of(TrainerContract.ENV_WORKER_INDEX, "0"))).isEqualTo(1);
+    assertThat(Launcher.nodeRank(Map.of(TrainerContract.ENV_WORKER_INDEX, "2", "NODE_RANK", "0"))).isZero();
+    assertThatThrownBy(() -> Launcher.nodeRank(Map.of(TrainerContract.ENV_WORKER_INDEX, "x")))
+        .hasMessageContaining("FINETUNE_WORKER_INDEX is 'x'");
   }
 
   /** Runs the job as one process (in {@code one}) and as 2 ranks (in {@code two}): their largest loss difference. */
