@@ -39,8 +39,7 @@ app.kubernetes.io/component: operator
   verbs: ["get", "patch", "update"]
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  # delete: the rest of a job with several nodes, once one part of it has ended
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "update"]
 - apiGroups: [""]
   resources: ["services"]
   # the rendezvous Service of a job with several nodes

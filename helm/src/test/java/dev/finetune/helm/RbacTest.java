@@ -119,7 +119,7 @@ class RbacTest {
       }
       // What the rules do not grant is refused.
       assertForbidden(() -> asOperator.secrets().inNamespace(ns).list());
-      assertForbidden(() -> asOperator.pods().inNamespace(ns).withName("small-cpu").delete());
+      assertForbidden(() -> asOperator.batch().v1().jobs().inNamespace(ns).withName("small-cpu").delete());
       assertForbidden(() -> asOperator.services().inNamespace(ns).withName("rdzv-two-nodes").delete());
       assertForbidden(() -> asOperator.apps().deployments().inNamespace(ns).list());
       assertForbidden(() -> asOperator.leases().inNamespace(ns).list());

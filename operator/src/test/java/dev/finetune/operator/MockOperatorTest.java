@@ -647,13 +647,13 @@ class MockOperatorTest {
     await().untilAsserted(() -> assertThat(events(ns, "pair")).filteredOn(e -> e.getReason().equals("RankFailed"))
         .extracting(Event::getMessage).containsExactlyInAnyOrder(killed, lost));
 
-    // the workers' Job gives up: the job fails with its reason, and the leader's Job, still running, is deleted
+    // the workers' Job gives up: the job fails with its reason, and the leader's Job, still running, is suspended
     setJobCondition(workers, "Failed");
     st = awaitStatus(ns, "pair", j -> j.getStatus().phase == Phase.Failed);
     assertThat(st.getStatus().reason).isEqualTo("BackoffLimitExceeded");
     assertThat(st.getStatus().message).startsWith("worker Job pair-workers failed, so the job stops: ");
     await().atMost(Duration.ofSeconds(20)).until(
-        () -> client.batch().v1().jobs().inNamespace(ns).withName("pair-train").get() == null);
+        () -> client.batch().v1().jobs().inNamespace(ns).withName("pair-train").get().getSpec().getSuspend());
     assertThat(reasons(ns, "pair")).contains("Created");
     assertThat(events(ns, "pair").stream().filter(e -> e.getReason().equals("Created")).findFirst().get().getMessage())
         .isEqualTo("Created training Job pair-train (node 0), worker Job pair-workers (nodes 1-2), Service rdzv-pair,"

@@ -9,7 +9,6 @@ import dev.finetune.operator.observer.Snapshot;
 import dev.finetune.operator.resources.Names;
 import dev.finetune.operator.resources.TrainerResources;
 import io.fabric8.kubernetes.api.model.ConfigMap;
-import io.fabric8.kubernetes.api.model.DeletionPropagation;
 import io.fabric8.kubernetes.api.model.HasMetadata;
 import io.fabric8.kubernetes.api.model.PersistentVolumeClaim;
 import io.fabric8.kubernetes.api.model.batch.v1.Job;
@@ -27,8 +26,8 @@ import org.slf4j.LoggerFactory;
 /**
  * Makes the cluster follow a FineTuneJob: creates (or adopts after a lost reply) the checkpoint claim, the
  * ConfigMap with the job file and the training Job (with several nodes also the workers' Job and the rendezvous
- * Service); applies changes of spec.suspend to the Jobs; ends the rest of a job with several nodes once one part has
- * ended; hands a finished Job to the TTL controller once its end is recorded. What it did, or why it could not, goes into the status it is
+ * Service); applies changes of spec.suspend to the Jobs; suspends the rest of a job with several nodes once one part
+ * has ended; hands a finished Job to the TTL controller once its end is recorded. What it did, or why it could not, goes into the status it is
  * given.
  */
 public class JobDeployer {
@@ -70,9 +69,10 @@ public class JobDeployer {
   }
 
   /**
-   * Once a job with several nodes has ended, deletes its Job that is still running: the workers' when the leader
+   * Once a job with several nodes has ended, suspends its Job that is still running: the workers' when the leader
    * ended (a rank that stays alone would wait for the others until its timeout), the leader's when the workers' Job
-   * gave up. Their Pods get SIGTERM; the recorded status is final.
+   * gave up. The Job controller stops their Pods (SIGTERM, so the leader checkpoints); the recorded status is final.
+   * Suspending, not deleting: the operator deletes nothing, and the Job stays to be read.
    */
   public void stopTheRest(FineTuneJob ftj, FineTuneJobStatus recorded, Context<FineTuneJob> ctx) {
     if (Names.nodes(ftj) == 1 || recorded.phase == null || !recorded.phase.isTerminal()) {
@@ -80,12 +80,14 @@ public class JobDeployer {
     }
     ctx.getSecondaryResources(Job.class).stream()
         .filter(j -> Set.of(Names.job(ftj), Names.workersJob(ftj)).contains(j.getMetadata().getName()))
-        .filter(j -> !JobObserver.ended(j) && j.getMetadata().getDeletionTimestamp() == null)
+        .filter(j -> !JobObserver.ended(j) && !Boolean.TRUE.equals(j.getSpec().getSuspend()))
         .forEach(j -> {
-          LOG.info("msg=\"deleting the rest\" namespace={} name={} job={}", ftj.getMetadata().getNamespace(),
+          LOG.info("msg=\"suspending the rest\" namespace={} name={} job={}", ftj.getMetadata().getNamespace(),
               ftj.getMetadata().getName(), j.getMetadata().getName());
           ctx.getClient().batch().v1().jobs().inNamespace(j.getMetadata().getNamespace())
-              .withName(j.getMetadata().getName()).withPropagationPolicy(DeletionPropagation.BACKGROUND).delete();
+              .withName(j.getMetadata().getName())
+              .patch(PatchContext.of(PatchType.JSON_MERGE), "{\"metadata\":{\"annotations\":{\""
+                  + Names.SUSPEND_ANNOTATION + "\":\"true\"}},\"spec\":{\"suspend\":true}}");
         });
   }
 
