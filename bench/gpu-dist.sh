@@ -76,6 +76,10 @@ for r in 1 0; do ranks 2 $r env FINETUNE_DIST_BACKEND=gloo "${java[@]}" dev.fine
 port=$((port + 1))
 for r in 1 0; do ranks 2 $r env FINETUNE_DIST_BACKEND=gloo "${java[@]}" dev.finetune.trainer.Bench "${shape[@]}" --precision "$mode" \
   > "$out/step-gloo-w2-r$r.log" 2>&1 & done; wait; record "$out/step-gloo-w2-r0.log"
+# the same step with the all-reduce after the backward pass instead of during it: what the overlap saves
+port=$((port + 1))
+for r in 1 0; do ranks 2 $r env FINETUNE_DIST_BACKEND=gloo "${java[@]}" dev.finetune.trainer.Bench "${shape[@]}" --precision "$mode" \
+  --overlap 0 > "$out/step-gloo-w2-after-r$r.log" 2>&1 & done; wait; record "$out/step-gloo-w2-after-r0.log"
 
 note "a tiny job, 1 process against 2 ranks (Gloo) on the device"
 job=/tmp/finetune-dist-job

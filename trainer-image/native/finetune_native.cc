@@ -25,9 +25,15 @@
 #ifdef USE_C10D_NCCL
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/variable.h>
+
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <deque>
+#include <memory>
+#include <mutex>
 #endif
 
 #define FT_HAS_SDPA (TORCH_VERSION_MAJOR >= 2)
@@ -237,6 +243,111 @@ void Bucketed(G& group, std::vector<torch::Tensor>& ts, int64_t capBytes, Op op)
   }
 }
 
+// Gradient all-reduce that overlaps the backward pass, as DDP's Reducer schedules it. The trainable parameters are
+// cut into buckets in reverse order (the order the backward pass produces their gradients); a post-hook on each
+// parameter's AccumulateGrad node marks it ready once its gradient is accumulated, and a bucket whose last parameter
+// is ready is flattened and its all-reduce started while the backward pass goes on. Buckets start in index order
+// only (a ready bucket waits for the ones before it), so every rank issues the same collectives in the same order,
+// as c10d requires. Only an armed backward pass (the last micro-batch of an optimizer step; DDP's no_sync for the
+// others) starts anything.
+struct GradSync {
+  std::vector<torch::Tensor> params;
+  // Held so the nodes, and with them the hooks, live across steps: a parameter keeps only a weak reference.
+  std::vector<std::shared_ptr<torch::autograd::Node>> accumulators;
+  std::vector<std::vector<size_t>> buckets;
+  std::vector<size_t> bucketOf;
+  std::mutex mu;
+  bool armed = false;
+  std::vector<size_t> pending;
+  std::vector<char> seen;  // per parameter: its gradient is complete in this armed pass
+  size_t next = 0;  // the first bucket not started
+  std::vector<std::vector<torch::Tensor>> flats;  // per bucket; empty until its all-reduce starts
+  std::vector<c10::intrusive_ptr<c10d::Work>> works;
+  int startedInBackward = 0;
+  std::string error;  // a hook must not throw into the autograd engine: finish() rethrows it
+
+  // Flattens bucket b's gradients (zeros for a parameter that got none) and starts their all-reduce. Holds mu.
+  void start(size_t b) {
+    torch::NoGradGuard noGrad;
+    std::vector<torch::Tensor> parts;
+    for (size_t j : buckets[b]) {
+      const auto& g = params[j].grad();
+      parts.push_back(g.defined() ? g.reshape({-1}) : torch::zeros({params[j].numel()}, params[j].options()));
+    }
+    flats[b] = {torch::cat(parts)};
+    WithGroup([&](auto& g) { works[b] = g.allreduce(flats[b]); });
+  }
+};
+
+std::shared_ptr<GradSync> gradSync;
+
+struct GradReadyHook : torch::autograd::FunctionPostHook {
+  std::weak_ptr<GradSync> sync;  // weak: the sync holds the node that holds this hook
+  size_t index;
+  GradReadyHook(std::weak_ptr<GradSync> s, size_t i) : sync(std::move(s)), index(i) {}
+  torch::autograd::variable_list operator()(const torch::autograd::variable_list& outputs,
+                                            const torch::autograd::variable_list&) override {
+    auto s = sync.lock();
+    if (!s) return outputs;
+    std::lock_guard<std::mutex> lock(s->mu);
+    size_t b = s->bucketOf[index];
+    if (!s->armed || !s->error.empty()) return outputs;
+    if (s->seen[index]) {  // a second backward pass in one step: its bucket may have gone already
+      s->error = "gradient sync: parameter " + std::to_string(index) + " received a gradient twice in one armed step";
+      return outputs;
+    }
+    s->seen[index] = 1;
+    --s->pending[b];
+    try {
+      while (s->next < s->buckets.size() && s->pending[s->next] == 0) {
+        s->start(s->next++);
+        s->startedInBackward++;
+      }
+    } catch (const std::exception& e) {
+      s->error = e.what();
+    }
+    return outputs;
+  }
+};
+
+// The sync for these parameters: the current one when it has the same tensors, else a new one with its hooks.
+std::shared_ptr<GradSync> SyncFor(const std::vector<torch::Tensor>& params, int64_t capBytes) {
+  if (gradSync && gradSync->params.size() == params.size()) {
+    bool same = true;
+    for (size_t i = 0; i < params.size() && same; ++i) same = gradSync->params[i].is_same(params[i]);
+    if (same) return gradSync;
+  }
+  auto s = std::make_shared<GradSync>();
+  s->params = params;
+  s->bucketOf.resize(params.size());
+  for (size_t n = params.size(); n > 0;) {
+    std::vector<size_t> b{--n};
+    int64_t bytes = params[n].numel() * params[n].element_size();
+    while (n > 0 && params[n - 1].scalar_type() == params[b[0]].scalar_type() &&
+           params[n - 1].device() == params[b[0]].device() &&
+           bytes + params[n - 1].numel() * params[n - 1].element_size() <= capBytes) {
+      b.push_back(--n);
+      bytes += params[n].numel() * params[n].element_size();
+    }
+    for (size_t j : b) s->bucketOf[j] = s->buckets.size();
+    s->buckets.push_back(std::move(b));
+  }
+  s->pending.resize(s->buckets.size());
+  s->seen.resize(params.size());
+  s->flats.resize(s->buckets.size());
+  s->works.resize(s->buckets.size());
+  for (size_t i = 0; i < params.size(); ++i) {
+    if (!params[i].requires_grad() || !params[i].is_leaf()) {
+      throw std::invalid_argument("gradient sync: parameter " + std::to_string(i) + " is not a leaf that requires grad");
+    }
+    auto acc = torch::autograd::impl::grad_accumulator(params[i]);
+    acc->add_post_hook(std::make_unique<GradReadyHook>(s, i));
+    s->accumulators.push_back(std::move(acc));
+  }
+  gradSync = s;
+  return s;
+}
+
 }  // namespace
 #endif
 
@@ -325,6 +436,65 @@ FT(void, distAllReduce)(JNIEnv* env, jclass, jlongArray handles, jlong bucketByt
   });
 }
 
+// Arms the gradient all-reduce of the next backward pass over these parameters (the trainable ones, in model order):
+// buckets start as the backward pass fills them. Returns the number of buckets.
+FT(jint, distGradSyncArm)(JNIEnv* env, jclass, jlongArray handles, jlong bucketBytes) {
+  return Guard(env, [&]() -> jint {
+#ifdef FT_C10D
+    auto s = SyncFor(Tensors(env, handles), bucketBytes);
+    std::lock_guard<std::mutex> lock(s->mu);
+    for (size_t b = 0; b < s->buckets.size(); ++b) {
+      s->pending[b] = s->buckets[b].size();
+      s->flats[b].clear();
+      s->works[b].reset();
+    }
+    std::fill(s->seen.begin(), s->seen.end(), 0);
+    s->next = 0;
+    s->startedInBackward = 0;
+    s->error.clear();
+    s->armed = true;
+    return static_cast<jint>(s->buckets.size());
+#else
+    return 0;
+#endif
+  });
+}
+
+// Ends the armed gradient all-reduce: starts the buckets the backward pass did not fill, waits for every bucket and
+// writes the sums back into the gradients. Returns how many buckets had started during the backward pass.
+FT(jint, distGradSyncFinish)(JNIEnv* env, jclass) {
+  return Guard(env, [&]() -> jint {
+#ifdef FT_C10D
+    auto s = gradSync;
+    if (!s) throw std::runtime_error("gradient sync: not armed");
+    std::lock_guard<std::mutex> lock(s->mu);
+    s->armed = false;
+    if (!s->error.empty()) throw std::runtime_error(s->error);
+    torch::NoGradGuard noGrad;
+    while (s->next < s->buckets.size()) s->start(s->next++);
+    for (size_t b = 0; b < s->buckets.size(); ++b) {
+      s->works[b]->wait();
+      int64_t offset = 0;
+      for (size_t j : s->buckets[b]) {
+        auto& p = s->params[j];
+        auto sum = s->flats[b][0].narrow(0, offset, p.numel()).view_as(p);
+        if (p.grad().defined()) {
+          p.mutable_grad().copy_(sum);
+        } else {
+          p.mutable_grad() = sum.clone();
+        }
+        offset += p.numel();
+      }
+      s->flats[b].clear();
+      s->works[b].reset();
+    }
+    return static_cast<jint>(s->startedInBackward);
+#else
+    return 0;
+#endif
+  });
+}
+
 // Overwrites the tensors on every rank with rank `root`'s, in place.
 FT(void, distBroadcast)(JNIEnv* env, jclass, jlongArray handles, jint root, jlong bucketBytes) {
   Guard(env, [&]() -> int {
@@ -346,6 +516,7 @@ FT(void, distBroadcast)(JNIEnv* env, jclass, jlongArray handles, jint root, jlon
 FT(void, distClose)(JNIEnv* env, jclass) {
   Guard(env, [&]() -> int {
 #ifdef FT_C10D
+    gradSync.reset();
 #ifdef USE_C10D_GLOO
     glooGroup.reset();
 #endif

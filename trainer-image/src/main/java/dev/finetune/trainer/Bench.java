@@ -50,7 +50,8 @@ import java.util.Random;
  * GPT-2's context length) in HF layout, for benchmarks of whole jobs. Both take the tokenizer's vocabulary as --vocab
  * (default 50257, GPT-2's).
  * Launched with torchrun's environment (WORLD_SIZE, RANK, MASTER_ADDR, MASTER_PORT) the training steps all-reduce their
- * gradients over the ranks as the trainer does (the JSON adds the world size and backend), and {@code --allreduce-mb N}
+ * gradients over the ranks as the trainer does, bucket by bucket during the backward pass ({@code --overlap 0}: after
+ * it, to measure what the overlap saves; the JSON adds the world size, backend and overlap), and {@code --allreduce-mb N}
  * instead times the all-reduce of N MB of fp32 on the device: bus bandwidth as nccl-tests computes it.
  */
 public final class Bench {
@@ -93,6 +94,7 @@ public final class Bench {
     numbers.put("intermediate", 0);
     numbers.put("lora", 0);
     numbers.put("allreduce-mb", 0);
+    numbers.put("overlap", 1);
     text.put("arch", "gpt2");
     text.put("precision", "fp32");
     text.put("random-model", null);
@@ -135,6 +137,9 @@ public final class Bench {
         net.setPrecision(precision);
         try (AdamW opt = new AdamW(net.trainable(), base, 0.9, 0.999, 1e-8, 0.1)) {
         opt.useFused(precision.nativeOps().orElse(null));
+        if (o.get("lora") == 0) {
+          opt.shard(dist); // as the trainer: ZeRO-1 when every weight trains
+        }
         long[][] ids = new long[batch][seq];
         long[][] targets = new long[batch][seq];
         randomBatch(ids, targets, vocab);
@@ -143,7 +148,7 @@ public final class Bench {
         double loss = 0;
         for (int s = 0; s < times.length; s++) {
           long start = System.nanoTime();
-          loss = step(net, opt, base, ids, targets, dist);
+          loss = step(net, opt, base, ids, targets, dist, o.get("overlap") != 0);
           times[s] = (System.nanoTime() - start) / 1e9;
         }
         double[] timed = Arrays.copyOfRange(times, warmup, times.length);
@@ -156,10 +161,10 @@ public final class Bench {
         double flops = 6.0 * params * batch * seq + 12.0 * layers * batch * seq * (double) seq * d;
         String impl = "djl-" + Engine.getDjlVersion() + "-pytorch-" + Engine.getInstance().getVersion();
         System.out.println(String.format(Locale.ROOT,
-            "{\"impl\": \"%s\", \"arch\": \"%s\", \"world\": %d, \"backend\": \"%s\", \"device\": \"%s\", \"precision\": \"%s\", \"threads\": %d, \"params\": %d, \"trainable_params\": %d, \"batch\": %d, \"seq\": %d, \"median_step_s\": %.4f, "
+            "{\"impl\": \"%s\", \"arch\": \"%s\", \"world\": %d, \"backend\": \"%s\", \"overlap\": %b, \"device\": \"%s\", \"precision\": \"%s\", \"threads\": %d, \"params\": %d, \"trainable_params\": %d, \"batch\": %d, \"seq\": %d, \"median_step_s\": %.4f, "
                 + "\"tokens_per_s\": %.1f, \"model_flops_per_s\": %.2f, \"gemm_gflops\": %.2f, \"mfu_vs_gemm\": %.3f, "
                 + "\"peak_rss_mb\": %.1f, \"gpu_memory_used_mb\": %.1f, \"final_loss\": %.4f}",
-            impl, arch, dist.size(), dist.backend(), precision.device(), precision.precision(), JniUtils.getNumThreads(), params, trainable, batch, seq, stepS,
+            impl, arch, dist.size(), dist.backend(), dist.isDistributed() && o.get("overlap") != 0, precision.device(), precision.precision(), JniUtils.getNumThreads(), params, trainable, batch, seq, stepS,
             batch * seq / stepS, flops / stepS / 1e9, gemm / 1e9, flops / stepS / gemm, peakRssMb(), gpuMemoryMb(), loss));
         }
       }
@@ -178,18 +183,26 @@ public final class Bench {
     }
   }
 
-  /** One forward, backward (distributed: gradients all-reduced) and AdamW step; returns the loss. */
-  static double step(CausalLm net, AdamW opt, NDManager base, long[][] ids, long[][] targets, Distributed dist)
-      throws java.io.IOException {
+  /**
+   * One forward, backward (distributed: gradients all-reduced, as the trainer does it during the backward pass with
+   * {@code overlap}, else after it) and AdamW step; returns the loss.
+   */
+  static double step(CausalLm net, AdamW opt, NDManager base, long[][] ids, long[][] targets, Distributed dist,
+      boolean overlap) throws java.io.IOException {
     double loss;
     try (NDManager step = base.newSubManager(); NDScope scope = new NDScope()) {
       Gpt2.Consts k = new Gpt2.Consts(step);
+      if (overlap) {
+        dist.syncGradientsDuringBackward(net.trainable().values());
+      }
       try (GradientCollector gc = Engine.getInstance().newGradientCollector()) {
         NDArray l = net.loss(Trainer.ids(step, ids), targets, k, true);
         gc.backward(l);
         loss = l.getFloat();
       }
-      if (dist.isDistributed()) {
+      if (overlap) {
+        dist.finishGradientSync();
+      } else if (dist.isDistributed()) {
         java.util.List<NDArray> grads = new ArrayList<>();
         for (NDArray p : net.trainable().values()) {
           NDArray g = p.getGradient();
@@ -200,6 +213,7 @@ public final class Bench {
       }
     }
     opt.step(net.trainable(), 5e-5);
+    opt.shareUpdated(net.trainable());
     AdamW.zeroGradients(net.trainable());
     try (NDScope scope = new NDScope()) {
       // Waits for the step's queued GPU work (the optimizer's kernels) before the clock stops.

@@ -6,6 +6,7 @@ import ai.djl.pytorch.engine.PtNDArray;
 import ai.djl.pytorch.engine.PtNDManager;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.Collection;
 import java.util.List;
 import java.util.Optional;
 
@@ -171,6 +172,23 @@ public final class TorchNative {
     distAllReduce(handles(arrays), bucketBytes);
   }
 
+  /**
+   * Arms the gradient all-reduce of the next backward pass over {@code params} (the trainable parameters, in model
+   * order): hooks on their gradient accumulators start each bucket of at most {@code bucketBytes} as soon as the
+   * backward pass has filled it. Returns the number of buckets.
+   */
+  public int armGradientSync(Collection<NDArray> params, long bucketBytes) {
+    return distGradSyncArm(handles(List.copyOf(params)), bucketBytes);
+  }
+
+  /**
+   * Ends the armed gradient all-reduce: starts the buckets still waiting, waits for all and writes the sums into the
+   * gradients. Returns how many buckets had started during the backward pass.
+   */
+  public int finishGradientSync() {
+    return distGradSyncFinish();
+  }
+
   /** Overwrites the arrays on every rank with rank {@code root}'s, in place. */
   public void broadcast(List<NDArray> arrays, int root, long bucketBytes) {
     distBroadcast(handles(arrays), root, bucketBytes);
@@ -225,6 +243,10 @@ public final class TorchNative {
   private static native void distAllReduce(long[] handles, long bucketBytes);
 
   private static native void distBroadcast(long[] handles, int root, long bucketBytes);
+
+  private static native int distGradSyncArm(long[] handles, long bucketBytes);
+
+  private static native int distGradSyncFinish();
 
   private static native void distClose();
 

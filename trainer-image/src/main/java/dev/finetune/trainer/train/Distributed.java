@@ -5,6 +5,9 @@ import ai.djl.ndarray.NDArray;
 import dev.finetune.trainer.BadJobException;
 import dev.finetune.trainer.TransientException;
 import dev.finetune.trainer.model.TorchNative;
+import java.math.BigDecimal;
+import java.math.MathContext;
+import java.util.Collection;
 import java.util.List;
 import java.util.Map;
 
@@ -13,17 +16,20 @@ import java.util.Map;
  * {@code RANK}, {@code LOCAL_RANK}, {@code LOCAL_WORLD_SIZE}, {@code MASTER_ADDR} and {@code MASTER_PORT}. Without
  * them the run is one process ({@link #single()}), and every collective is a no-op. With them (WORLD_SIZE 1 too) the
  * ranks join one c10d process group (Gloo on CPUs, NCCL on GPUs; {@code FINETUNE_DIST_BACKEND} chooses) through the
- * trainer's native library; a collective that fails (a
+ * trainer's native library. Gradients are summed in buckets started by hooks during the backward pass, as DDP's
+ * Reducer does ({@link #syncGradientsDuringBackward}). A collective that fails (a
  * peer died, or hung past {@code FINETUNE_DIST_TIMEOUT_SECONDS}) is a {@link TransientException}: exit code 1, and
  * all ranks restart and resume from the last checkpoint.
  */
 public final class Distributed implements AutoCloseable {
   public static final String ENV_TIMEOUT = "FINETUNE_DIST_TIMEOUT_SECONDS";
   public static final String ENV_BACKEND = "FINETUNE_DIST_BACKEND";
+  /** Gradient bucket size in MB (decimals allowed), as DDP's bucket_cap_mb; default 25. */
+  public static final String ENV_BUCKET_MB = "FINETUNE_DIST_BUCKET_MB";
   /** A peer that hangs (not dies: that fails a collective at once) fails the others after this long. */
   static final long DEFAULT_TIMEOUT_SECONDS = 600;
   /** Gradient bucket size, as DDP's bucket_cap_mb. */
-  static final long BUCKET_BYTES = 25L << 20;
+  static final long DEFAULT_BUCKET_BYTES = 25L << 20;
 
   private final int rank;
   private final int size;
@@ -33,12 +39,16 @@ public final class Distributed implements AutoCloseable {
   private final int masterPort;
   private final long timeoutSeconds;
   private final String requestedBackend;
+  private final long bucketBytes;
   private TorchNative lib;
   private String backend;
+  private int buckets;
+  private boolean reportedBuckets;
 
   private Distributed(int rank, int size, int localRank, int localSize, String masterAddr, int masterPort,
-      long timeoutSeconds, String requestedBackend) {
+      long timeoutSeconds, String requestedBackend, long bucketBytes) {
     this.requestedBackend = requestedBackend;
+    this.bucketBytes = bucketBytes;
     this.rank = rank;
     this.size = size;
     this.localRank = localRank;
@@ -50,7 +60,7 @@ public final class Distributed implements AutoCloseable {
 
   /** One process: rank 0 of 1. */
   public static Distributed single() {
-    return new Distributed(0, 1, 0, 1, null, 0, DEFAULT_TIMEOUT_SECONDS, null);
+    return new Distributed(0, 1, 0, 1, null, 0, DEFAULT_TIMEOUT_SECONDS, null, DEFAULT_BUCKET_BYTES);
   }
 
   /** From torchrun's environment variables; one process without WORLD_SIZE. Bad values are a bad job. */
@@ -76,7 +86,23 @@ public final class Distributed implements AutoCloseable {
           + " else Gloo)");
     }
     return new Distributed(rank, size, localRank, localSize, addr.strip(), port, timeout,
-        backend == null || backend.isBlank() ? null : backend.strip());
+        backend == null || backend.isBlank() ? null : backend.strip(), bucketBytes(env.get(ENV_BUCKET_MB)));
+  }
+
+  private static long bucketBytes(String mb) {
+    if (mb == null || mb.isBlank()) {
+      return DEFAULT_BUCKET_BYTES;
+    }
+    try {
+      double v = Double.parseDouble(mb.strip());
+      if (v > 0 && v <= 1 << 20) {
+        return Math.max(1, Math.round(v * (1 << 20)));
+      }
+    } catch (NumberFormatException e) {
+      // named below
+    }
+    throw new BadJobException(ENV_BUCKET_MB + " is '" + mb + "'; it must be a size in MB above 0 (e.g. 25, DDP's"
+        + " bucket_cap_mb default)");
   }
 
   private static int number(Map<String, String> env, String name, int min, int max, String fallback) {
@@ -164,15 +190,53 @@ public final class Distributed implements AutoCloseable {
   /** Sums the arrays over all ranks, in place. */
   public void allReduceSum(List<NDArray> arrays) throws TransientException {
     if (isDistributed() && !arrays.isEmpty()) {
-      collective("an all-reduce", () -> lib.allReduceSum(arrays, BUCKET_BYTES));
+      collective("an all-reduce", () -> lib.allReduceSum(arrays, bucketBytes));
+    }
+  }
+
+  /**
+   * Arms the gradient all-reduce of the next backward pass (the last micro-batch of an optimizer step): each bucket of
+   * gradients is summed over the ranks as soon as the backward pass has filled it, overlapping the rest of the pass.
+   * {@link #finishGradientSync()} ends it.
+   */
+  public void syncGradientsDuringBackward(Collection<NDArray> trainable) throws TransientException {
+    if (isDistributed() && !trainable.isEmpty()) {
+      collective("arming the gradient all-reduce", () -> buckets = lib.armGradientSync(trainable, bucketBytes));
+    }
+  }
+
+  /**
+   * Waits for the gradient all-reduce the last backward pass started (and starts the buckets it did not fill): every
+   * rank then holds the gradients summed over the ranks. The first step says how the buckets went.
+   */
+  public void finishGradientSync() throws TransientException {
+    if (isDistributed() && buckets > 0) {
+      int[] early = new int[1];
+      collective("the gradient all-reduce", () -> early[0] = lib.finishGradientSync());
+      if (!reportedBuckets) {
+        reportedBuckets = true;
+        System.out.printf("rank %d of %d: gradients all-reduced in %d bucket%s of up to %s MB, %d started during the"
+            + " backward pass%n", rank, size, buckets, buckets == 1 ? "" : "s", mb(bucketBytes), early[0]);
+      }
+      buckets = 0;
     }
   }
 
   /** Gives every rank rank 0's arrays, in place. */
   public void broadcastFromMain(List<NDArray> arrays) throws TransientException {
+    broadcastFrom(0, arrays);
+  }
+
+  /** Gives every rank rank {@code root}'s arrays, in place (every rank passes arrays of the same shapes). */
+  public void broadcastFrom(int root, List<NDArray> arrays) throws TransientException {
     if (isDistributed() && !arrays.isEmpty()) {
-      collective("a broadcast", () -> lib.broadcast(arrays, 0, BUCKET_BYTES));
+      collective("a broadcast", () -> lib.broadcast(arrays, root, bucketBytes));
     }
+  }
+
+  private static String mb(long bytes) {
+    return BigDecimal.valueOf(bytes / (double) (1 << 20)).round(new MathContext(3))
+        .stripTrailingZeros().toPlainString();
   }
 
   private void collective(String what, Runnable op) throws TransientException {

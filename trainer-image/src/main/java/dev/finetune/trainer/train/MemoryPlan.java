@@ -24,11 +24,19 @@ public record MemoryPlan(long weights, long gradients, long optimizer, long cast
   static final long RUNTIME = 512L << 20;
 
   public static MemoryPlan of(CausalLm net, int batch, int tokens, boolean bf16) {
+    return of(net, batch, tokens, bf16, 1);
+  }
+
+  /**
+   * The plan of one rank: {@code batch} is its share of the batch, and with {@code optimizerShards} above 1 (ZeRO-1)
+   * it keeps that fraction of AdamW's state.
+   */
+  public static MemoryPlan of(CausalLm net, int batch, int tokens, boolean bf16, int optimizerShards) {
     long params = net.parameterCount();
     long trainable = 4 * net.trainable().values().stream().mapToLong(a -> a.getShape().size()).sum();
     long activations = net.activationBytes(batch, tokens);
-    return new MemoryPlan(4 * params, trainable, 2 * trainable, bf16 ? 2 * params : 0, bf16 ? activations / 2 : activations,
-        batch, tokens);
+    return new MemoryPlan(4 * params, trainable, 2 * trainable / optimizerShards, bf16 ? 2 * params : 0,
+        bf16 ? activations / 2 : activations, batch, tokens);
   }
 
   public long total() {

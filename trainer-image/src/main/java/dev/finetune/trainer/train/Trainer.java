@@ -142,10 +142,16 @@ public final class Trainer {
           + " (spec.training.batchSize " + t.batchSize + ", " + data.train().size() + " training records): each rank"
           + " takes a share of every batch, so raise batchSize to at least the number of ranks");
     }
-    MemoryPlan.of(model.net(), t.batchSize, data.longest(), precision.bf16()).checkWhereItRuns();
+    // ZeRO-1 where it pays: a distributed run that trains every weight (a LoRA adapter's state is small)
+    int shards = t.lora == null ? dist.size() : 1;
+    MemoryPlan.of(model.net(), (t.batchSize + dist.size() - 1) / dist.size(), data.longest(), precision.bf16(), shards)
+        .checkWhereItRuns();
     model.net().requireGradients();
     try (AdamW optimizer = new AdamW(model.net().trainable(), base, t.beta1, t.beta2, t.epsilon, t.weightDecay)) {
       optimizer.useFused(precision.nativeOps().orElse(null));
+      if (shards > 1) {
+        optimizer.shard(dist);
+      }
       Run run = new Run(spec, base, model, optimizer, data, precision);
       Optional<Result> done = run.resume();
       for (int epoch = run.state.epochsCompleted; done.isEmpty() && epoch < t.epochs; epoch++) {
@@ -269,8 +275,7 @@ public final class Trainer {
         }
         dist.broadcastFromMain(weights);
         if (n > 0) {
-          dist.broadcastFromMain(optimizer.moments());
-          optimizer.resumeAt(state.step);
+          optimizer.receiveFromMain(state.step);
         }
       }
     }
@@ -302,7 +307,7 @@ public final class Trainer {
      * Forward and backward of micro-batch {@code mb} (distributed: of this rank's share, its loss weighted by its share
      * of the batch's target tokens, so the ranks' parts sum to the batch's mean); this rank's part of its loss.
      */
-    private double microBatch(int epoch, int mb, int[] order, int groupSize, int groupStart) {
+    private double microBatch(int epoch, int mb, int[] order, int groupSize, int groupStart) throws IOException {
       List<Collator.Example> items = new ArrayList<>();
       for (int i = mb * batch; i < Math.min((mb + 1) * batch, data.train().size()); i++) {
         items.add(data.train().get(order[i]));
@@ -316,6 +321,9 @@ public final class Trainer {
             (dist.rank() + 1) * items.size() / dist.size()));
         long all = targetCount(whole);
         weight = all == 0 ? 0 : (double) targetCount(b) / all;
+      }
+      if (mb + 1 - groupStart == groupSize) { // the step's last backward pass sums the gradients as it goes
+        dist.syncGradientsDuringBackward(net.trainable().values());
       }
       double loss = trainMicroBatch(net, base, b, groupSize, t, state.step * accum + (mb - groupStart), weight);
       state.tokens += whole.tokens();
@@ -342,6 +350,7 @@ public final class Trainer {
       double gradNorm = t.maxGradNorm == null ? Double.NaN : AdamW.clipGradNorm(net.trainable(), t.maxGradNorm);
       double lr = schedule.at(state.step);
       optimizer.step(net.trainable(), lr);
+      optimizer.shareUpdated(net.trainable());
       AdamW.zeroGradients(net.trainable());
       state.step++;
       runSteps++;
@@ -355,18 +364,12 @@ public final class Trainer {
       if (!dist.isDistributed()) {
         return values;
       }
+      dist.finishGradientSync();
       try (NDManager m = base.newSubManager()) {
         double[] withStop = Arrays.copyOf(values, values.length + 1);
         withStop[values.length] = stopRequested ? 1 : 0;
         NDArray scalars = m.create(withStop);
-        List<NDArray> arrays = new ArrayList<>();
-        for (NDArray p : net.trainable().values()) {
-          NDArray g = p.getGradient();
-          g.attach(m); // the wrapper closes with m; the gradient stays with its parameter
-          arrays.add(g);
-        }
-        arrays.add(scalars);
-        dist.allReduceSum(arrays);
+        dist.allReduceSum(List.of(scalars));
         double[] sums = scalars.toDoubleArray();
         stopAgreed = sums[values.length] > 0;
         return Arrays.copyOf(sums, values.length);
@@ -451,8 +454,13 @@ public final class Trainer {
     }
 
     private void checkpoint(String name) throws IOException {
-      if (dist.isMain()) { // the other ranks hold the same weights and moments
-        latestName = Trainer.this.checkpoint(checkpoints, name, model, optimizer, state, spec);
+      optimizer.gatherToMain(); // sharded: rank 0 writes every rank's moments
+      try {
+        if (dist.isMain()) { // the other ranks hold the same weights
+          latestName = Trainer.this.checkpoint(checkpoints, name, model, optimizer, state, spec);
+        }
+      } finally {
+        optimizer.releaseGathered();
       }
     }
 

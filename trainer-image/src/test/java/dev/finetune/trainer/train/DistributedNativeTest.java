@@ -23,6 +23,8 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeEach;
@@ -32,9 +34,11 @@ import org.junit.jupiter.api.io.TempDir;
 /**
  * Data-parallel training on c10d's Gloo, for real, with ranks as child JVMs launched as torchrun launches them (the
  * native library built against Debian's libtorch by .ci/run): 2 ranks give the one-process losses to float rounding
- * (GPT-2 from scratch; the Llama fixture with a LoRA adapter on an odd batch), rank 0 alone writes the run folder, a
+ * (GPT-2 from scratch; the Llama fixture with a LoRA adapter on an odd batch) with their gradient all-reduce started
+ * inside the backward pass, rank 0 alone writes the run folder, a
  * SIGKILLed rank makes the other exit with the retry code, and SIGTERM to one rank stops both after a checkpoint,
- * from which a rerun of both resumes exactly.
+ * from which a rerun of both resumes exactly (with AdamW's state sharded over the ranks, gathered into the checkpoint
+ * and handed out again on resume).
  */
 class DistributedNativeTest {
   /** What "the same result" means across rank counts: float rounding of a differently split batch. */
@@ -52,11 +56,34 @@ class DistributedNativeTest {
   @Test
   void twoRanksTrainAsOneProcessAndOnlyRankZeroWrites() throws Exception {
     Path job = Jobs.write(dir.resolve("job"), TinyJob.yaml("dp", "ns", 3).replace("  namespace: ns\n", ""));
-    double diff = oneAgainstTwoRanks(job);
-    assertThat(log(0)).startsWith("rank 0 of 2 (local 0 of 2, rendezvous at 127.0.0.1:");
-    assertThat(log(1)).startsWith("rank 1 of 2");
+    double diff = oneAgainstTwoRanks(job, Map.of());
     Path one = dir.resolve("one");
     Path two = dir.resolve("two");
+    assertThat(log(0)).startsWith("rank 0 of 2 (local 0 of 2, rendezvous at 127.0.0.1:");
+    assertThat(log(1)).startsWith("rank 1 of 2");
+    // The model's gradients fit one 25 MB bucket, whose all-reduce starts inside the backward pass, not after it.
+    for (int r = 0; r < 2; r++) {
+      assertThat(log(r)).contains("rank " + r + " of 2: gradients all-reduced in 1 bucket of up to 25 MB, 1 started"
+          + " during the backward pass");
+    }
+    // Every weight trains, so AdamW's state is sharded (ZeRO-1): each rank keeps about half of it, and the
+    // checkpoints still hold all of it (rank 0 gathers it), in the one-process layout.
+    long[] kept = new long[2];
+    long all = 0;
+    for (int r = 0; r < 2; r++) {
+      Matcher shard = Pattern.compile("rank " + r + " of 2: AdamW state sharded \\(ZeRO-1\\): this rank keeps the moments"
+          + " of \\d+ of \\d+ parameter tensors, ([\\d,]+) of ([\\d,]+) values").matcher(log(r));
+      assertThat(shard.find()).as(log(r)).isTrue();
+      kept[r] = Long.parseLong(shard.group(1).replace(",", ""));
+      all = Long.parseLong(shard.group(2).replace(",", ""));
+    }
+    assertThat(kept[0] + kept[1]).isEqualTo(all);
+    for (long k : kept) {
+      assertThat(k).isBetween(all / 3, all * 2 / 3);
+    }
+    Path latest = new Checkpoints(two.resolve(TrainerContract.CHECKPOINTS_DIR)).latest().orElseThrow().dir();
+    Path optimizer = two.relativize(latest.resolve(Checkpoints.OPTIMIZER));
+    assertThat(Files.size(two.resolve(optimizer))).isEqualTo(Files.size(one.resolve(optimizer)));
     System.out.printf("DIST-FIGURE gpt2-scratch 1 vs 2 ranks: largest loss difference %.3g%n", diff);
     assertThat(diff).isLessThan(SAME);
     // Rank 0 alone wrote the run folder: the same files as the one-process run, and rank 1's scratch folder is elsewhere.
@@ -70,9 +97,15 @@ class DistributedNativeTest {
     // batch 5 over 2 ranks: shares of 2 and 3 records, weighted by their target tokens
     Path job = Jobs.write(dir.resolve("job"), String.format(LoraTrainingTest.JOB, "dp-lora", Fixtures.tinyLlama(),
         Fixtures.tinyLlama().resolve("lora-init")).replace("batchSize: 4", "batchSize: 5"));
-    double diff = oneAgainstTwoRanks(job);
+    // Buckets of about 1 kB: every adapter matrix is a bucket of its own, each all-reduced as the backward pass fills it.
+    double diff = oneAgainstTwoRanks(job, Map.of(Distributed.ENV_BUCKET_MB, "0.001"));
     System.out.printf("DIST-FIGURE llama-lora 1 vs 2 ranks (batch 5): largest loss difference %.3g%n", diff);
     assertThat(diff).isLessThan(SAME);
+    Matcher buckets = Pattern.compile("rank 0 of 2: gradients all-reduced in (\\d+) buckets of up to 0.001 MB, (\\d+)"
+        + " started during the backward pass").matcher(log(0));
+    assertThat(buckets.find()).as(log(0)).isTrue();
+    assertThat(Integer.parseInt(buckets.group(1))).isGreaterThan(2);
+    assertThat(buckets.group(2)).isEqualTo(buckets.group(1));
   }
 
   @Test
@@ -87,7 +120,7 @@ class DistributedNativeTest {
     Duration noticed = Duration.ofNanos(System.nanoTime() - killed);
     System.out.printf("DIST-FIGURE a SIGKILLed peer noticed in %.2f s%n", noticed.toMillis() / 1000.0);
     assertThat(ranks.get(0).exitValue()).as(log(0)).isEqualTo(ExitCodes.CRASHED);
-    assertThat(log(0)).contains("rank 0 of 2: an all-reduce failed", "another rank died");
+    assertThat(log(0)).contains("rank 0 of 2: the gradient all-reduce failed", "another rank died");
     assertThat(noticed).isLessThan(Duration.ofMinutes(2));
   }
 
@@ -178,12 +211,15 @@ class DistributedNativeTest {
         .hasMessageContaining("FINETUNE_WORKER_INDEX is 'x'");
   }
 
-  /** Runs the job as one process (in {@code one}) and as 2 ranks (in {@code two}): their largest loss difference. */
-  double oneAgainstTwoRanks(Path job) throws Exception {
+  /**
+   * Runs the job as one process (in {@code one}) and as 2 ranks with {@code rankEnv} (in {@code two}): their largest
+   * loss difference.
+   */
+  double oneAgainstTwoRanks(Path job, Map<String, String> rankEnv) throws Exception {
     Path one = dir.resolve("one");
     assertThat(Main.run(new String[] {job.toString(), "--output", one.toString()}, List.of(), null)).isZero();
     Path two = dir.resolve("two");
-    List<Process> ranks = launch(job, two, 2, Map.of());
+    List<Process> ranks = launch(job, two, 2, Map.of(0, rankEnv, 1, rankEnv));
     for (Process p : ranks) {
       assertThat(p.waitFor(10, TimeUnit.MINUTES)).isTrue();
     }

@@ -41,6 +41,9 @@ class MemoryPlanTest {
       assertThat(bf16.casts()).as("a bf16 copy of every weight per step").isEqualTo(2 * params);
       assertThat(bf16.activations()).as("activations in bf16").isEqualTo(full.activations() / 2);
       assertThat(bf16.describe()).contains("their bf16 copies");
+      MemoryPlan zero1 = MemoryPlan.of(m.net(), 4, 64, false, 4);
+      assertThat(zero1.optimizer()).as("a quarter of AdamW's state on each of 4 ranks").isEqualTo(2 * params);
+      assertThat(zero1.gradients()).as("gradients are whole on every rank").isEqualTo(full.gradients());
 
       m.net().attach(Lora.create(m.net(), 4, 8, 0, List.of("q_proj", "v_proj"), 1));
       MemoryPlan lora = MemoryPlan.of(m.net(), 8, 64, false);
