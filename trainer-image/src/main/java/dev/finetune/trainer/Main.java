@@ -17,6 +17,7 @@ import dev.finetune.trainer.train.DivergedException;
 import dev.finetune.trainer.train.TrainedWith;
 import dev.finetune.trainer.train.Trainer;
 import dev.finetune.trainer.train.TrainingListener;
+import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -331,8 +332,7 @@ public final class Main {
     } catch (java.nio.file.FileSystemException e) {
       // a lost, full or read-only volume: worth a retry, not a stack trace
       System.err.println("error: cannot write or read " + e.getFile() + (e.getReason() == null ? "" : " (" + e.getReason() + ")")
-          + ": the volume may be gone, full or read-only. The Job retries (exit code 1) and the run resumes from its last"
-          + " complete checkpoint; locally, check the disk and rerun");
+          + ": the volume may be gone, full or read-only. " + TransientException.retry("from its last complete checkpoint"));
       all.onError(e, ExitCodes.CRASHED);
       return ExitCodes.CRASHED;
     } catch (Exception | OutOfMemoryError e) {
@@ -394,6 +394,25 @@ public final class Main {
   }
 
   /** Reads the job, trains (or resumes) and evaluates; failures are thrown to {@link #run}, which maps them. */
+  /**
+   * The run folder must take files before anything else happens: one that cannot (read-only, not a folder, no
+   * permission) is the job's or the volume's setup, which a retry does not change, so it is a bad job (exit 3). A
+   * volume lost later, mid-run, stays a retry.
+   */
+  static void checkWritable(Path out) {
+    try {
+      Files.createDirectories(out);
+      Files.delete(Files.createTempFile(out, ".write-check-", ""));
+    } catch (IOException | SecurityException e) {
+      String why = e instanceof java.nio.file.AccessDeniedException ? "permission denied"
+          : e instanceof java.nio.file.FileAlreadyExistsException f ? f.getFile() + " is a file, not a folder"
+          : e instanceof java.nio.file.FileSystemException f && f.getReason() != null ? f.getReason() : e.toString();
+      throw new BadJobException("the run folder " + out + " cannot be written (" + why + "). Give the run a writable"
+          + " folder: --output DIR here; in a Pod, a volume at spec.checkpoints.path mounted writable for the trainer's"
+          + " user (not read-only)");
+    }
+  }
+
   private static int trainAndEvaluate(String[] args, Observability obs, TrainingListener all,
       java.util.function.Consumer<Trainer> onTrainer, Distributed dist) throws Exception {
     Args a = Args.parse(args);
@@ -412,6 +431,7 @@ public final class Main {
     if (!dist.isMain()) { // rank 0 alone writes the run folder; the others keep downloads and reports to themselves
       out = Path.of(System.getProperty("java.io.tmpdir"), "finetune-rank-" + dist.rank()).resolve(out.getFileName());
     }
+    checkWritable(out);
     if (a.restart() && dist.isMain()) {
       moveAside(out);
     }

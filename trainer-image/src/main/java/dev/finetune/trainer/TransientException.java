@@ -17,6 +17,20 @@ public class TransientException extends IOException {
   }
 
   /**
+   * How a run goes on after exit code 1, from where: in a Pod the Job retries, locally the person reruns, so a
+   * local run's messages do not speak of a Job. {@code resumes} ends the sentence, e.g. "where it stopped".
+   */
+  public static String retry(String resumes) {
+    return retry(resumes, System.getenv());
+  }
+
+  static String retry(String resumes, java.util.Map<String, String> env) {
+    return env.get("KUBERNETES_SERVICE_HOST") != null
+        ? "the Job retries (exit code 1) and the run resumes " + resumes
+        : "rerun the same command (the exit code is 1) and the run resumes " + resumes;
+  }
+
+  /**
    * Writing into {@code folder} failed (deleted, read-only or full; on a Pod, a lost checkpoint volume): a retry,
    * which resumes from the last complete checkpoint once the volume is back.
    */
@@ -31,8 +45,9 @@ public class TransientException extends IOException {
     } else {
       detail = c.getMessage() != null ? c.getMessage() : c.getClass().getSimpleName().replace("Exception", "");
     }
+    boolean pod = System.getenv("KUBERNETES_SERVICE_HOST") != null;
     return new TransientException("cannot write to " + folder + " (" + detail + "): the folder or its volume is gone,"
-        + " read-only or full. This may pass: the Job retries (exit code 1) and the run resumes from its last complete"
-        + " checkpoint; locally, make the folder writable (or free space) and rerun", cause);
+        + " read-only or full. This may pass: " + (pod ? "" : "make the folder writable (or free space), then ")
+        + retry("from its last complete checkpoint"), cause);
   }
 }

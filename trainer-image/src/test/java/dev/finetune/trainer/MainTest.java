@@ -57,6 +57,19 @@ class MainTest {
   }
 
   @Test
+  void aRunFolderThatCannotBeWrittenIsABadJobBeforeAnythingElse(@TempDir Path dir) throws Exception {
+    Path job = Jobs.write(dir, TinyJob.yaml("unwritable", "ns", 1).replace("  namespace: ns\n", ""));
+    Path file = Files.writeString(dir.resolve("not-a-folder"), "x");
+    Path out = file.resolve("run");
+    Errors e = new Errors();
+    // not a retry (exit 1): the setup is wrong, and another attempt meets the same folder
+    assertThat(run(e, job.toString(), "--output", out.toString())).isEqualTo(ExitCodes.BAD_JOB);
+    assertThat(e.errors.get(0).getMessage()).startsWith("the run folder " + out + " cannot be written (")
+        .endsWith("). Give the run a writable folder: --output DIR here; in a Pod, a volume at spec.checkpoints.path"
+            + " mounted writable for the trainer's user (not read-only)");
+  }
+
+  @Test
   void invalidJobExits3AndNamesEveryProblem(@TempDir Path dir) throws Exception {
     Path job = Jobs.write(dir, TinyJob.yamlWith("broken", 0, Map.of("spec.model", Map.of())));
     Errors e = new Errors();

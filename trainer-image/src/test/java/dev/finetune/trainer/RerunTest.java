@@ -68,6 +68,7 @@ class RerunTest {
     Path job = finishedRun(dir);
     Path run = dir.resolve("runs/rerun");
     Map<String, String> before = BadInputTest.snapshot(run);
+    byte[] record = Files.readAllBytes(run.resolve(TrainerContract.SUMMARY_FILE));
     Jobs.write(dir, job(1, Map.of("spec.training.learningRate", 0.001, "spec.dataset.synthetic.size", 60)));
     Ran r = main(job.toString());
     assertThat(r.code()).isEqualTo(ExitCodes.BAD_JOB);
@@ -77,9 +78,11 @@ class RerunTest {
         + "To train with the new spec, write to a new run folder (--output DIR, or another metadata.name or"
         + " spec.checkpoints.path), or rerun with --restart, which moves this run aside to rerun.old-TIMESTAMP and starts over");
     assertThat(BadInputTest.snapshot(run)).isEqualTo(before);
-    JsonNode summary = new ObjectMapper().readTree(run.resolve(TrainerContract.SUMMARY_FILE).toFile());
-    assertThat(summary.path("phase").asText()).isEqualTo("Failed");
-    assertThat(summary.path("reason").asText()).isEqualTo("InvalidSpec");
+    // The refusal is the command's answer (stderr, exit code, termination log); the finished run's record stays.
+    assertThat(Files.readAllBytes(run.resolve(TrainerContract.SUMMARY_FILE))).isEqualTo(record);
+    JsonNode summary = new ObjectMapper().readTree(record);
+    assertThat(summary.path("phase").asText()).isEqualTo("Succeeded");
+    assertThat(summary.path("epoch").asInt()).isEqualTo(1);
 
     // --restart keeps the old run aside, untouched, and trains the new spec from scratch
     assertThat(main(job.toString(), "--restart").code()).isEqualTo(ExitCodes.SUCCEEDED);
@@ -96,6 +99,7 @@ class RerunTest {
     Path job = finishedRun(dir);
     Path run = dir.resolve("runs/rerun");
     Map<String, String> before = BadInputTest.snapshot(run);
+    byte[] record = Files.readAllBytes(run.resolve(TrainerContract.SUMMARY_FILE));
     Jobs.write(dir, job(2, Map.of()));
     Ran refused = main(job.toString());
     assertThat(refused.code()).isEqualTo(ExitCodes.BAD_JOB);
@@ -103,6 +107,7 @@ class RerunTest {
         + " spec now asks for 2. Training on is a choice: rerun with --more-epochs (the cosine learning-rate schedule is"
         + " then computed over 2 epochs, so the rate rises again)");
     assertThat(BadInputTest.snapshot(run)).isEqualTo(before);
+    assertThat(Files.readAllBytes(run.resolve(TrainerContract.SUMMARY_FILE))).isEqualTo(record);
 
     Ran more = main(job.toString(), "--more-epochs");
     assertThat(more.code()).isEqualTo(ExitCodes.SUCCEEDED);

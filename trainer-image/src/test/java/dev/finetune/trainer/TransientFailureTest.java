@@ -33,6 +33,14 @@ class TransientFailureTest {
   static final Map<String, Object> NO_EVALUATION = Map.of("spec.evaluation.enabled", false);
 
   @Test
+  void aRetryIsTheJobsInAPodAndThePersonsLocally() {
+    assertThat(TransientException.retry("where it stopped", Map.of("KUBERNETES_SERVICE_HOST", "10.96.0.1")))
+        .isEqualTo("the Job retries (exit code 1) and the run resumes where it stopped");
+    assertThat(TransientException.retry("where it stopped", Map.of()))
+        .isEqualTo("rerun the same command (the exit code is 1) and the run resumes where it stopped");
+  }
+
+  @Test
   void anUnreachableDatasetUrlIsARetryWithAParagraphAndNoEmptyCache(@TempDir Path dir) throws Exception {
     Path job = Jobs.write(dir, TinyJob.yamlWith("offline", 1, Map.of("spec.dataset.synthetic", TinyJob.UNSET,
         "spec.dataset.url", "https://data.example.invalid/tasks.jsonl")));
@@ -41,7 +49,7 @@ class TransientFailureTest {
     assertThat(e.errors.get(0)).isInstanceOf(TransientException.class);
     // "the host name does not resolve", or with a resolver that answers everything, "the connection was refused"
     assertThat(e.errors.get(0).getMessage()).startsWith("cannot download https://data.example.invalid/tasks.jsonl: the ")
-        .contains(". This may pass: the Job retries (exit code 1) and the run resumes where it stopped")
+        .contains(". This may pass: rerun the same command (the exit code is 1) and the run resumes where it stopped")
         .doesNotContain("\n", "Exception");
     assertThat(dir.resolve("runs/offline/data-cache")).doesNotExist();
   }
@@ -76,16 +84,17 @@ class TransientFailureTest {
       Throwable error = lost.errors().errors.get(0);
       assertThat(error).isInstanceOf(TransientException.class);
       assertThat(error.getMessage()).isEqualTo("cannot write to " + run + " (" + run.resolve(TrainerContract.HISTORY_FILE)
-          + ": permission denied): the folder or its volume is gone, read-only or full. This may pass: the Job retries"
-          + " (exit code 1) and the run resumes from its last complete checkpoint; locally, make the folder writable (or"
-          + " free space) and rerun");
+          + ": permission denied): the folder or its volume is gone, read-only or full. This may pass: make the folder"
+          + " writable (or free space), then rerun the same command (the exit code is 1) and the run resumes from its last"
+          + " complete checkpoint");
       assertThat(snapshot(run)).isEqualTo(atLoss.get());
     } finally {
       writable(run, true);
     }
     RerunTest.Ran resumed = RerunTest.main(job.toString());
     assertThat(resumed.code()).isEqualTo(ExitCodes.SUCCEEDED);
-    assertThat(resumed.out()).contains("resuming from " + run.resolve("checkpoints/" + Checkpoints.epochName(1)));
+    assertThat(resumed.out()).contains("resuming from " + run.resolve("checkpoints/" + Checkpoints.epochName(1))
+        + ": after epoch 1 (step ");
     assertThat(Files.readString(run.resolve(TrainerContract.HISTORY_FILE)).lines()).hasSize(2);
   }
 
@@ -106,8 +115,8 @@ class TransientFailureTest {
     assertThat(lost.errors().errors.get(0)).isInstanceOf(TransientException.class);
     assertThat(lost.errors().errors.get(0).getMessage()).isEqualTo("cannot write to " + run + " ("
         + run.resolve(TrainerContract.HISTORY_FILE) + ": no such file or folder): the folder or its volume is gone,"
-        + " read-only or full. This may pass: the Job retries (exit code 1) and the run resumes from its last complete"
-        + " checkpoint; locally, make the folder writable (or free space) and rerun");
+        + " read-only or full. This may pass: make the folder writable (or free space), then rerun the same command (the"
+        + " exit code is 1) and the run resumes from its last complete checkpoint");
     assertThat(run.resolve(TrainerContract.CHECKPOINTS_DIR)).doesNotExist();
 
     RerunTest.Ran again = RerunTest.main(job.toString()); // a new, empty volume: the run starts over
@@ -157,7 +166,7 @@ class TransientFailureTest {
       assertThat(failed.errors().errors.get(0)).isInstanceOf(TransientException.class);
       assertThat(failed.errors().errors.get(0).getMessage()).startsWith("cannot write to " + checkpoints + " ("
           + half.resolve("state.json") + ": permission denied): the folder or its volume is gone, read-only or full. This"
-          + " may pass: the Job retries (exit code 1)").doesNotContain("\n", "Exception");
+          + " may pass: make the folder writable").doesNotContain("\n", "Exception", "Job");
       // the half-written folder is there (its folder could not be cleared) but is no checkpoint
       assertThat(half.resolve("model.safetensors")).exists();
       assertThat(half.resolve("state.json")).doesNotExist();

@@ -40,7 +40,7 @@ public class TrainerReport {
   public Boolean earlyStopped;
   /** The precision training ran in (fp32, tf32 or bf16; what spec.training.precision auto resolved to). */
   public String precision;
-  /** The device training ran on, e.g. cpu() or gpu(0), with the GPU's name when there is one. */
+  /** The device training ran on, e.g. cpu or cuda:0, with the GPU's name when there is one. */
   public String device;
   public CheckpointStatus checkpoint;
   public EvaluationStatus evaluation;

@@ -41,8 +41,8 @@ public final class Downloads {
       resp = client.send(req, HttpResponse.BodyHandlers.ofFile(part));
     } catch (IOException e) {
       Files.deleteIfExists(part);
-      throw new TransientException("cannot download " + uri + ": " + networkProblem(e) + ". This may pass: the Job"
-          + " retries (exit code 1) and the run resumes where it stopped. If the trainer cannot reach the internet at"
+      throw new TransientException("cannot download " + uri + ": " + networkProblem(e) + ". This may pass: "
+          + TransientException.retry("where it stopped") + ". If the trainer cannot reach the internet at"
           + " all, copy the files to a volume and use spec.model.path or spec.dataset.path instead", e);
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
@@ -55,8 +55,8 @@ public final class Downloads {
       if (code == 401 || code == 403 || code == 404) {
         throw new BadJobException(msg + ": it does not exist or is not public; check the repository, revision and file name");
       }
-      throw new TransientException(msg + " (the server's problem, which may pass): the Job retries (exit code 1) and the"
-          + " run resumes where it stopped", null);
+      throw new TransientException(msg + " (the server's problem, which may pass): "
+          + TransientException.retry("where it stopped"), null);
     }
     Files.move(part, target, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
   }

@@ -23,7 +23,7 @@ import java.util.Optional;
  */
 public final class PrecisionPolicy {
   /** fp32 with DJL's operations only: the reference path. */
-  public static final PrecisionPolicy FP32 = new PrecisionPolicy(Precision.FP32, null, "cpu()");
+  public static final PrecisionPolicy FP32 = new PrecisionPolicy(Precision.FP32, null, "cpu");
 
   private final Precision precision;
   private final TorchNative fast;
@@ -46,7 +46,7 @@ public final class PrecisionPolicy {
     Optional<TorchNative> lib = TorchNative.get();
     int capability = lib.map(TorchNative::capability).orElse(-1);
     String name = lib.map(TorchNative::deviceName).filter(s -> !s.isEmpty()).map(s -> " " + s).orElse("");
-    String where = dev + name + (capability > 0 ? " (compute capability " + capability / 10 + "." + capability % 10 + ")" : "");
+    String where = name(dev) + name + (capability > 0 ? " (compute capability " + capability / 10 + "." + capability % 10 + ")" : "");
     Precision p = requested == null ? Precision.AUTO : requested;
     if (p == Precision.AUTO) {
       p = gpu && capability >= 80 ? Precision.BF16 : Precision.FP32;
@@ -79,7 +79,12 @@ public final class PrecisionPolicy {
     return precision;
   }
 
-  /** The device, e.g. {@code cpu()} or {@code gpu(0) NVIDIA H200 (compute capability 9.0)}. */
+  /** The device as PyTorch names it ({@code cpu}, {@code cuda:0}): what users know, not DJL's {@code gpu(0)}. */
+  static String name(Device dev) {
+    return dev.isGpu() ? "cuda:" + dev.getDeviceId() : dev.getDeviceType();
+  }
+
+  /** The device, e.g. {@code cpu} or {@code cuda:0 NVIDIA H200 (compute capability 9.0)}. */
   public String device() {
     return device;
   }

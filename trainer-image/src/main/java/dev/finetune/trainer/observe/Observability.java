@@ -65,6 +65,13 @@ public final class Observability implements TrainingListener, AutoCloseable {
   /** Succeeded or Failed once training ended (the phase shows Evaluating meanwhile). */
   private String finalPhase;
   private boolean closed;
+  /**
+   * A rerun refused because the spec changed: summary.json keeps the record of the run in the folder (the refusal is
+   * this command's answer, on stderr and in the termination log, not the run's new state).
+   */
+  private volatile boolean keepRunRecord;
+  /** The summary file that could not be written, so that its error is printed once, not at every rewrite. */
+  private volatile Path unwritable;
   private final long[] windowNanos = new long[THROUGHPUT_WINDOW + 1];
   private final long[] windowTokens = new long[THROUGHPUT_WINDOW + 1];
   private int windowSize;
@@ -356,6 +363,7 @@ public final class Observability implements TrainingListener, AutoCloseable {
         report.reason = Summaries.reason(error, exitCode);
         report.message = Summaries.message(error);
       }
+      keepRunRecord = error instanceof dev.finetune.trainer.SpecChangedException;
       writeSummary();
     });
   }
@@ -477,11 +485,15 @@ public final class Observability implements TrainingListener, AutoCloseable {
   public void writeSummary() {
     TrainerReport s = summary();
     Path out = outputDir;
-    if (out != null) {
+    if (out != null && !keepRunRecord) {
       try {
         Summaries.writeSummaryFile(out, s);
       } catch (IOException | RuntimeException e) {
-        System.err.println("observability: cannot write " + out.resolve(TrainerContract.SUMMARY_FILE) + ": " + e);
+        Path file = out.resolve(TrainerContract.SUMMARY_FILE);
+        if (!file.equals(unwritable)) {
+          unwritable = file;
+          System.err.println("observability: cannot write " + file + ": " + e);
+        }
       }
     }
     if (terminationLog != null) {

@@ -227,8 +227,11 @@ public final class Trainer {
         model.restoreTrained(dir);
         optimizer.load(dir.resolve(Checkpoints.OPTIMIZER), state.step);
         restoredFrom = outputDir.relativize(dir).toString();
-        System.out.println("resuming from " + dir + " (epoch " + state.epochsCompleted + ", batch " + state.batchInEpoch
-            + ", step " + state.step + ")");
+        // in the words of the stop message ("in epoch 4 after step 221"), so the two agree
+        System.out.println("resuming from " + dir + ": " + (state.batchInEpoch > 0
+            ? "in epoch " + (state.epochsCompleted + 1) + " after step " + state.step + " (" + state.batchInEpoch
+                + " of its batches done)"
+            : "after epoch " + state.epochsCompleted + " (step " + state.step + ")"));
       }
       syncFromMain(latest.isPresent());
       state.trainedWith = TrainedWith.of(spec);

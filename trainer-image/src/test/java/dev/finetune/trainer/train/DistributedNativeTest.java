@@ -145,13 +145,14 @@ class DistributedNativeTest {
         .containsExactly(ExitCodes.INTERRUPTED, ExitCodes.INTERRUPTED);
     assertThat(log(0)).contains("stopped by request (SIGTERM) in epoch 2 after step 8; checkpoint checkpoints/step-");
     TrainerState saved = new Checkpoints(run.resolve(TrainerContract.CHECKPOINTS_DIR)).latest().orElseThrow().state();
+    Path latestCheckpoint = new Checkpoints(run.resolve(TrainerContract.CHECKPOINTS_DIR)).latest().orElseThrow().dir();
     assertThat(saved.step).isEqualTo(8);
 
     for (Process p : launch(job, run, 2, Map.of())) {
       assertThat(p.waitFor(10, TimeUnit.MINUTES)).isTrue();
       assertThat(p.exitValue()).as(logs(2)).isZero();
     }
-    assertThat(log(0)).contains("resuming from");
+    assertThat(log(0)).contains("resuming from " + latestCheckpoint + ": in epoch 2 after step 8 (");
     assertThat(Jobs.history(run)).usingRecursiveFieldByFieldElementComparatorIgnoringFields("seconds")
         .isEqualTo(Jobs.history(whole));
     assertThat(Files.readAllBytes(run.resolve("best/model.safetensors")))
