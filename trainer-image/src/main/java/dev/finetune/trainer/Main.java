@@ -35,6 +35,7 @@ import java.util.concurrent.atomic.AtomicReference;
 public final class Main {
   static final String USAGE = """
       usage: java -jar finetune-trainer.jar JOB.yaml [--output DIR] [--restart] [--more-epochs] [--nproc-per-node N]
+             java -jar finetune-trainer.jar JOB.yaml --plan [--device-memory SIZE] [--json]
              java -jar finetune-trainer.jar --check-engine | --help | --version""";
 
   static final String HELP = USAGE + """
@@ -52,6 +53,12 @@ public final class Main {
         --nproc-per-node N
                         data-parallel: run N ranks on this node, one per GPU, as torchrun does (with NNODES,
                         NODE_RANK, MASTER_ADDR, MASTER_PORT for several nodes); the exit code is the worst rank's
+        --plan          print the memory one rank of the job needs (weights, gradients, AdamW state,
+                        activations, logits, runtime) and whether it fits; exit 0 if it does, 3 if not. Reads
+                        the job and the model's config.json only (a hub model: that file alone), trains nothing
+                        and writes no run. Planned for a GPU when spec.resources.gpus > 0 or with
+          --device-memory SIZE  the GPU's memory, e.g. 24Gi (an L4), 80Gi (an H100)
+          --json        the plan as one JSON object (totalBytes, the parts in bytes, fits)
         --check-engine  load libtorch and the tokenizers and train one tiny step
         --help          this text
         --version       the trainer's version
@@ -298,6 +305,9 @@ public final class Main {
     if (answered != null) {
       return answered;
     }
+    if (PlanCommand.asked(args)) {
+      return PlanCommand.run(args, System.out, System.err);
+    }
     Distributed dist;
     try {
       dist = Distributed.fromEnv(System.getenv());
@@ -393,7 +403,6 @@ public final class Main {
     return null;
   }
 
-  /** Reads the job, trains (or resumes) and evaluates; failures are thrown to {@link #run}, which maps them. */
   /**
    * The run folder must take files before anything else happens: one that cannot (read-only, not a folder, no
    * permission) is the job's or the volume's setup, which a retry does not change, so it is a bad job (exit 3). A
@@ -413,6 +422,7 @@ public final class Main {
     }
   }
 
+  /** Reads the job, trains (or resumes) and evaluates; failures are thrown to {@link #run}, which maps them. */
   private static int trainAndEvaluate(String[] args, Observability obs, TrainingListener all,
       java.util.function.Consumer<Trainer> onTrainer, Distributed dist) throws Exception {
     Args a = Args.parse(args);

@@ -78,15 +78,16 @@ public interface CausalLm extends AutoCloseable {
     return parameters().values().stream().mapToLong(a -> a.getShape().size()).sum();
   }
 
-  int contextLength();
+  /** What config.json fixes: names and shapes of the weights, LoRA's layers, the activations of a batch. */
+  ModelShape shape();
 
-  /**
-   * A lower bound of the bytes autograd keeps for one training batch of {@code batch} x {@code tokens}: per layer the
-   * normed inputs, projections and attention probabilities; the logits and their log-softmax.
-   */
-  long activationBytes(int batch, int tokens);
+  default int contextLength() {
+    return shape().contextLength();
+  }
 
-  int vocabSize();
+  default int vocabSize() {
+    return shape().vocabSize();
+  }
 
   NDManager manager();
 
@@ -98,14 +99,15 @@ public interface CausalLm extends AutoCloseable {
 
   Lora lora();
 
-  /**
-   * The linear layers a LoRA adapter can target: module name (as {@link #parameters()} names it, without
-   * {@code .weight}) to {in, out}.
-   */
-  Map<String, long[]> linearLayers();
+  /** See {@link ModelShape#linearLayers}. */
+  default Map<String, long[]> linearLayers() {
+    return shape().linearLayers();
+  }
 
-  /** PEFT's target modules for this architecture when a job names none. */
-  List<String> defaultLoraTargets();
+  /** See {@link ModelShape#defaultLoraTargets}. */
+  default List<String> defaultLoraTargets() {
+    return shape().defaultLoraTargets();
+  }
 
   /** What the HF checkpoint puts before {@link #parameters()}' names ({@code transformer.} for GPT-2). */
   default String hfPrefix() {

@@ -79,25 +79,13 @@ public final class Gpt2 extends AbstractBlock implements CausalLm {
   }
 
   @Override
+  public ModelShape shape() {
+    return config;
+  }
+
+  @Override
   public NDManager manager() {
     return manager;
-  }
-
-  @Override
-  public int contextLength() {
-    return config.contextLength();
-  }
-
-  @Override
-  public long activationBytes(int batch, int tokens) {
-    long n = (long) batch * tokens;
-    long perLayer = n * (8L * config.embeddingDim() + 2L * config.inner()) + 2L * batch * config.heads() * tokens * tokens;
-    return 4 * (config.layers() * perLayer + 2 * n * config.vocabSize());
-  }
-
-  @Override
-  public int vocabSize() {
-    return config.vocabSize();
   }
 
   @Override
@@ -108,23 +96,6 @@ public final class Gpt2 extends AbstractBlock implements CausalLm {
   @Override
   public Lora lora() {
     return lora;
-  }
-
-  /** c_attn, c_proj and c_fc of every block: Conv1D, weight [in, out]. */
-  @Override
-  public Map<String, long[]> linearLayers() {
-    Map<String, long[]> out = new LinkedHashMap<>();
-    params.forEach((name, a) -> {
-      if (name.startsWith("h.") && a.getShape().dimension() == 2) {
-        out.put(name.substring(0, name.length() - ".weight".length()), new long[] {a.getShape().get(0), a.getShape().get(1)});
-      }
-    });
-    return out;
-  }
-
-  @Override
-  public List<String> defaultLoraTargets() {
-    return List.of("c_attn");
   }
 
   @Override
@@ -160,39 +131,13 @@ public final class Gpt2 extends AbstractBlock implements CausalLm {
     return precision;
   }
 
-  /** The names and shapes GPT-2 of this config has. */
-  static LinkedHashMap<String, Shape> shapes(GptConfig c) {
-    LinkedHashMap<String, Shape> s = new LinkedHashMap<>();
-    int d = c.embeddingDim();
-    s.put("wte.weight", new Shape(c.vocabSize(), d));
-    s.put("wpe.weight", new Shape(c.contextLength(), d));
-    for (int i = 0; i < c.layers(); i++) {
-      String p = "h." + i + ".";
-      s.put(p + "ln_1.weight", new Shape(d));
-      s.put(p + "ln_1.bias", new Shape(d));
-      s.put(p + "attn.c_attn.weight", new Shape(d, 3L * d));
-      s.put(p + "attn.c_attn.bias", new Shape(3L * d));
-      s.put(p + "attn.c_proj.weight", new Shape(d, d));
-      s.put(p + "attn.c_proj.bias", new Shape(d));
-      s.put(p + "ln_2.weight", new Shape(d));
-      s.put(p + "ln_2.bias", new Shape(d));
-      s.put(p + "mlp.c_fc.weight", new Shape(d, c.inner()));
-      s.put(p + "mlp.c_fc.bias", new Shape(c.inner()));
-      s.put(p + "mlp.c_proj.weight", new Shape(c.inner(), d));
-      s.put(p + "mlp.c_proj.bias", new Shape(d));
-    }
-    s.put("ln_f.weight", new Shape(d));
-    s.put("ln_f.bias", new Shape(d));
-    return s;
-  }
-
   /** A randomly initialised GPT-2 (GPT-2's scheme: N(0, 0.02), residual projections scaled by 1/sqrt(2 layers)). */
   public static Gpt2 random(GptConfig c, long seed, NDManager parent) {
     NDManager m = parent.newSubManager();
     Random rnd = new Random(seed);
     LinkedHashMap<String, NDArray> params = new LinkedHashMap<>();
     double projStd = 0.02 / Math.sqrt(2.0 * c.layers());
-    for (Map.Entry<String, Shape> e : shapes(c).entrySet()) {
+    for (Map.Entry<String, Shape> e : c.weights().entrySet()) {
       String name = e.getKey();
       int n = (int) e.getValue().size();
       float[] v = new float[n];
@@ -229,7 +174,7 @@ public final class Gpt2 extends AbstractBlock implements CausalLm {
     }
     LinkedHashMap<String, NDArray> params = new LinkedHashMap<>();
     List<String> problems = new ArrayList<>();
-    for (Map.Entry<String, Shape> e : shapes(c).entrySet()) {
+    for (Map.Entry<String, Shape> e : c.weights().entrySet()) {
       NDArray a = byName.remove(e.getKey());
       if (a == null) {
         problems.add("missing " + e.getKey());

@@ -1,5 +1,6 @@
 package dev.finetune.trainer.model;
 
+import ai.djl.ndarray.types.Shape;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
@@ -8,10 +9,13 @@ import dev.finetune.trainer.TextFiles;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
 
 /** The GPT-2 shape, read from and written to HuggingFace's {@code config.json}. */
 public record GptConfig(int vocabSize, int contextLength, int embeddingDim, int layers, int heads, int inner,
-    double layerNormEps, int endOfText) {
+    double layerNormEps, int endOfText) implements ModelShape {
 
   private static final ObjectMapper JSON = new ObjectMapper();
 
@@ -23,6 +27,57 @@ public record GptConfig(int vocabSize, int contextLength, int embeddingDim, int 
 
   public int headDim() {
     return embeddingDim / heads;
+  }
+
+  /** HF's names without {@code transformer.}; Conv1D weights [in, out]; lm_head is tied to wte. */
+  @Override
+  public LinkedHashMap<String, Shape> weights() {
+    LinkedHashMap<String, Shape> s = new LinkedHashMap<>();
+    int d = embeddingDim;
+    s.put("wte.weight", new Shape(vocabSize, d));
+    s.put("wpe.weight", new Shape(contextLength, d));
+    for (int i = 0; i < layers; i++) {
+      String p = "h." + i + ".";
+      s.put(p + "ln_1.weight", new Shape(d));
+      s.put(p + "ln_1.bias", new Shape(d));
+      s.put(p + "attn.c_attn.weight", new Shape(d, 3L * d));
+      s.put(p + "attn.c_attn.bias", new Shape(3L * d));
+      s.put(p + "attn.c_proj.weight", new Shape(d, d));
+      s.put(p + "attn.c_proj.bias", new Shape(d));
+      s.put(p + "ln_2.weight", new Shape(d));
+      s.put(p + "ln_2.bias", new Shape(d));
+      s.put(p + "mlp.c_fc.weight", new Shape(d, inner));
+      s.put(p + "mlp.c_fc.bias", new Shape(inner));
+      s.put(p + "mlp.c_proj.weight", new Shape(inner, d));
+      s.put(p + "mlp.c_proj.bias", new Shape(d));
+    }
+    s.put("ln_f.weight", new Shape(d));
+    s.put("ln_f.bias", new Shape(d));
+    return s;
+  }
+
+  /** c_attn, c_proj and c_fc of every block (Conv1D: the weight is [in, out]). */
+  @Override
+  public Map<String, long[]> linearLayers() {
+    Map<String, long[]> out = new LinkedHashMap<>();
+    weights().forEach((name, shape) -> {
+      if (name.startsWith("h.") && shape.dimension() == 2) {
+        out.put(name.substring(0, name.length() - ".weight".length()), new long[] {shape.get(0), shape.get(1)});
+      }
+    });
+    return out;
+  }
+
+  @Override
+  public List<String> defaultLoraTargets() {
+    return List.of("c_attn");
+  }
+
+  @Override
+  public long activationBytes(int batch, int tokens) {
+    long n = (long) batch * tokens;
+    long perLayer = n * (8L * embeddingDim + 2L * inner) + 2L * batch * heads * tokens * tokens;
+    return 4 * layers * perLayer;
   }
 
   public static GptConfig read(Path configJson) throws IOException {

@@ -46,6 +46,11 @@ public final class Llama implements CausalLm {
   }
 
   @Override
+  public ModelShape shape() {
+    return config;
+  }
+
+  @Override
   public NDManager manager() {
     return manager;
   }
@@ -53,25 +58,6 @@ public final class Llama implements CausalLm {
   @Override
   public Map<String, NDArray> parameters() {
     return params;
-  }
-
-  @Override
-  public int contextLength() {
-    return config.contextLength();
-  }
-
-  @Override
-  public long activationBytes(int batch, int tokens) {
-    LlamaConfig c = config;
-    long n = (long) batch * tokens;
-    long qkv = (long) (c.heads() + 2 * c.kvHeads()) * c.headDim();
-    long perLayer = n * (4L * c.hidden() + qkv + 3L * c.intermediate()) + 2L * batch * c.heads() * tokens * tokens;
-    return 4 * (c.layers() * perLayer + 2 * n * c.vocabSize());
-  }
-
-  @Override
-  public int vocabSize() {
-    return config.vocabSize();
   }
 
   /** HF Llama has no residual or embedding dropout; the job's dropout applies to the attention probabilities. */
@@ -104,44 +90,11 @@ public final class Llama implements CausalLm {
     return lora;
   }
 
-  /** The parameter names and shapes a model of this config has, in HF's order. */
-  static LinkedHashMap<String, Shape> shapes(LlamaConfig c) {
-    LinkedHashMap<String, Shape> s = new LinkedHashMap<>();
-    long d = c.hidden();
-    long q = (long) c.heads() * c.headDim();
-    long kv = (long) c.kvHeads() * c.headDim();
-    s.put("model.embed_tokens.weight", new Shape(c.vocabSize(), d));
-    for (int i = 0; i < c.layers(); i++) {
-      String p = "model.layers." + i + ".";
-      s.put(p + "input_layernorm.weight", new Shape(d));
-      linear(s, p + "self_attn.q_proj", q, d, c.qkvBias());
-      linear(s, p + "self_attn.k_proj", kv, d, c.qkvBias());
-      linear(s, p + "self_attn.v_proj", kv, d, c.qkvBias());
-      linear(s, p + "self_attn.o_proj", d, q, c.outBias());
-      s.put(p + "post_attention_layernorm.weight", new Shape(d));
-      linear(s, p + "mlp.gate_proj", c.intermediate(), d, c.mlpBias());
-      linear(s, p + "mlp.up_proj", c.intermediate(), d, c.mlpBias());
-      linear(s, p + "mlp.down_proj", d, c.intermediate(), c.mlpBias());
-    }
-    s.put("model.norm.weight", new Shape(d));
-    if (!c.tiedEmbeddings()) {
-      s.put("lm_head.weight", new Shape(c.vocabSize(), d));
-    }
-    return s;
-  }
-
-  private static void linear(Map<String, Shape> s, String name, long out, long in, boolean bias) {
-    s.put(name + ".weight", new Shape(out, in));
-    if (bias) {
-      s.put(name + ".bias", new Shape(out));
-    }
-  }
-
   /** A randomly initialised model of {@code c} (weights normal(0, 0.02), norms 1, biases 0), for benchmarks. */
   public static Llama random(LlamaConfig c, NDManager parent) {
     NDManager m = parent.newSubManager();
     LinkedHashMap<String, NDArray> params = new LinkedHashMap<>();
-    for (Map.Entry<String, Shape> e : shapes(c).entrySet()) {
+    for (Map.Entry<String, Shape> e : c.weights().entrySet()) {
       String name = e.getKey();
       Shape shape = e.getValue();
       params.put(name, name.endsWith("norm.weight") ? m.ones(shape) : name.endsWith(".bias") ? m.zeros(shape)
@@ -157,7 +110,7 @@ public final class Llama implements CausalLm {
       Map<String, NDArray> read = HfWeights.read(dir, m);
       LinkedHashMap<String, NDArray> params = new LinkedHashMap<>();
       List<String> problems = new ArrayList<>();
-      for (Map.Entry<String, Shape> e : shapes(c).entrySet()) {
+      for (Map.Entry<String, Shape> e : c.weights().entrySet()) {
         NDArray a = read.remove(e.getKey());
         if (a == null) {
           problems.add("missing " + e.getKey());
@@ -180,22 +133,6 @@ public final class Llama implements CausalLm {
       m.close();
       throw e;
     }
-  }
-
-  @Override
-  public Map<String, long[]> linearLayers() {
-    Map<String, long[]> out = new LinkedHashMap<>();
-    params.forEach((name, a) -> {
-      if (name.startsWith("model.layers.") && name.endsWith("_proj.weight")) {
-        out.put(name.substring(0, name.length() - ".weight".length()), new long[] {a.getShape().get(1), a.getShape().get(0)});
-      }
-    });
-    return out;
-  }
-
-  @Override
-  public List<String> defaultLoraTargets() {
-    return List.of("q_proj", "v_proj");
   }
 
   /** config.json (as read) and model.safetensors (float32, HF names): transformers loads the directory. */

@@ -2,13 +2,16 @@ package dev.finetune.trainer.model;
 
 import dev.finetune.trainer.BadJobException;
 import dev.finetune.trainer.TextFiles;
+import ai.djl.ndarray.types.Shape;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 
 /**
  * The shape of a Llama-family decoder (HF {@code LlamaForCausalLM}, {@code Qwen2ForCausalLM},
@@ -21,7 +24,7 @@ import java.util.List;
  */
 public record LlamaConfig(String modelType, int vocabSize, int hidden, int intermediate, int layers, int heads,
     int kvHeads, int headDim, int contextLength, double rmsNormEps, Rope rope, boolean qkvBias, boolean outBias,
-    boolean mlpBias, boolean tiedEmbeddings, int[] slidingWindow, int endOfText, ObjectNode json) {
+    boolean mlpBias, boolean tiedEmbeddings, int[] slidingWindow, int endOfText, ObjectNode json) implements ModelShape {
 
   /** The model_type values this network serves. */
   public static final List<String> TYPES = List.of("llama", "qwen2", "mistral");
@@ -96,6 +99,65 @@ public record LlamaConfig(String modelType, int vocabSize, int hidden, int inter
   /** Writes config.json as it was read. */
   public void write(Path configJson) throws IOException {
     Files.writeString(configJson, JSON.writerWithDefaultPrettyPrinter().writeValueAsString(json));
+  }
+
+  /** HF's names; linear weights [out, in]; lm_head only when not tied to the embedding. */
+  @Override
+  public LinkedHashMap<String, Shape> weights() {
+    LinkedHashMap<String, Shape> s = new LinkedHashMap<>();
+    long d = hidden;
+    long q = (long) heads * headDim;
+    long kv = (long) kvHeads * headDim;
+    s.put("model.embed_tokens.weight", new Shape(vocabSize, d));
+    for (int i = 0; i < layers; i++) {
+      String p = "model.layers." + i + ".";
+      s.put(p + "input_layernorm.weight", new Shape(d));
+      linear(s, p + "self_attn.q_proj", q, d, qkvBias);
+      linear(s, p + "self_attn.k_proj", kv, d, qkvBias);
+      linear(s, p + "self_attn.v_proj", kv, d, qkvBias);
+      linear(s, p + "self_attn.o_proj", d, q, outBias);
+      s.put(p + "post_attention_layernorm.weight", new Shape(d));
+      linear(s, p + "mlp.gate_proj", intermediate, d, mlpBias);
+      linear(s, p + "mlp.up_proj", intermediate, d, mlpBias);
+      linear(s, p + "mlp.down_proj", d, intermediate, mlpBias);
+    }
+    s.put("model.norm.weight", new Shape(d));
+    if (!tiedEmbeddings) {
+      s.put("lm_head.weight", new Shape(vocabSize, d));
+    }
+    return s;
+  }
+
+  private static void linear(Map<String, Shape> s, String name, long out, long in, boolean bias) {
+    s.put(name + ".weight", new Shape(out, in));
+    if (bias) {
+      s.put(name + ".bias", new Shape(out));
+    }
+  }
+
+  /** The seven projections of every layer (weight [out, in]). */
+  @Override
+  public Map<String, long[]> linearLayers() {
+    Map<String, long[]> out = new LinkedHashMap<>();
+    weights().forEach((name, shape) -> {
+      if (name.startsWith("model.layers.") && name.endsWith("_proj.weight")) {
+        out.put(name.substring(0, name.length() - ".weight".length()), new long[] {shape.get(1), shape.get(0)});
+      }
+    });
+    return out;
+  }
+
+  @Override
+  public List<String> defaultLoraTargets() {
+    return List.of("q_proj", "v_proj");
+  }
+
+  @Override
+  public long activationBytes(int batch, int tokens) {
+    long n = (long) batch * tokens;
+    long qkv = (long) (heads + 2 * kvHeads) * headDim;
+    long perLayer = n * (4L * hidden + qkv + 3L * intermediate) + 2L * batch * heads * tokens * tokens;
+    return 4 * layers * perLayer;
   }
 
   public int queriesPerKv() {

@@ -52,9 +52,9 @@ public final class Lora implements AutoCloseable {
   }
 
   /** The layers a target list selects: PEFT matches a module whose name is the target or ends with "." + target. */
-  static Map<String, long[]> targets(CausalLm net, List<String> targetModules) {
+  static Map<String, long[]> targets(Map<String, long[]> linearLayers, List<String> targetModules) {
     Map<String, long[]> out = new LinkedHashMap<>();
-    for (Map.Entry<String, long[]> e : net.linearLayers().entrySet()) {
+    for (Map.Entry<String, long[]> e : linearLayers.entrySet()) {
       String module = e.getKey();
       String last = module.substring(module.lastIndexOf('.') + 1);
       if (targetModules.contains(last)) {
@@ -69,7 +69,7 @@ public final class Lora implements AutoCloseable {
     }
     if (!unmatched.isEmpty()) {
       TreeSet<String> known = new TreeSet<>();
-      net.linearLayers().keySet().forEach(m -> known.add(m.substring(m.lastIndexOf('.') + 1)));
+      linearLayers.keySet().forEach(m -> known.add(m.substring(m.lastIndexOf('.') + 1)));
       throw new BadJobException("spec.training.lora.targetModules " + unmatched + " name no layer of this model; its"
           + " linear layers are " + known);
     }
@@ -86,7 +86,7 @@ public final class Lora implements AutoCloseable {
     }
     Lora l = new Lora(rank, alpha, dropout, targetModules, net, net.manager().newSubManager());
     Random rnd = new Random(seed);
-    for (Map.Entry<String, long[]> e : targets(net, l.targetModules).entrySet()) {
+    for (Map.Entry<String, long[]> e : targets(net.linearLayers(), l.targetModules).entrySet()) {
       long in = e.getValue()[0];
       long out = e.getValue()[1];
       float[] a = new float[(int) (rank * in)];
@@ -152,7 +152,7 @@ public final class Lora implements AutoCloseable {
     Lora l = new Lora(c.path("r").asInt(8), c.path("lora_alpha").asDouble(8), dropout, targets, net,
         net.manager().newSubManager());
     try {
-      Map<String, long[]> layers = targets(net, l.targetModules);
+      Map<String, long[]> layers = targets(net.linearLayers(), l.targetModules);
       Map<String, NDArray> read = SafeTensors.read(dir.resolve(WEIGHTS), l.manager);
       Map<String, NDArray> byName = new LinkedHashMap<>();
       read.forEach((k, v) -> byName.put(k.replace(".default.weight", ".weight"), v));

@@ -6,6 +6,7 @@ import ai.djl.util.cuda.CudaUtils;
 import dev.finetune.api.trainer.TrainerContract;
 import dev.finetune.trainer.BadJobException;
 import dev.finetune.trainer.model.CausalLm;
+import dev.finetune.trainer.model.ModelShape;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -14,39 +15,48 @@ import java.util.OptionalLong;
 /**
  * The memory a run needs, stated before training: the weights, their gradients and AdamW's two moments (float32, for
  * what trains: everything, or a LoRA adapter alone), in bf16 mixed precision the bf16 copies of the weights each step
- * makes, the activations autograd keeps for the largest batch (4 bytes each, 2 in bf16), and the runtime. A job whose need exceeds the memory it was given fails at once as a bad job (exit 3:
- * retrying cannot help) instead of dying of OOM minutes or hours later. The activation figure is a lower bound, so
- * a job refused here could not have run.
+ * makes, the activations autograd keeps for the largest batch (4 bytes each, 2 in bf16), the logits with their
+ * log-softmax, and the runtime. A job whose need exceeds the memory it was given fails at once as a bad job (exit 3:
+ * retrying cannot help) instead of dying of OOM minutes or hours later. The activation figure is a lower bound, so a
+ * job refused here could not have run. It needs the model's shape alone, so {@code --plan} states it without weights.
  */
-public record MemoryPlan(long weights, long gradients, long optimizer, long casts, long activations, int batch,
-    int tokens) {
+public record MemoryPlan(long weights, long gradients, long optimizer, long casts, long activations, long logits,
+    int batch, int tokens) {
   /** The JVM and libtorch themselves. */
-  static final long RUNTIME = 512L << 20;
+  public static final long RUNTIME = 512L << 20;
 
   public static MemoryPlan of(CausalLm net, int batch, int tokens, boolean bf16) {
     return of(net, batch, tokens, bf16, 1);
   }
 
-  /**
-   * The plan of one rank: {@code batch} is its share of the batch, and with {@code optimizerShards} above 1 (ZeRO-1)
-   * it keeps that fraction of AdamW's state.
-   */
+  /** The plan of one rank of a built network: what trains is its weights or its LoRA adapter. */
   public static MemoryPlan of(CausalLm net, int batch, int tokens, boolean bf16, int optimizerShards) {
-    long params = net.parameterCount();
-    long trainable = 4 * net.trainable().values().stream().mapToLong(a -> a.getShape().size()).sum();
-    long activations = net.activationBytes(batch, tokens);
-    return new MemoryPlan(4 * params, trainable, 2 * trainable / optimizerShards, bf16 ? 2 * params : 0,
-        bf16 ? activations / 2 : activations, batch, tokens);
+    long trainable = net.trainable().values().stream().mapToLong(a -> a.getShape().size()).sum();
+    return of(net.shape(), trainable, batch, tokens, bf16, optimizerShards);
+  }
+
+  /**
+   * The plan of one rank: {@code trainable} parameters train, {@code batch} is the rank's share of the batch, and
+   * with {@code optimizerShards} above 1 (ZeRO-1) it keeps that fraction of AdamW's state.
+   */
+  public static MemoryPlan of(ModelShape shape, long trainable, int batch, int tokens, boolean bf16,
+      int optimizerShards) {
+    long params = shape.parameterCount();
+    long activations = shape.activationBytes(batch, tokens);
+    long logits = shape.logitBytes(batch, tokens);
+    return new MemoryPlan(4 * params, 4 * trainable, 8 * trainable / optimizerShards, bf16 ? 2 * params : 0,
+        bf16 ? activations / 2 : activations, bf16 ? logits / 2 : logits, batch, tokens);
   }
 
   public long total() {
-    return weights + gradients + optimizer + casts + activations + RUNTIME;
+    return weights + gradients + optimizer + casts + activations + logits + RUNTIME;
   }
 
   public String describe() {
-    return String.format("memory needed: about %s (weights %s, gradients %s, AdamW state %s, %sactivations %s for a batch"
-        + " of %d x %d tokens, runtime %s)", gib(total()), gib(weights), gib(gradients), gib(optimizer),
-        casts > 0 ? "their bf16 copies " + gib(casts) + ", " : "", gib(activations), batch, tokens, gib(RUNTIME));
+    return String.format("memory needed: about %s (weights %s, gradients %s, AdamW state %s, %sactivations %s and logits"
+        + " %s for a batch of %d x %d tokens, runtime %s)", gib(total()), gib(weights), gib(gradients), gib(optimizer),
+        casts > 0 ? "their bf16 copies " + gib(casts) + ", " : "", gib(activations), gib(logits), batch, tokens,
+        gib(RUNTIME));
   }
 
   /**
@@ -78,9 +88,15 @@ public record MemoryPlan(long weights, long gradients, long optimizer, long cast
     System.out.println(describe() + (limit.isPresent() ? "; available: " + gib(limit.getAsLong()) + " (" + source + ")" : ""));
     if (limit.isPresent() && total() > limit.getAsLong()) {
       throw new BadJobException(describe() + ", but the trainer has " + gib(limit.getAsLong()) + " (" + source
-          + "). Raise spec.resources.memory, lower spec.training.batchSize or spec.dataset.maxLength, or train a LoRA"
-          + " adapter (spec.training.lora) so that gradients and optimizer state cover the adapter alone");
+          + "). Raise spec.resources.memory, " + remedy());
     }
+  }
+
+  /** What shrinks the plan: a smaller batch or shorter records, and a LoRA adapter unless one trains already. */
+  public String remedy() {
+    boolean adapterOnly = gradients < weights;
+    return "lower spec.training.batchSize or spec.dataset.maxLength" + (adapterOnly ? ""
+        : ", or train a LoRA adapter (spec.training.lora) so that gradients and optimizer state cover the adapter alone");
   }
 
   /**
@@ -124,7 +140,7 @@ public record MemoryPlan(long weights, long gradients, long optimizer, long cast
     }
   }
 
-  static String gib(long bytes) {
+  public static String gib(long bytes) {
     return bytes >= (1L << 30) ? String.format("%.2f GiB", bytes / (double) (1L << 30))
         : String.format("%.0f MiB", bytes / (double) (1L << 20));
   }

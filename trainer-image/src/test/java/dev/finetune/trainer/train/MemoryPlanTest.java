@@ -12,6 +12,7 @@ import dev.finetune.trainer.Jobs;
 import dev.finetune.trainer.Main;
 import dev.finetune.trainer.model.Lora;
 import dev.finetune.trainer.model.Model;
+import dev.finetune.trainer.model.ModelShape;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
@@ -32,10 +33,11 @@ class MemoryPlanTest {
       assertThat(full.weights()).isEqualTo(4 * params);
       assertThat(full.gradients()).isEqualTo(4 * params);
       assertThat(full.optimizer()).isEqualTo(8 * params);
-      assertThat(full.activations()).as("at least logits and log-softmax").isGreaterThanOrEqualTo(2L * 4 * 8 * 64 * 50257);
+      assertThat(full.logits()).as("fp32 logits and their log-softmax").isEqualTo(2L * 4 * 8 * 64 * m.net().vocabSize());
+      assertThat(full.activations()).isPositive();
       assertThat(MemoryPlan.of(m.net(), 16, 64, false).activations()).isGreaterThan(full.activations());
       assertThat(full.casts()).isZero();
-      assertThat(full.describe()).contains("weights", "gradients", "AdamW state", "activations", "8 x 64 tokens")
+      assertThat(full.describe()).contains("weights", "gradients", "AdamW state", "activations", "logits", "8 x 64 tokens")
           .doesNotContain("bf16");
       MemoryPlan bf16 = MemoryPlan.of(m.net(), 8, 64, true);
       assertThat(bf16.casts()).as("a bf16 copy of every weight per step").isEqualTo(2 * params);
@@ -55,6 +57,26 @@ class MemoryPlanTest {
       assertThatThrownBy(() -> full.check(OptionalLong.of(full.total() - 1), "the container's memory limit"))
           .isInstanceOf(BadJobException.class).hasMessageContaining("memory needed")
           .hasMessageContaining("the container's memory limit").hasMessageContaining("spec.resources.memory");
+    }
+  }
+
+  /** --plan builds no network: the shape from config.json must give the plan the built network gives. */
+  @Test
+  void theShapeFromConfigJsonAloneGivesTheBuiltNetworksPlan() throws Exception {
+    for (Path dir : List.of(Fixtures.tinyGpt2(), Fixtures.tinyLlama(), Fixtures.fixture("tiny-qwen2"))) {
+      try (NDManager base = NDManager.newBaseManager();
+          Model m = Model.load(dir, base)) {
+        ModelShape shape = ModelShape.read(dir.resolve("config.json"));
+        assertThat(shape.parameterCount()).as(dir.toString()).isEqualTo(m.net().parameterCount());
+        assertThat(MemoryPlan.of(shape, shape.parameterCount(), 2, 32, true, 1))
+            .isEqualTo(MemoryPlan.of(m.net(), 2, 32, true, 1));
+        List<String> targets = m.net().defaultLoraTargets();
+        m.net().attach(Lora.create(m.net(), 8, 16, 0, targets, 1));
+        assertThat(shape.loraParameterCount(8, targets)).as(dir + " LoRA r8 on " + targets)
+            .isEqualTo(m.net().lora().parameterCount());
+        assertThat(MemoryPlan.of(shape, shape.loraParameterCount(8, targets), 2, 32, false, 1))
+            .isEqualTo(MemoryPlan.of(m.net(), 2, 32, false, 1));
+      }
     }
   }
 

@@ -1,0 +1,73 @@
+package dev.finetune.trainer.model;
+
+import ai.djl.ndarray.types.Shape;
+import dev.finetune.api.ScratchModelSpec;
+import dev.finetune.trainer.BadJobException;
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * What a model's {@code config.json} fixes before any weight exists: the name and shape of every tensor, the layers a
+ * LoRA adapter can target, and the activations a training batch keeps. The networks build on it, and the memory plan
+ * reads it, so {@code --plan} needs no weights.
+ */
+public sealed interface ModelShape permits GptConfig, LlamaConfig {
+
+  /** Every weight by the network's name, in HF's order. */
+  LinkedHashMap<String, Shape> weights();
+
+  /**
+   * The linear layers a LoRA adapter can target: module name (as {@link #weights()} names it, without
+   * {@code .weight}) to {in, out}.
+   */
+  Map<String, long[]> linearLayers();
+
+  /** PEFT's target modules for this architecture when a job names none. */
+  List<String> defaultLoraTargets();
+
+  /**
+   * A lower bound of the float32 bytes autograd keeps in the decoder layers for one training batch of {@code batch}
+   * x {@code tokens}: per layer the normed inputs, projections and attention probabilities.
+   */
+  long activationBytes(int batch, int tokens);
+
+  /** The float32 bytes of the batch's logits and their log-softmax, which the loss keeps for the backward pass. */
+  default long logitBytes(int batch, int tokens) {
+    return 4L * 2 * batch * tokens * vocabSize();
+  }
+
+  int vocabSize();
+
+  int contextLength();
+
+  default long parameterCount() {
+    return weights().values().stream().mapToLong(Shape::size).sum();
+  }
+
+  /** The parameters of a LoRA adapter of rank {@code r} on {@code targetModules}: r (in + out) per layer. */
+  default long loraParameterCount(int r, List<String> targetModules) {
+    return Lora.targets(linearLayers(), targetModules).values().stream().mapToLong(io -> r * (io[0] + io[1])).sum();
+  }
+
+  /** The shape config.json describes; its model_type picks the architecture. */
+  static ModelShape read(Path configJson) throws IOException {
+    String type = Model.modelType(configJson);
+    if (type.equals("gpt2")) {
+      return GptConfig.read(configJson);
+    }
+    if (LlamaConfig.TYPES.contains(type)) {
+      return LlamaConfig.read(configJson);
+    }
+    throw new BadJobException(configJson + ": model_type is '" + type + "'; the trainer supports " + Model.SUPPORTED_TYPES
+        + " (GPT-2, Llama incl. SmolLM2, Qwen2, Mistral)");
+  }
+
+  /** The GPT-2 of spec.model.scratch, with the byte-level tokenizer's vocabulary. */
+  static GptConfig scratch(ScratchModelSpec s) {
+    return new GptConfig(ByteTokenizer.VOCAB_SIZE, s.contextLength, s.embeddingDim, s.layers, s.heads,
+        4 * s.embeddingDim, 1e-5, ByteTokenizer.END_OF_TEXT);
+  }
+}
