@@ -8,6 +8,7 @@ import dev.finetune.api.EvaluationStatus;
 import dev.finetune.api.FineTuneJob;
 import dev.finetune.api.PromptStyle;
 import dev.finetune.api.trainer.TrainerContract;
+import dev.finetune.trainer.model.Generator;
 import dev.finetune.trainer.model.Model;
 import dev.finetune.trainer.data.Prompts;
 import dev.finetune.trainer.data.Record;
@@ -85,13 +86,14 @@ public final class Evaluation {
       Path outputDir, String judgeApiKey) throws IOException {
     try (NDManager manager = NDManager.newBaseManager(); Model model = Model.load(modelDir, manager)) {
       long start = System.nanoTime();
-      Answerer answerer = generator(model, spec);
+      Generator generator = new Generator(model);
+      Answerer answerer = answerer(generator, spec);
       Answerer timed = (prompt, index) -> {
         String answer = answerer.answer(prompt, index);
         if (index == test.size() - 1) {
           double s = (System.nanoTime() - start) / 1e9;
           System.out.printf(java.util.Locale.ROOT, "evaluation: generated %d new tokens in %.1f s (%.1f tokens/s)%n",
-              model.generatedTokens(), s, model.generatedTokens() / Math.max(s, 1e-9));
+              generator.generatedTokens(), s, generator.generatedTokens() / Math.max(s, 1e-9));
         }
         return answer;
       };
@@ -100,8 +102,8 @@ public final class Evaluation {
   }
 
   /** Greedy or sampled decoding with the model, as the spec says; each prompt gets seed + its index. */
-  public static Answerer generator(Model model, EvaluationSpec spec) {
-    return (prompt, index) -> model.generate(prompt, spec.maxNewTokens, spec.temperature, spec.topK,
+  public static Answerer answerer(Generator generator, EvaluationSpec spec) {
+    return (prompt, index) -> generator.generate(prompt, spec.maxNewTokens, spec.temperature, spec.topK,
         spec.seed + index);
   }
 

@@ -2,8 +2,6 @@ package dev.finetune.trainer.model;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
-import ai.djl.ndarray.NDScope;
-import ai.djl.ndarray.types.Shape;
 import dev.finetune.api.ModelSpec;
 import dev.finetune.api.ScratchModelSpec;
 import dev.finetune.api.trainer.TrainerContract;
@@ -13,9 +11,7 @@ import java.io.IOException;
 import java.net.URI;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.Arrays;
 import java.util.List;
-import java.util.Random;
 
 /**
  * A network (GPT-2 or the Llama family) with its tokenizer: what an HF model directory holds, and what answers
@@ -30,7 +26,6 @@ public final class Model implements AutoCloseable {
   private final CausalLm net;
   private final TextTokenizer tokenizer;
   private final Path source;
-  private long generatedTokens;
 
   public Model(CausalLm net, TextTokenizer tokenizer) {
     this(net, tokenizer, null);
@@ -164,9 +159,7 @@ public final class Model implements AutoCloseable {
 
   /** A randomly initialised GPT-2 of the given shape with the byte-level tokenizer. */
   public static Model scratch(ScratchModelSpec s, NDManager manager) {
-    GptConfig config = new GptConfig(ByteTokenizer.VOCAB_SIZE, s.contextLength, s.embeddingDim, s.layers, s.heads,
-        4 * s.embeddingDim, 1e-5, ByteTokenizer.END_OF_TEXT);
-    return new Model(Gpt2.random(config, s.seed, manager), new ByteTokenizer());
+    return new Model(Gpt2.random(ModelShape.scratch(s), s.seed, manager), new ByteTokenizer());
   }
 
   /**
@@ -215,108 +208,6 @@ public final class Model implements AutoCloseable {
         Files.copy(source.resolve(f), dir.resolve(f), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
       }
     }
-  }
-
-  /**
-   * Continues {@code prompt} by up to {@code maxNewTokens} tokens and returns only the new text, stopping at
-   * end-of-text. Temperature 0 is greedy decoding; above 0 it samples (among the {@code topK} most likely
-   * tokens when topK > 0) with {@code seed}. With a KV cache: each new token costs one row of the network, not
-   * the whole sequence again; once the text outgrows the context length, the window slides and every token
-   * is computed afresh over the last context-length tokens, as without a cache.
-   */
-  public String generate(String prompt, int maxNewTokens, double temperature, int topK, long seed) {
-    return tokenizer.decode(generateTokens(prompt, maxNewTokens, temperature, topK, seed, true));
-  }
-
-  /**
-   * The new token ids of {@link #generate(String, int, double, int, long)} (end-of-text not included), with the KV
-   * cache or (the reference) without.
-   */
-  public long[] generateTokens(String prompt, int maxNewTokens, double temperature, int topK, long seed,
-      boolean kvCache) {
-    long[] ids = tokenizer.encode(prompt);
-    long[] out = new long[0];
-    Random rnd = new Random(seed);
-    int ctx = net.contextLength();
-    try (NoGrad noGrad = new NoGrad(); NDManager session = net.manager().newSubManager()) {
-      KvCache cache = new KvCache(session);
-      for (int n = 0; n < maxNewTokens; n++) {
-        long[] all = concat(ids, out);
-        long next;
-        try (NDManager step = session.newSubManager(); NDScope scope = new NDScope()) {
-          float[] last;
-          if (kvCache && net.cacheHolds(all.length)) {
-            long[] fresh = Arrays.copyOfRange(all, cache.length(), all.length);
-            NDArray logits = net.forwardCached(step.create(fresh, new Shape(1, fresh.length)), cache, new Gpt2.Consts(step));
-            last = logits.get(0, fresh.length - 1).toFloatArray();
-          } else {
-            long[] window = all.length > ctx ? Arrays.copyOfRange(all, all.length - ctx, all.length) : all;
-            NDArray logits = net.forward(step.create(window, new Shape(1, window.length)), new Gpt2.Consts(step), false);
-            last = logits.get(0, window.length - 1).toFloatArray();
-          }
-          next = temperature <= 0 ? argmax(last) : sample(last, temperature, topK, rnd);
-        }
-        generatedTokens++;
-        if (next == tokenizer.endOfText()) {
-          break;
-        }
-        out = concat(out, new long[] {next});
-      }
-    }
-    return out;
-  }
-
-  /** Tokens generated so far by this model (end-of-text included), for throughput figures. */
-  public long generatedTokens() {
-    return generatedTokens;
-  }
-
-  /** Greedy decoding. */
-  public String generate(String prompt, int maxNewTokens) {
-    return generate(prompt, maxNewTokens, 0, 0, 0);
-  }
-
-  private static long argmax(float[] v) {
-    int best = 0;
-    for (int i = 1; i < v.length; i++) {
-      if (v[i] > v[best]) {
-        best = i;
-      }
-    }
-    return best;
-  }
-
-  private static long sample(float[] logits, double temperature, int topK, Random rnd) {
-    double threshold = Double.NEGATIVE_INFINITY;
-    if (topK > 0 && topK < logits.length) {
-      float[] sorted = logits.clone();
-      Arrays.sort(sorted);
-      threshold = sorted[sorted.length - topK];
-    }
-    double max = Double.NEGATIVE_INFINITY;
-    for (float l : logits) {
-      max = Math.max(max, l);
-    }
-    double[] p = new double[logits.length];
-    double sum = 0;
-    for (int i = 0; i < logits.length; i++) {
-      p[i] = logits[i] < threshold ? 0 : Math.exp((logits[i] - max) / temperature);
-      sum += p[i];
-    }
-    double r = rnd.nextDouble() * sum;
-    for (int i = 0; i < p.length; i++) {
-      r -= p[i];
-      if (r <= 0 && p[i] > 0) {
-        return i;
-      }
-    }
-    return argmax(logits);
-  }
-
-  private static long[] concat(long[] a, long[] b) {
-    long[] r = Arrays.copyOf(a, a.length + b.length);
-    System.arraycopy(b, 0, r, a.length, b.length);
-    return r;
   }
 
   @Override

@@ -9,6 +9,7 @@ import dev.finetune.trainer.data.Collator;
 import dev.finetune.trainer.data.Datasets;
 import dev.finetune.trainer.data.Prompts;
 import dev.finetune.trainer.data.Record;
+import dev.finetune.trainer.model.Generator;
 import dev.finetune.trainer.model.Model;
 import java.io.IOException;
 import java.nio.file.Path;
@@ -36,7 +37,7 @@ class LearnsTest {
     int exact = 0;
     Map<String, int[]> perTask = new TreeMap<>();
     for (Record r : splits.test()) {
-      String answer = model.generate(Prompts.prompt(ds.promptStyle, r), job.getSpec().evaluation.maxNewTokens);
+      String answer = new Generator(model).generate(Prompts.prompt(ds.promptStyle, r), job.getSpec().evaluation.maxNewTokens);
       boolean ok = answer.strip().equals(r.output().strip());
       exact += ok ? 1 : 0;
       int[] c = perTask.computeIfAbsent(r.instruction(), k -> new int[2]);
