@@ -69,7 +69,7 @@ if ! $cpu; then
     note "the native library did not build (see native-build.log): bf16 runs will fail, fp32 runs go on"
   fi
 fi
-"${java[@]}" dev.finetune.trainer.model.NativeCheck > "$out/native-check.log" 2>&1
+"${java[@]}" dev.finetune.trainer.nativelib.NativeCheck > "$out/native-check.log" 2>&1
 note "native kernels: $(tail -1 "$out/native-check.log")"
 record "$out/native-check.log"
 

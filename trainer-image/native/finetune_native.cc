@@ -1,6 +1,6 @@
 // The trainer's own native library: the few libtorch calls DJL's PyTorch JNI lacks, on DJL's tensor handles (a
 // handle is a heap-allocated torch::Tensor*, as DJL's JNI makes them; results are new ones that DJL's PtNDArray
-// takes over and deletes). Java side: dev.finetune.trainer.model.TorchNative. It must be built against the same
+// takes over and deletes). Java side: dev.finetune.trainer.nativelib.TorchNative. It must be built against the same
 // libtorch DJL loads (build.sh). Every entry point turns a C++ exception into a Java RuntimeException: a bad call
 // fails the job with a message, it never terminates the JVM.
 #include <jni.h>
@@ -82,7 +82,7 @@ torch::ScalarType Type(jint code) {
 
 }  // namespace
 
-#define FT(ret, name) extern "C" JNIEXPORT ret JNICALL Java_dev_finetune_trainer_model_TorchNative_##name
+#define FT(ret, name) extern "C" JNIEXPORT ret JNICALL Java_dev_finetune_trainer_nativelib_TorchNative_##name
 
 // "MAJOR.MINOR.PATCH" of the libtorch headers this library was built with.
 FT(jstring, torchVersion)(JNIEnv* env, jclass) { return env->NewStringUTF(TORCH_VERSION); }

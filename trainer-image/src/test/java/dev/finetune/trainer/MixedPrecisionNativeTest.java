@@ -17,7 +17,7 @@ import dev.finetune.api.trainer.TrainerContract;
 import dev.finetune.trainer.model.Gpt2;
 import dev.finetune.trainer.model.Model;
 import dev.finetune.trainer.model.PrecisionPolicy;
-import dev.finetune.trainer.model.TorchNative;
+import dev.finetune.trainer.nativelib.TorchNative;
 import dev.finetune.trainer.train.AdamW;
 import dev.finetune.trainer.train.Checkpoints;
 import dev.finetune.trainer.train.TrainingListener;

@@ -4,7 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.finetune.api.trainer.TrainerContract.ExitCodes;
-import dev.finetune.trainer.model.TorchNative;
+import dev.finetune.trainer.nativelib.TorchNative;
 import java.nio.file.Path;
 import java.util.List;
 import org.junit.jupiter.api.Assumptions;

@@ -318,7 +318,7 @@ public final class Gpt2 extends AbstractBlock implements CausalLm {
   }
 
   /** GPT-2's tanh GELU: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). DJL's gelu is the erf form. */
-  static NDArray geluOps(NDArray x, Consts k) {
+  public static NDArray geluOps(NDArray x, Consts k) {
     NDArray inner = x.add(x.mul(x).mul(x).mul(k.scalar(0.044715f))).mul(k.scalar((float) Math.sqrt(2 / Math.PI)));
     return x.mul(k.scalar(0.5f)).mul(inner.tanh().add(k.scalar(1f)));
   }
@@ -378,7 +378,7 @@ public final class Gpt2 extends AbstractBlock implements CausalLm {
       return scalars.computeIfAbsent(v, x -> manager.create(x));
     }
 
-    NDArray attentionScale(long headDim) {
+    public NDArray attentionScale(long headDim) {
       return scalar((float) (1.0 / Math.sqrt(headDim)));
     }
 
@@ -392,7 +392,7 @@ public final class Gpt2 extends AbstractBlock implements CausalLm {
     }
 
     /** Additive causal mask [T, T]: 0 on and below the diagonal, -inf above, from arange comparisons. */
-    NDArray causalMask(long t) {
+    public NDArray causalMask(long t) {
       return masks.computeIfAbsent(t, n -> {
         NDArray rows = manager.arange(n.intValue()).reshape(n, 1);
         NDArray cols = manager.arange(n.intValue()).reshape(1, n);

@@ -1,5 +1,6 @@
 package dev.finetune.trainer.model;
 
+import dev.finetune.trainer.nativelib.TorchNative;
 import ai.djl.Device;
 import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDArray;
@@ -145,7 +146,7 @@ public final class PrecisionPolicy {
   }
 
   /** Flattened int64 targets [B, T] (-100 where ignored) on {@code m}, for the native cross-entropy. */
-  static NDArray targets(NDManager m, long[][] targets) {
+  public static NDArray targets(NDManager m, long[][] targets) {
     int b = targets.length;
     int t = targets[0].length;
     long[] flat = new long[b * t];

@@ -9,7 +9,7 @@ import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import dev.finetune.trainer.TransientException;
 import dev.finetune.trainer.model.SafeTensors;
-import dev.finetune.trainer.model.TorchNative;
+import dev.finetune.trainer.nativelib.TorchNative;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;

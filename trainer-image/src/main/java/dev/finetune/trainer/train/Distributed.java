@@ -4,7 +4,7 @@ import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDArray;
 import dev.finetune.trainer.BadJobException;
 import dev.finetune.trainer.TransientException;
-import dev.finetune.trainer.model.TorchNative;
+import dev.finetune.trainer.nativelib.TorchNative;
 import java.math.BigDecimal;
 import java.math.MathContext;
 import java.util.Collection;

@@ -1,5 +1,6 @@
 package dev.finetune.trainer.model;
 
+import dev.finetune.trainer.nativelib.TorchNative;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import ai.djl.engine.Engine;

@@ -12,7 +12,7 @@ import dev.finetune.trainer.Fixtures;
 import dev.finetune.trainer.Jobs;
 import dev.finetune.trainer.Launcher;
 import dev.finetune.trainer.Main;
-import dev.finetune.trainer.model.TorchNative;
+import dev.finetune.trainer.nativelib.TorchNative;
 import java.io.IOException;
 import java.net.InetAddress;
 import java.net.ServerSocket;

@@ -6,7 +6,7 @@ import dev.finetune.api.EpochRecord;
 import dev.finetune.trainer.Fixtures;
 import dev.finetune.trainer.Jobs;
 import dev.finetune.trainer.model.Lora;
-import dev.finetune.trainer.model.TorchNative;
+import dev.finetune.trainer.nativelib.TorchNative;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;

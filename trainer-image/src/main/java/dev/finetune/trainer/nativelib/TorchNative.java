@@ -1,4 +1,4 @@
-package dev.finetune.trainer.model;
+package dev.finetune.trainer.nativelib;
 
 import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDArray;

@@ -1,4 +1,4 @@
-package dev.finetune.trainer.model;
+package dev.finetune.trainer.nativelib;
 
 import static org.assertj.core.api.Assertions.assertThat;
 

@@ -1,5 +1,7 @@
-package dev.finetune.trainer.model;
+package dev.finetune.trainer.nativelib;
 
+import dev.finetune.trainer.model.Gpt2;
+import dev.finetune.trainer.model.PrecisionPolicy;
 import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDArrays;
