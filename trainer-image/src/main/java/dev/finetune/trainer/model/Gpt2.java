@@ -172,27 +172,16 @@ public final class Gpt2 extends AbstractBlock implements CausalLm {
       }
       byName.put(name, a);
     }
-    LinkedHashMap<String, NDArray> params = new LinkedHashMap<>();
-    List<String> problems = new ArrayList<>();
-    for (Map.Entry<String, Shape> e : c.weights().entrySet()) {
-      NDArray a = byName.remove(e.getKey());
-      if (a == null) {
-        problems.add("missing " + e.getKey());
-      } else if (!a.getShape().equals(e.getValue())) {
-        problems.add(e.getKey() + " has shape " + a.getShape() + ", config.json implies " + e.getValue());
-      } else {
-        params.put(e.getKey(), a.getDataType() == DataType.FLOAT32 ? a : a.toType(DataType.FLOAT32, true));
-      }
-    }
-    // Attention-mask buffers and the tied lm_head are not parameters.
-    byName.keySet().removeIf(k -> k.endsWith(".attn.bias") || k.endsWith(".attn.masked_bias") || k.equals("lm_head.weight"));
-    if (!byName.isEmpty()) {
-      problems.add("unexpected tensors " + byName.keySet());
-    }
-    if (!problems.isEmpty()) {
+    LinkedHashMap<String, NDArray> params;
+    try {
+      // attention-mask buffers and the tied lm_head are not parameters
+      params = c.match(byName, k -> k.endsWith(".attn.bias") || k.endsWith(".attn.masked_bias") || k.equals("lm_head.weight"),
+          safetensors);
+    } catch (BadJobException e) {
       m.close();
-      throw new BadJobException(safetensors + " does not match config.json: " + String.join("; ", problems));
+      throw e;
     }
+    params.replaceAll((name, a) -> a.getDataType() == DataType.FLOAT32 ? a : a.toType(DataType.FLOAT32, true));
     return new Gpt2(c, m, params);
   }
 

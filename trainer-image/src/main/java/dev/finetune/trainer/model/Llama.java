@@ -108,26 +108,9 @@ public final class Llama implements CausalLm {
     NDManager m = parent.newSubManager();
     try {
       Map<String, NDArray> read = HfWeights.read(dir, m);
-      LinkedHashMap<String, NDArray> params = new LinkedHashMap<>();
-      List<String> problems = new ArrayList<>();
-      for (Map.Entry<String, Shape> e : c.weights().entrySet()) {
-        NDArray a = read.remove(e.getKey());
-        if (a == null) {
-          problems.add("missing " + e.getKey());
-        } else if (!a.getShape().equals(e.getValue())) {
-          problems.add(e.getKey() + " has shape " + a.getShape() + ", config.json implies " + e.getValue());
-        } else {
-          params.put(e.getKey(), a);
-        }
-      }
-      // Some tied checkpoints store lm_head anyway; rotary buffers are recomputed.
-      read.keySet().removeIf(k -> (c.tiedEmbeddings() && k.equals("lm_head.weight")) || k.endsWith(".rotary_emb.inv_freq"));
-      if (!read.isEmpty()) {
-        problems.add("unexpected tensors " + (read.size() > 8 ? List.copyOf(read.keySet()).subList(0, 8) + "..." : read.keySet()));
-      }
-      if (!problems.isEmpty()) {
-        throw new BadJobException(dir + ": the weights do not match config.json: " + String.join("; ", problems));
-      }
+      // some tied checkpoints store lm_head anyway; rotary buffers are recomputed
+      LinkedHashMap<String, NDArray> params = c.match(read,
+          k -> (c.tiedEmbeddings() && k.equals("lm_head.weight")) || k.endsWith(".rotary_emb.inv_freq"), dir);
       return new Llama(c, m, params);
     } catch (IOException | RuntimeException e) {
       m.close();

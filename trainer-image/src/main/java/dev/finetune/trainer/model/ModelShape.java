@@ -1,13 +1,16 @@
 package dev.finetune.trainer.model;
 
+import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.types.Shape;
 import dev.finetune.api.ScratchModelSpec;
 import dev.finetune.trainer.BadJobException;
 import java.io.IOException;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.function.Predicate;
 
 /**
  * What a model's {@code config.json} fixes before any weight exists: the name and shape of every tensor, the layers a
@@ -50,6 +53,35 @@ public sealed interface ModelShape permits GptConfig, LlamaConfig {
   /** The parameters of a LoRA adapter of rank {@code r} on {@code targetModules}: r (in + out) per layer. */
   default long loraParameterCount(int r, List<String> targetModules) {
     return Lora.targets(linearLayers(), targetModules).values().stream().mapToLong(io -> r * (io[0] + io[1])).sum();
+  }
+
+  /**
+   * A checkpoint's tensors as the weights of this shape, in its order; {@code ignored} says which other tensors a
+   * checkpoint may hold (buffers, a tied head). Anything missing, misshapen or unexpected is a bad job naming each
+   * tensor (at most 8 unexpected ones).
+   */
+  default LinkedHashMap<String, NDArray> match(Map<String, NDArray> read, Predicate<String> ignored, Object where) {
+    Map<String, NDArray> left = new LinkedHashMap<>(read);
+    LinkedHashMap<String, NDArray> params = new LinkedHashMap<>();
+    List<String> problems = new ArrayList<>();
+    for (Map.Entry<String, Shape> e : weights().entrySet()) {
+      NDArray a = left.remove(e.getKey());
+      if (a == null) {
+        problems.add("missing " + e.getKey());
+      } else if (!a.getShape().equals(e.getValue())) {
+        problems.add(e.getKey() + " has shape " + a.getShape() + ", config.json implies " + e.getValue());
+      } else {
+        params.put(e.getKey(), a);
+      }
+    }
+    left.keySet().removeIf(ignored);
+    if (!left.isEmpty()) {
+      problems.add("unexpected tensors " + (left.size() > 8 ? List.copyOf(left.keySet()).subList(0, 8) + "..." : left.keySet()));
+    }
+    if (!problems.isEmpty()) {
+      throw new BadJobException(where + ": the weights do not match config.json: " + String.join("; ", problems));
+    }
+    return params;
   }
 
   /** The shape config.json describes; its model_type picks the architecture. */
