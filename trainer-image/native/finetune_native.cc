@@ -235,9 +235,11 @@ void Bucketed(G& group, std::vector<torch::Tensor>& ts, int64_t capBytes, Op op)
   for (size_t k = 0; k < buckets.size(); ++k) {
     works[k]->wait();
     int64_t offset = 0;
+    auto flat = flats[k][0].scalar_type() == ts[buckets[k][0]].scalar_type() ? flats[k][0]
+        : flats[k][0].view(ts[buckets[k][0]].scalar_type());  // the bits back in their dtype
     for (size_t j : buckets[k]) {
       int64_t n = ts[j].numel();
-      ts[j].copy_(flats[k][0].narrow(0, offset, n).view_as(ts[j]));
+      ts[j].copy_(flat.narrow(0, offset, n).view_as(ts[j]));
       offset += n;
     }
   }
@@ -504,6 +506,8 @@ FT(void, distBroadcast)(JNIEnv* env, jclass, jlongArray handles, jint root, jlon
       Bucketed(g, ts, bucketBytes, [root](auto& group, std::vector<torch::Tensor>& one) {
         c10d::BroadcastOptions o;
         o.rootRank = root;
+        // a broadcast copies bits: bf16 (a frozen LoRA base) travels as bytes; Gloo in libtorch 1.13 has no bf16
+        if (one[0].scalar_type() == at::kBFloat16) one[0] = one[0].view(at::kByte);
         return group.broadcast(one, o);
       });
     });

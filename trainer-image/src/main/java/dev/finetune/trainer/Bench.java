@@ -49,7 +49,7 @@ import java.util.Random;
  * prompt, with and without the KV cache (fp32, random weights of the given shape and --arch). {@code --random-model
  * DIR --tokenizer tokenizer.json} instead writes a randomly initialised model of that shape and --arch (--seq is a
  * GPT-2's context length) in HF layout, for benchmarks of whole jobs. Both take the tokenizer's vocabulary as --vocab
- * (default 50257, GPT-2's).
+ * (default 50257, GPT-2's). {@code --load DIR} instead loads an HF directory and prints the host memory that took.
  * Launched with torchrun's environment (WORLD_SIZE, RANK, MASTER_ADDR, MASTER_PORT) the training steps all-reduce their
  * gradients over the ranks as the trainer does, bucket by bucket during the backward pass ({@code --overlap 0}: after
  * it, to measure what the overlap saves; the JSON adds the world size, backend and overlap), and {@code --allreduce-mb N}
@@ -66,6 +66,10 @@ public final class Bench {
     int threads = o.get("threads") > 0 ? o.get("threads") : Runtime.getRuntime().availableProcessors();
     if (text.get("random-model") != null) {
       writeRandomModel(Path.of(text.get("random-model")), Path.of(text.get("tokenizer")), text.get("arch"), o);
+      return;
+    }
+    if (text.get("load") != null) {
+      load(Path.of(text.get("load")));
       return;
     }
     if (o.get("allreduce-mb") > 0) {
@@ -100,11 +104,12 @@ public final class Bench {
     text.put("precision", "fp32");
     text.put("random-model", null);
     text.put("tokenizer", null);
+    text.put("load", null);
     for (int i = 0; i < args.length; i += 2) {
       String k = args[i].replaceFirst("^--", "");
       if (!(numbers.containsKey(k) || text.containsKey(k)) || i + 1 >= args.length) {
         System.err.println("usage: Bench " + numbers.keySet().stream().map(s -> "[--" + s + " N]").reduce("", (a, b) -> a + " " + b)
-            + " [--precision auto|fp32|tf32|bf16] | --random-model DIR --tokenizer tokenizer.json [--n-embd ...]");
+            + " [--precision auto|fp32|tf32|bf16] | --random-model DIR --tokenizer tokenizer.json [--n-embd ...] | --load DIR");
         System.exit(3);
       }
       if (text.containsKey(k)) {
@@ -291,6 +296,42 @@ public final class Bench {
         System.out.printf("wrote a random %s (%d parameters) to %s%n", arch, model.net().parameterCount(), dir);
       }
     }
+  }
+
+  /**
+   * The host memory a model's load takes: the process's peak resident set (VmHWM) before and after loading an HF
+   * directory in float32, beside the model's own bytes and its largest tensor's, as one JSON line.
+   */
+  static void load(Path dir) throws Exception {
+    try (NDManager base = NDManager.newBaseManager()) {
+      base.zeros(new Shape(1)).close(); // the engine loaded before the first reading
+      long before = statusKb("VmHWM");
+      long start = System.nanoTime();
+      try (Model model = Model.load(dir, base)) {
+        double seconds = (System.nanoTime() - start) / 1e9;
+        long peak = statusKb("VmHWM");
+        long params = model.net().parameterCount();
+        long largest = model.net().parameters().values().stream().mapToLong(a -> a.getShape().size()).max().orElse(0);
+        System.out.println(String.format(Locale.ROOT, "{\"impl\": \"djl-load\", \"params\": %d, \"model_mb\": %.1f,"
+            + " \"largest_tensor_mb\": %.1f, \"peak_rss_before_mb\": %.1f, \"peak_rss_after_mb\": %.1f,"
+            + " \"load_peak_over_model\": %.3f, \"load_s\": %.1f}", params, 4 * params / 1e6, 4 * largest / 1e6,
+            before / 1e3, peak / 1e3, (peak - before) * 1e3 / (4.0 * params), seconds));
+      }
+    }
+  }
+
+  /** A field of /proc/self/status in kB (VmHWM: the peak resident set), or -1 where there is none. */
+  static long statusKb(String field) {
+    try {
+      for (String line : Files.readAllLines(Path.of("/proc/self/status"))) {
+        if (line.startsWith(field + ":")) {
+          return Long.parseLong(line.replaceAll("[^0-9]", ""));
+        }
+      }
+    } catch (java.io.IOException | NumberFormatException e) {
+      // not Linux
+    }
+    return -1;
   }
 
   /** Dense 1024 x 1024 matmul FLOP/s in the same engine (3 warm-up, 10 timed), as the reference measures it. */

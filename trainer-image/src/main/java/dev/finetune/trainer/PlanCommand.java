@@ -12,6 +12,7 @@ import dev.finetune.api.validation.InvalidJobException;
 import dev.finetune.trainer.model.Downloads;
 import dev.finetune.trainer.model.Model;
 import dev.finetune.trainer.model.ModelShape;
+import dev.finetune.trainer.model.WeightStorage;
 import dev.finetune.trainer.train.MemoryPlan;
 import io.fabric8.kubernetes.api.model.Quantity;
 import java.io.IOException;
@@ -101,7 +102,8 @@ final class PlanCommand {
     long trainable = lora == null ? shape.parameterCount()
         : shape.loraParameterCount(lora.r, lora.targetModules == null || lora.targetModules.isEmpty()
             ? shape.defaultLoraTargets() : lora.targetModules);
-    MemoryPlan plan = MemoryPlan.of(shape, trainable, batch, tokens, bf16, lora == null ? ranks : 1);
+    WeightStorage storage = WeightStorage.forRun(lora != null, bf16);
+    MemoryPlan plan = MemoryPlan.of(shape, storage, trainable, batch, tokens, bf16, lora == null ? ranks : 1);
     Limit limit = limit(spec, gpu, deviceMemory);
     boolean fits = limit.bytes().isEmpty() || plan.total() <= limit.bytes().getAsLong();
 
@@ -113,7 +115,8 @@ final class PlanCommand {
       out.printf("memory plan of %s: %s (%,d parameters, %s), %s on %s, per rank of %d%n", job.getMetadata().getName(),
           model, shape.parameterCount(), lora == null ? "every weight trains" : String.format("LoRA r%d: %,d trainable",
               lora.r, trainable), bf16 ? "bf16" : "fp32", gpu ? "a GPU" : "the CPU", ranks);
-      row(out, "weights", plan.weights(), "fp32");
+      row(out, "weights", plan.weights(), storage == WeightStorage.BF16_BASE
+          ? "the frozen base in bf16 (norms and biases fp32)" : "fp32");
       row(out, "gradients", plan.gradients(), lora == null ? "every weight" : "the adapter");
       row(out, "AdamW state", plan.optimizer(), ranks > 1 && lora == null ? "1/" + ranks + " of it (ZeRO-1)" : "");
       if (plan.casts() > 0) {
@@ -123,6 +126,9 @@ final class PlanCommand {
       row(out, "logits", plan.logits(), "and their log-softmax, vocabulary " + shape.vocabSize());
       row(out, "runtime", MemoryPlan.RUNTIME, "JVM and libtorch");
       row(out, "total", plan.total(), "");
+      if (gpu) {
+        row(out, "host while loading", plan.loadBuffer() + MemoryPlan.RUNTIME, "the largest tensor and the runtime");
+      }
       out.println(limit.bytes().isEmpty()
           ? "no memory limit known to check it against: " + limit.source()
           : (fits ? "fits in " : "does not fit in ") + MemoryPlan.gib(limit.bytes().getAsLong()) + " (" + limit.source()
@@ -213,6 +219,7 @@ final class PlanCommand {
     parts.put("runtimeBytes", MemoryPlan.RUNTIME);
     parts.forEach(o::put);
     o.put("totalBytes", plan.total());
+    o.put("hostLoadBytes", plan.loadBuffer() + MemoryPlan.RUNTIME);
     if (limit.bytes().isPresent()) {
       o.put("limitBytes", limit.bytes().getAsLong());
     } else {

@@ -79,8 +79,10 @@ class PlanCommandTest {
     assertThat(p.get("parameters").asLong()).isEqualTo(8_030_261_248L);
     assertThat(p.get("trainableParameters").asLong()).isEqualTo(41_943_040L);
     assertThat(p.get("precision").asText()).as("auto on a GPU").isEqualTo("bf16");
-    assertThat(p.get("weightsBytes").asLong()).isEqualTo(4 * 8_030_261_248L);
-    assertThat(p.get("castsBytes").asLong()).isEqualTo(2 * 8_030_261_248L);
+    // the frozen base in bf16 but for its 65 RMSNorm weights of 4096 (2 norms in each of 32 layers, and the last)
+    long norms = 65 * 4096L;
+    assertThat(p.get("weightsBytes").asLong()).isEqualTo(2 * (8_030_261_248L - norms) + 4 * norms);
+    assertThat(p.get("castsBytes").asLong()).as("bf16 copies of the norms alone").isEqualTo(2 * norms);
     assertThat(p.get("gradientsBytes").asLong()).isEqualTo(4 * 41_943_040L);
     assertThat(p.get("optimizerBytes").asLong()).isEqualTo(8 * 41_943_040L);
     assertThat(p.get("logitsBytes").asLong()).as("bf16 logits and log-softmax of 2048 x 128256")
@@ -97,7 +99,7 @@ class PlanCommandTest {
 
     Answer text = plan(job, "--device-memory", "24Gi");
     assertThat(text.out()).contains("memory plan of planned:", "8,030,261,248 parameters", "LoRA r16: 41,943,040 trainable",
-        "bf16 on a GPU", "weights", "gradients", "AdamW state", "bf16 weight copies", "activations", "logits", "runtime",
+        "bf16 on a GPU", "weights", "the frozen base in bf16", "gradients", "AdamW state", "bf16 weight copies", "activations", "logits", "runtime",
         "total", "does not fit in 24.00 GiB (--device-memory 24Gi)");
     assertThat(dir.resolve("runs")).as("no run folder").doesNotExist();
 

@@ -156,10 +156,15 @@ public final class Gpt2 extends AbstractBlock implements CausalLm {
 
   /** Loads {@code model.safetensors} (HF names, with or without the {@code transformer.} prefix). */
   public static Gpt2 load(GptConfig c, Path safetensors, NDManager parent) throws IOException {
+    return load(c, safetensors, parent, WeightStorage.FP32);
+  }
+
+  /** As {@link #load(GptConfig, Path, NDManager)}, each weight read straight into the dtype {@code storage} gives it. */
+  public static Gpt2 load(GptConfig c, Path safetensors, NDManager parent, WeightStorage storage) throws IOException {
     NDManager m = parent.newSubManager();
     Map<String, NDArray> read;
     try {
-      read = SafeTensors.read(safetensors, m);
+      read = SafeTensors.read(safetensors, m, storage);
     } catch (IOException | RuntimeException e) {
       m.close();
       throw new BadJobException(safetensors + " is not a readable safetensors file: " + e.getMessage(), e);
@@ -181,7 +186,6 @@ public final class Gpt2 extends AbstractBlock implements CausalLm {
       m.close();
       throw e;
     }
-    params.replaceAll((name, a) -> a.getDataType() == DataType.FLOAT32 ? a : a.toType(DataType.FLOAT32, true));
     return new Gpt2(c, m, params);
   }
 
@@ -233,8 +237,8 @@ public final class Gpt2 extends AbstractBlock implements CausalLm {
     int h = config.heads();
     int hd = config.headDim();
     boolean drop = training && dropout > 0;
-    NDArray x = ids.getNDArrayInternal().embedding(ids, p("wte.weight"), SparseFormat.DENSE).singletonOrThrow();
-    x = x.add(p("wpe.weight").get(new NDIndex("{}:{}", past, past + n)));
+    NDArray x = precision.upcast(ids.getNDArrayInternal().embedding(ids, p("wte.weight"), SparseFormat.DENSE).singletonOrThrow());
+    x = x.add(precision.upcast(p("wpe.weight").get(new NDIndex("{}:{}", past, past + n))));
     if (drop) {
       x = dropout(x);
     }

@@ -16,7 +16,7 @@ import java.util.Set;
 
 /**
  * The weights of an HF model directory as the hub ships them: one {@code model.safetensors}, or shards listed by
- * {@code model.safetensors.index.json}'s {@code weight_map}. F16/BF16 tensors are read into float32.
+ * {@code model.safetensors.index.json}'s {@code weight_map}. Tensors are read into the dtype they will live in.
  */
 public final class HfWeights {
   public static final String SINGLE = "model.safetensors";
@@ -29,12 +29,13 @@ public final class HfWeights {
     return Files.isRegularFile(dir.resolve(SINGLE)) || Files.isRegularFile(dir.resolve(INDEX));
   }
 
-  /** Every tensor by its HF name; the caller's manager owns them. */
-  public static LinkedHashMap<String, NDArray> read(Path dir, NDManager manager) throws IOException {
+  /** Every tensor by its HF name, in the dtype {@code storage} gives it; the caller's manager owns them. */
+  public static LinkedHashMap<String, NDArray> read(Path dir, NDManager manager, WeightStorage storage)
+      throws IOException {
     LinkedHashMap<String, NDArray> out = new LinkedHashMap<>();
     for (Path file : files(dir)) {
       try {
-        out.putAll(SafeTensors.read(file, manager));
+        out.putAll(SafeTensors.read(file, manager, storage));
       } catch (IOException | RuntimeException e) {
         throw new BadJobException(file + " is not a readable safetensors file: " + e.getMessage(), e);
       }

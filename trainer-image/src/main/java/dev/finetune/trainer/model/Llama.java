@@ -105,9 +105,14 @@ public final class Llama implements CausalLm {
 
   /** Loads a model directory's weights (one file or shards); names and shapes must match config.json. */
   public static Llama load(LlamaConfig c, Path dir, NDManager parent) throws IOException {
+    return load(c, dir, parent, WeightStorage.FP32);
+  }
+
+  /** As {@link #load(LlamaConfig, Path, NDManager)}, each weight read straight into the dtype {@code storage} gives it. */
+  public static Llama load(LlamaConfig c, Path dir, NDManager parent, WeightStorage storage) throws IOException {
     NDManager m = parent.newSubManager();
     try {
-      Map<String, NDArray> read = HfWeights.read(dir, m);
+      Map<String, NDArray> read = HfWeights.read(dir, m, storage);
       // some tied checkpoints store lm_head anyway; rotary buffers are recomputed
       LinkedHashMap<String, NDArray> params = c.match(read,
           k -> (c.tiedEmbeddings() && k.equals("lm_head.weight")) || k.endsWith(".rotary_emb.inv_freq"), dir);
@@ -157,7 +162,8 @@ public final class Llama implements CausalLm {
     int hd = config.headDim();
     boolean drop = training && attentionDropout > 0;
     NDArray[] rope = rotary(k.manager(), past, n);
-    NDArray x = ids.getNDArrayInternal().embedding(ids, p("model.embed_tokens.weight"), SparseFormat.DENSE).singletonOrThrow();
+    NDArray x = precision.upcast(ids.getNDArrayInternal().embedding(ids, p("model.embed_tokens.weight"), SparseFormat.DENSE)
+        .singletonOrThrow());
     for (int i = 0; i < config.layers(); i++) {
       String pre = "model.layers." + i + ".";
       NDArray a = rmsNorm(x, pre + "input_layernorm.weight", k);

@@ -50,6 +50,11 @@ public final class Model implements AutoCloseable {
    * tokenizer.json; config.json's model_type picks the network.
    */
   public static Model load(Path dir, NDManager manager) throws IOException {
+    return load(dir, manager, WeightStorage.FP32);
+  }
+
+  /** As {@link #load(Path, NDManager)}, each weight read straight into the dtype {@code storage} gives it. */
+  public static Model load(Path dir, NDManager manager, WeightStorage storage) throws IOException {
     for (String f : new String[] {"config.json", HfWeights.SINGLE, "tokenizer.json"}) {
       if (!Files.isRegularFile(dir.resolve(f)) && !(f.equals(HfWeights.SINGLE) && HfWeights.present(dir))) {
         throw new BadJobException("model directory " + dir + " has no " + f
@@ -64,11 +69,11 @@ public final class Model implements AutoCloseable {
     if (type.equals("gpt2")) {
       GptConfig config = GptConfig.read(configJson);
       endOfText = config.endOfText();
-      net = Gpt2.load(config, dir.resolve(HfWeights.SINGLE), manager);
+      net = Gpt2.load(config, dir.resolve(HfWeights.SINGLE), manager, storage);
     } else if (LlamaConfig.TYPES.contains(type)) {
       LlamaConfig config = LlamaConfig.read(configJson);
       endOfText = config.endOfText();
-      net = Llama.load(config, dir, manager);
+      net = Llama.load(config, dir, manager, storage);
     } else {
       throw new BadJobException(configJson + ": model_type is '" + type + "'; the trainer supports " + SUPPORTED_TYPES
           + " (GPT-2, Llama incl. SmolLM2, Qwen2, Mistral)");
@@ -92,12 +97,15 @@ public final class Model implements AutoCloseable {
    * mounted, else relative to the job file), or a {@code hub} repository downloaded once into
    * {@code <output>/model-cache/}.
    */
-  public static Model fromSpec(ModelSpec spec, Path jobDir, Path outputDir, NDManager manager) throws IOException {
+  public static Model fromSpec(ModelSpec spec, Path jobDir, Path outputDir, NDManager manager, WeightStorage storage)
+      throws IOException {
     if (spec.scratch != null) {
-      return scratch(spec.scratch, manager);
+      Model m = scratch(spec.scratch, manager);
+      storage.apply(m.net().parameters());
+      return m;
     }
     if (spec.path != null) {
-      return load(resolve(spec, spec.path, jobDir), manager);
+      return load(resolve(spec, spec.path, jobDir), manager, storage);
     }
     if (spec.hub != null) {
       String revision = spec.revision == null ? "main" : spec.revision;
@@ -120,7 +128,7 @@ public final class Model implements AutoCloseable {
           download(base, shard.getFileName().toString(), cache, true);
         }
       }
-      return load(cache, manager);
+      return load(cache, manager, storage);
     }
     throw new BadJobException("spec.model names no model; set one of hub, path or scratch");
   }
@@ -201,13 +209,24 @@ public final class Model implements AutoCloseable {
   /** As {@link #save(Path)}, with other weights of the same names (e.g. a LoRA adapter merged in). */
   public void save(Path dir, java.util.Map<String, NDArray> weights) throws IOException {
     Files.createDirectories(dir);
-    net.save(dir, weights);
+    try (NDManager fp32 = net.manager().newSubManager()) {
+      // a model on disk is float32 whatever its base lived in
+      java.util.LinkedHashMap<String, NDArray> f32 = new java.util.LinkedHashMap<>(weights);
+      f32.replaceAll((name, a) -> a.getDataType() == ai.djl.ndarray.types.DataType.FLOAT32 ? a : fp32(a, fp32));
+      net.save(dir, f32);
+    }
     tokenizer.save(dir);
     for (String f : SIDECARS) {
       if (source != null && Files.isRegularFile(source.resolve(f))) {
         Files.copy(source.resolve(f), dir.resolve(f), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
       }
     }
+  }
+
+  private static NDArray fp32(NDArray a, NDManager m) {
+    NDArray f = a.toType(ai.djl.ndarray.types.DataType.FLOAT32, true);
+    f.attach(m);
+    return f;
   }
 
   @Override

@@ -1,13 +1,14 @@
 package dev.finetune.trainer.model;
 
-import dev.finetune.trainer.nativelib.TorchNative;
 import ai.djl.Device;
 import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import dev.finetune.api.TrainingSpec.Precision;
 import dev.finetune.trainer.BadJobException;
+import dev.finetune.trainer.nativelib.TorchNative;
 import java.util.IdentityHashMap;
 import java.util.Map;
 import java.util.Optional;
@@ -116,7 +117,21 @@ public final class PrecisionPolicy {
    * kept in {@code cache}, which lives as long as the step.
    */
   public NDArray weight(NDArray w, Map<NDArray, NDArray> cache) {
-    return bf16() ? cache.computeIfAbsent(w, fast::toBf16) : w;
+    return bf16() && !isBf16(w) ? cache.computeIfAbsent(w, fast::toBf16) : w;
+  }
+
+  /** A weight read outside a matmul (an embedding row) in float32, also where the frozen base lives in bf16. */
+  public NDArray upcast(NDArray w) {
+    return isBf16(w) ? fast.toFp32(w) : w;
+  }
+
+  /**
+   * Whether an array is bf16. DJL's stock JNI (the CUDA image's) has no bf16 and reads its dtype back as UNKNOWN, which
+   * no other array of the trainer has (notes on DJL: a bf16 array is only ever made by the native library).
+   */
+  public static boolean isBf16(NDArray a) {
+    DataType t = a.getDataType();
+    return t == DataType.BFLOAT16 || t == DataType.UNKNOWN;
   }
 
   /** {@code x w + b}, with x [.., in], w [in, out] (HF's Conv1D orientation, GPT-2). */

@@ -4,6 +4,7 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.types.DataType;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.finetune.trainer.nativelib.TorchNative;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -65,11 +66,19 @@ public final class SafeTensors {
     }
   }
 
-  /**
-   * Reads every tensor of a safetensors file (F32, F16 or BF16; the latter two become float32), mapping each
-   * tensor's bytes from the file, so files above 2 GB load too. Names are kept, in the file's order.
-   */
+  /** {@link #read(Path, ai.djl.ndarray.NDManager, WeightStorage)} into float32. */
   public static java.util.LinkedHashMap<String, NDArray> read(Path file, ai.djl.ndarray.NDManager manager) throws IOException {
+    return read(file, manager, WeightStorage.FP32);
+  }
+
+  /**
+   * Reads every tensor of a safetensors file (F32, F16 or BF16) straight into the dtype {@code storage} gives it,
+   * tensor by tensor: each is mapped from the file into one reused host buffer, the size of the largest, then copied
+   * where it lives. So a model's load needs host memory for its largest tensor, not a second copy of the model, and
+   * files above 2 GB load too. Names are kept, in the file's order.
+   */
+  public static java.util.LinkedHashMap<String, NDArray> read(Path file, ai.djl.ndarray.NDManager manager,
+      WeightStorage storage) throws IOException {
     java.util.LinkedHashMap<String, NDArray> out = new java.util.LinkedHashMap<>();
     try (FileChannel ch = FileChannel.open(file, StandardOpenOption.READ)) {
       ByteBuffer len = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN);
@@ -87,6 +96,7 @@ public final class SafeTensors {
       }
       var header = new ObjectMapper().readTree(new String(h.array(), StandardCharsets.UTF_8));
       long base = 8 + n;
+      ByteBuffer buffer = null;
       var names = header.fieldNames();
       while (names.hasNext()) {
         String name = names.next();
@@ -112,17 +122,34 @@ public final class SafeTensors {
           throw new IOException(file + ": tensor " + name + " has inconsistent offsets");
         }
         ByteBuffer data = ch.map(FileChannel.MapMode.READ_ONLY, base + start, end - start).order(ByteOrder.LITTLE_ENDIAN);
-        ByteBuffer direct = ByteBuffer.allocateDirect((int) (end - start)).order(ByteOrder.nativeOrder());
-        if (ByteOrder.nativeOrder() == ByteOrder.LITTLE_ENDIAN || type != DataType.FLOAT32) {
+        // bf16 is widened to float32 here, on the host: DJL's stock JNI cannot make a bf16 array (notes/djl.md)
+        long bytes = type == DataType.BFLOAT16 ? 2 * (end - start) : end - start;
+        if (buffer == null || buffer.capacity() < bytes) {
+          buffer = ByteBuffer.allocateDirect((int) bytes).order(ByteOrder.nativeOrder());
+        }
+        ByteBuffer direct = buffer.clear().limit((int) bytes);
+        if (type == DataType.BFLOAT16) {
+          java.nio.FloatBuffer f = direct.asFloatBuffer();
+          java.nio.ShortBuffer b = data.asShortBuffer();
+          while (b.hasRemaining()) {
+            f.put(Float.intBitsToFloat((b.get() & 0xffff) << 16)); // bf16 is the top half of a float32
+          }
+        } else if (ByteOrder.nativeOrder() == ByteOrder.LITTLE_ENDIAN || type != DataType.FLOAT32) {
           direct.put(data);
         } else {
           direct.asFloatBuffer().put(data.asFloatBuffer());
         }
-        direct.flip();
-        // Copy into memory torch owns: the engine may wrap the direct buffer without copying it.
-        NDArray wrapped = manager.create(direct, s, type);
-        NDArray a = type == DataType.FLOAT32 ? wrapped.duplicate() : wrapped.toType(DataType.FLOAT32, true);
+        direct.position(0);
+        // Copy into memory torch owns before the buffer is reused: the engine may wrap it without copying.
+        NDArray wrapped = manager.create(direct, s, type == DataType.BFLOAT16 ? DataType.FLOAT32 : type);
+        NDArray a = wrapped.getDataType() == DataType.FLOAT32 ? wrapped.duplicate() : wrapped.toType(DataType.FLOAT32, true);
         wrapped.close();
+        if (storage.of(s) == DataType.BFLOAT16) { // a frozen base in bf16 is cast by the native library
+          NDArray fp32 = a;
+          a = TorchNative.get().orElseThrow(() -> new IllegalStateException("a bf16 base needs the native library"))
+              .toBf16(fp32);
+          fp32.close();
+        }
         a.setName(name);
         out.put(name, a);
       }

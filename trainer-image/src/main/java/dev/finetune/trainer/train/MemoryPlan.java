@@ -7,6 +7,11 @@ import dev.finetune.api.trainer.TrainerContract;
 import dev.finetune.trainer.BadJobException;
 import dev.finetune.trainer.model.CausalLm;
 import dev.finetune.trainer.model.ModelShape;
+import dev.finetune.trainer.model.PrecisionPolicy;
+import dev.finetune.trainer.model.WeightStorage;
+import ai.djl.ndarray.types.DataType;
+import ai.djl.ndarray.types.Shape;
+import java.util.Map;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -21,7 +26,7 @@ import java.util.OptionalLong;
  * job refused here could not have run. It needs the model's shape alone, so {@code --plan} states it without weights.
  */
 public record MemoryPlan(long weights, long gradients, long optimizer, long casts, long activations, long logits,
-    int batch, int tokens) {
+    long loadBuffer, int batch, int tokens) {
   /** The JVM and libtorch themselves. */
   public static final long RUNTIME = 512L << 20;
 
@@ -29,23 +34,35 @@ public record MemoryPlan(long weights, long gradients, long optimizer, long cast
     return of(net, batch, tokens, bf16, 1);
   }
 
-  /** The plan of one rank of a built network: what trains is its weights or its LoRA adapter. */
+  /**
+   * The plan of one rank of a built network: what trains is its weights or its LoRA adapter, and its weights are
+   * stored as {@link #of(ModelShape, WeightStorage, long, int, int, boolean, int)} says for their dtypes.
+   */
   public static MemoryPlan of(CausalLm net, int batch, int tokens, boolean bf16, int optimizerShards) {
     long trainable = net.trainable().values().stream().mapToLong(a -> a.getShape().size()).sum();
-    return of(net.shape(), trainable, batch, tokens, bf16, optimizerShards);
+    boolean bf16Base = net.parameters().values().stream().anyMatch(PrecisionPolicy::isBf16);
+    return of(net.shape(), bf16Base ? WeightStorage.BF16_BASE : WeightStorage.FP32, trainable, batch, tokens, bf16,
+        optimizerShards);
   }
 
   /**
-   * The plan of one rank: {@code trainable} parameters train, {@code batch} is the rank's share of the batch, and
-   * with {@code optimizerShards} above 1 (ZeRO-1) it keeps that fraction of AdamW's state.
+   * The plan of one rank: weights stored as {@code storage} says, {@code trainable} parameters train (fp32 master
+   * weights, gradients and AdamW's moments), {@code batch} is the rank's share of the batch, and with
+   * {@code optimizerShards} above 1 (ZeRO-1) it keeps that fraction of AdamW's state. In bf16 every float32 weight
+   * gets a bf16 copy each step; a bf16 base needs none.
    */
-  public static MemoryPlan of(ModelShape shape, long trainable, int batch, int tokens, boolean bf16,
-      int optimizerShards) {
-    long params = shape.parameterCount();
+  public static MemoryPlan of(ModelShape shape, WeightStorage storage, long trainable, int batch, int tokens,
+      boolean bf16, int optimizerShards) {
+    Map<String, Shape> weights = shape.weights();
+    long fp32Params = weights.values().stream().filter(s -> storage.of(s) == DataType.FLOAT32).mapToLong(Shape::size)
+        .sum();
     long activations = shape.activationBytes(batch, tokens);
     long logits = shape.logitBytes(batch, tokens);
-    return new MemoryPlan(4 * params, 4 * trainable, 8 * trainable / optimizerShards, bf16 ? 2 * params : 0,
-        bf16 ? activations / 2 : activations, bf16 ? logits / 2 : logits, batch, tokens);
+    // the weights load tensor by tensor through one host buffer, as large as the largest tensor in float32
+    long loadBuffer = 4 * weights.values().stream().mapToLong(Shape::size).max().orElse(0);
+    return new MemoryPlan(storage.bytes(weights), 4 * trainable, 8 * trainable / optimizerShards,
+        bf16 ? 2 * fp32Params : 0, bf16 ? activations / 2 : activations, bf16 ? logits / 2 : logits, loadBuffer, batch,
+        tokens);
   }
 
   public long total() {
@@ -61,7 +78,7 @@ public record MemoryPlan(long weights, long gradients, long optimizer, long cast
 
   /**
    * Checks the plan where the tensors live. On the CPU the process's memory limit must hold it all. On a GPU the
-   * device's memory must, and the host's limit the weights as they load (the activations stay on the device).
+   * device's memory must, and the host's limit the one tensor at a time the weights load through.
    */
   public void checkWhereItRuns() {
     Device device = Engine.getInstance().defaultDevice();
@@ -77,9 +94,10 @@ public record MemoryPlan(long weights, long gradients, long optimizer, long cast
     }
     check(gpu, "the memory of " + device);
     OptionalLong host = limit();
-    if (host.isPresent() && weights + RUNTIME > host.getAsLong()) {
-      throw new BadJobException("loading the weights needs about " + gib(weights + RUNTIME) + " of host memory, but the"
-          + " trainer has " + gib(host.getAsLong()) + " (" + limitSource() + "). Raise spec.resources.memory");
+    if (host.isPresent() && loadBuffer + RUNTIME > host.getAsLong()) {
+      throw new BadJobException("loading the weights needs about " + gib(loadBuffer + RUNTIME) + " of host memory (the"
+          + " largest tensor passes through it), but the trainer has " + gib(host.getAsLong()) + " (" + limitSource()
+          + "). Raise spec.resources.memory");
     }
   }
 

@@ -23,6 +23,7 @@ import dev.finetune.trainer.model.Lora;
 import dev.finetune.trainer.model.Model;
 import dev.finetune.trainer.model.NoGrad;
 import dev.finetune.trainer.model.PrecisionPolicy;
+import dev.finetune.trainer.model.WeightStorage;
 import dev.finetune.trainer.train.TrainingListener.Outcome;
 import dev.finetune.trainer.train.TrainingListener.Result;
 import java.io.IOException;
@@ -119,7 +120,8 @@ public final class Trainer {
     }
     Files.createDirectories(outputDir);
     try (NDManager base = NDManager.newBaseManager();
-        Model model = Model.fromSpec(spec.model, jobDir, outputDir, base)) {
+        Model model = Model.fromSpec(spec.model, jobDir, outputDir, base,
+            WeightStorage.forRun(spec.training.lora != null, precision().bf16()))) {
       return train(spec, base, model);
     }
   }
@@ -657,9 +659,11 @@ public final class Trainer {
     String baseModel = spec.model.hub != null ? spec.model.hub : spec.model.path;
     Lora adapter = Lora.forJob(l, net, init, spec.training.seed, baseModel);
     net.attach(adapter);
-    System.out.printf("LoRA: r %d, alpha %s, target modules %s: %,d trainable parameters (%.2f%% of %,d, frozen)%n",
+    boolean bf16Base = net.parameters().values().stream().anyMatch(PrecisionPolicy::isBf16);
+    System.out.printf("LoRA: r %d, alpha %s, target modules %s: %,d trainable parameters (%.2f%% of %,d, frozen%s)%n",
         adapter.rank(), adapter.alpha(), adapter.targetModules(), adapter.parameterCount(),
-        100.0 * adapter.parameterCount() / net.parameterCount(), net.parameterCount());
+        100.0 * adapter.parameterCount() / net.parameterCount(), net.parameterCount(),
+        bf16Base ? ", in bf16 but for the norms and biases" : "");
   }
 
   private void appendHistory(EpochRecord rec) throws IOException {

@@ -1,6 +1,5 @@
 package dev.finetune.trainer.model;
 
-import dev.finetune.trainer.nativelib.TorchNative;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import ai.djl.engine.Engine;
@@ -13,7 +12,9 @@ import com.fasterxml.jackson.databind.JsonNode;
 import dev.finetune.api.TrainingSpec.Precision;
 import dev.finetune.trainer.Fixtures;
 import dev.finetune.trainer.train.AdamW;
+import dev.finetune.trainer.train.MemoryPlan;
 import dev.finetune.trainer.train.Trainer;
+import dev.finetune.trainer.nativelib.TorchNative;
 import java.util.Arrays;
 import java.util.Map;
 import org.junit.jupiter.api.AfterAll;
@@ -78,8 +79,35 @@ class LlamaMixedPrecisionNativeTest {
     }
   }
 
+  /** As PEFT users load it: the frozen base in bf16, the adapter in fp32; the losses stay as close to PEFT's. */
+  @ParameterizedTest
+  @ValueSource(strings = {"tiny-llama", "tiny-qwen2"})
+  void loraOnABf16BaseStaysWithinBf16ToleranceOfPeft(String name) throws Exception {
+    JsonNode golden = Fixtures.json(Fixtures.fixture(name).resolve("golden.json"));
+    try (Llama net = load(name, WeightStorage.BF16_BASE);
+        Lora adapter = Lora.load(net, Fixtures.fixture(name).resolve("lora-init"), 0.0)) {
+      net.parameters().forEach((k, a) -> assertThat(a.getDataType()).as(k)
+          .isEqualTo(a.getShape().dimension() == 2 ? DataType.BFLOAT16 : DataType.FLOAT32));
+      net.attach(adapter);
+      net.setPrecision(PrecisionPolicy.resolve(Precision.BF16));
+      // the plan of the built network is the one --plan makes from config.json alone
+      assertThat(MemoryPlan.of(net, 2, 32, true, 1)).isEqualTo(MemoryPlan.of(net.shape(), WeightStorage.BF16_BASE,
+          adapter.parameterCount(), 2, 32, true, 1));
+      Map<String, byte[]> before = LlamaParityTest.bytes(net.parameters());
+      double worst = worstRelative(name + " LoRA on a bf16 base", net, golden, golden.get("lora").get("loss_before_each_step"));
+      assertThat(worst).isLessThan(BF16_TOLERANCE).isGreaterThan(BF16_RAN);
+      Map<String, byte[]> after = LlamaParityTest.bytes(net.parameters());
+      before.forEach((k, b) -> assertThat(after.get(k)).as("frozen base weight %s", k).isEqualTo(b));
+    }
+  }
+
   private static Llama load(String name) throws Exception {
-    return Llama.load(LlamaConfig.read(Fixtures.fixture(name).resolve("config.json")), Fixtures.fixture(name), base);
+    return load(name, WeightStorage.FP32);
+  }
+
+  private static Llama load(String name, WeightStorage storage) throws Exception {
+    return Llama.load(LlamaConfig.read(Fixtures.fixture(name).resolve("config.json")), Fixtures.fixture(name), base,
+        storage);
   }
 
   /** Runs AdamW (lr 1e-3, wd 0.1, as the goldens) in bf16; the worst relative loss difference from {@code expected}. */

@@ -108,6 +108,17 @@ class DistributedNativeTest {
     assertThat(buckets.group(2)).isEqualTo(buckets.group(1));
   }
 
+  /** A LoRA run in bf16 keeps its frozen base in bf16, and rank 0 still hands that base to the other rank. */
+  @Test
+  void loraOnABf16BaseOverTwoRanks() throws Exception {
+    Path job = Jobs.write(dir.resolve("job"), String.format(LoraTrainingTest.JOB, "dp-lora-bf16", Fixtures.tinyLlama(),
+        Fixtures.tinyLlama().resolve("lora-init")).replace("seed: 11\n", "seed: 11\n    precision: bf16\n"));
+    double diff = oneAgainstTwoRanks(job, Map.of());
+    System.out.printf("DIST-FIGURE llama-lora bf16 base 1 vs 2 ranks: largest loss difference %.3g%n", diff);
+    assertThat(diff).as("bf16 sums in another order, not another result").isLessThan(1e-3);
+    assertThat(log(0)).contains("frozen, in bf16 but for the norms and biases)");
+  }
+
   @Test
   void aKilledRankMakesTheOtherExitWithTheRetryCode() throws Exception {
     Path job = Jobs.write(dir.resolve("job"), TinyJob.yaml("dp-kill", "ns", 3).replace("  namespace: ns\n", ""));

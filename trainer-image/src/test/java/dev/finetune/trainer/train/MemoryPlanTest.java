@@ -13,6 +13,8 @@ import dev.finetune.trainer.Main;
 import dev.finetune.trainer.model.Lora;
 import dev.finetune.trainer.model.Model;
 import dev.finetune.trainer.model.ModelShape;
+import dev.finetune.trainer.model.WeightStorage;
+import ai.djl.ndarray.types.Shape;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
@@ -68,16 +70,32 @@ class MemoryPlanTest {
           Model m = Model.load(dir, base)) {
         ModelShape shape = ModelShape.read(dir.resolve("config.json"));
         assertThat(shape.parameterCount()).as(dir.toString()).isEqualTo(m.net().parameterCount());
-        assertThat(MemoryPlan.of(shape, shape.parameterCount(), 2, 32, true, 1))
+        assertThat(MemoryPlan.of(shape, WeightStorage.FP32, shape.parameterCount(), 2, 32, true, 1))
             .isEqualTo(MemoryPlan.of(m.net(), 2, 32, true, 1));
         List<String> targets = m.net().defaultLoraTargets();
         m.net().attach(Lora.create(m.net(), 8, 16, 0, targets, 1));
         assertThat(shape.loraParameterCount(8, targets)).as(dir + " LoRA r8 on " + targets)
             .isEqualTo(m.net().lora().parameterCount());
-        assertThat(MemoryPlan.of(shape, shape.loraParameterCount(8, targets), 2, 32, false, 1))
+        assertThat(MemoryPlan.of(shape, WeightStorage.FP32, shape.loraParameterCount(8, targets), 2, 32, false, 1))
             .isEqualTo(MemoryPlan.of(m.net(), 2, 32, false, 1));
       }
     }
+  }
+
+  /** A LoRA run in bf16 keeps its frozen base in bf16: half the weights' bytes and no per-step copies. */
+  @Test
+  void aBf16BaseHalvesTheWeightsAndNeedsNoCopies() throws Exception {
+    ModelShape shape = ModelShape.read(Fixtures.tinyLlama().resolve("config.json"));
+    long lora = shape.loraParameterCount(8, shape.defaultLoraTargets());
+    long params = shape.parameterCount();
+    long vectors = shape.weights().values().stream().filter(s -> s.dimension() == 1).mapToLong(Shape::size).sum();
+    MemoryPlan bf16Base = MemoryPlan.of(shape, WeightStorage.BF16_BASE, lora, 2, 32, true, 1);
+    assertThat(bf16Base.weights()).isEqualTo(2 * (params - vectors) + 4 * vectors);
+    assertThat(bf16Base.casts()).as("the norms' copies alone").isEqualTo(2 * vectors);
+    MemoryPlan fp32Base = MemoryPlan.of(shape, WeightStorage.FP32, lora, 2, 32, true, 1);
+    assertThat(fp32Base.weights()).isEqualTo(4 * params);
+    assertThat(fp32Base.casts()).isEqualTo(2 * params);
+    assertThat(bf16Base.gradients()).isEqualTo(fp32Base.gradients()).isEqualTo(4 * lora);
   }
 
   @Test
