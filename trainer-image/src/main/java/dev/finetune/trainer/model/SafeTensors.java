@@ -73,7 +73,7 @@ public final class SafeTensors {
 
   /**
    * Reads every tensor of a safetensors file (F32, F16 or BF16) straight into the dtype {@code storage} gives it,
-   * tensor by tensor: each is mapped from the file into one reused host buffer, the size of the largest, then copied
+   * tensor by tensor: each is read from the file into one reused host buffer, the size of the largest, then copied
    * where it lives. So a model's load needs host memory for its largest tensor, not a second copy of the model, and
    * files above 2 GB load too. Names are kept, in the file's order.
    */
@@ -97,6 +97,7 @@ public final class SafeTensors {
       var header = new ObjectMapper().readTree(new String(h.array(), StandardCharsets.UTF_8));
       long base = 8 + n;
       ByteBuffer buffer = null;
+      ByteBuffer chunk = ByteBuffer.allocateDirect(1 << 24).order(ByteOrder.LITTLE_ENDIAN);
       var names = header.fieldNames();
       while (names.hasNext()) {
         String name = names.next();
@@ -121,23 +122,36 @@ public final class SafeTensors {
         if (end - start != s.size() * type.getNumOfBytes() || base + end > ch.size()) {
           throw new IOException(file + ": tensor " + name + " has inconsistent offsets");
         }
-        ByteBuffer data = ch.map(FileChannel.MapMode.READ_ONLY, base + start, end - start).order(ByteOrder.LITTLE_ENDIAN);
         // bf16 is widened to float32 here, on the host: DJL's stock JNI cannot make a bf16 array (notes/djl.md)
         long bytes = type == DataType.BFLOAT16 ? 2 * (end - start) : end - start;
         if (buffer == null || buffer.capacity() < bytes) {
           buffer = ByteBuffer.allocateDirect((int) bytes).order(ByteOrder.nativeOrder());
         }
         ByteBuffer direct = buffer.clear().limit((int) bytes);
-        if (type == DataType.BFLOAT16) {
-          java.nio.FloatBuffer f = direct.asFloatBuffer();
-          java.nio.ShortBuffer b = data.asShortBuffer();
-          while (b.hasRemaining()) {
-            f.put(Float.intBitsToFloat((b.get() & 0xffff) << 16)); // bf16 is the top half of a float32
+        // read in chunks, not mapped: the file's pages stay page cache and never count as the trainer's memory
+        for (long pos = base + start, left = end - start; left > 0; ) {
+          chunk.clear().limit((int) Math.min(left, chunk.capacity()));
+          while (chunk.hasRemaining()) {
+            if (ch.read(chunk, pos + chunk.position()) < 0) {
+              throw new IOException(file + " ends inside tensor " + name);
+            }
           }
-        } else if (ByteOrder.nativeOrder() == ByteOrder.LITTLE_ENDIAN || type != DataType.FLOAT32) {
-          direct.put(data);
-        } else {
-          direct.asFloatBuffer().put(data.asFloatBuffer());
+          chunk.flip();
+          if (type == DataType.BFLOAT16) {
+            java.nio.ShortBuffer b = chunk.asShortBuffer();
+            while (b.hasRemaining()) {
+              direct.putFloat(Float.intBitsToFloat((b.get() & 0xffff) << 16)); // bf16 is the top half of a float32
+            }
+          } else if (ByteOrder.nativeOrder() == ByteOrder.LITTLE_ENDIAN || type != DataType.FLOAT32) {
+            direct.put(chunk);
+          } else {
+            java.nio.FloatBuffer f = chunk.asFloatBuffer();
+            while (f.hasRemaining()) {
+              direct.putFloat(f.get());
+            }
+          }
+          pos += chunk.limit();
+          left -= chunk.limit();
         }
         direct.position(0);
         // Copy into memory torch owns before the buffer is reused: the engine may wrap it without copying.
