@@ -24,6 +24,7 @@ import dev.finetune.trainer.model.PrecisionPolicy;
 import dev.finetune.trainer.model.TextTokenizer;
 import dev.finetune.trainer.train.AdamW;
 import dev.finetune.trainer.train.Distributed;
+import dev.finetune.trainer.train.MemoryPlan;
 import dev.finetune.trainer.train.Trainer;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -54,6 +55,9 @@ import java.util.Random;
  * gradients over the ranks as the trainer does, bucket by bucket during the backward pass ({@code --overlap 0}: after
  * it, to measure what the overlap saves; the JSON adds the world size, backend and overlap), and {@code --allreduce-mb N}
  * instead times the all-reduce of N MB of fp32 on the device: bus bandwidth as nccl-tests computes it.
+ * The training JSON also sets the memory plan the trainer states (less its runtime allowance, {@code plan_mb}) beside
+ * the peak resident memory the steps took above the loaded engine ({@code measured_over_runtime_mb}): on a CPU, how
+ * far the plan is from the truth.
  */
 public final class Bench {
   private Bench() {}
@@ -133,6 +137,8 @@ public final class Bench {
       dist.join();
       PrecisionPolicy precision = PrecisionPolicy.resolve(requested);
       System.err.println(precision.describe());
+      base.zeros(new Shape(1)).close(); // the engine is loaded: what is resident now is the runtime
+      long runtimeKb = statusKb("VmRSS");
       try (CausalLm net = randomNet(arch, o, base)) {
         if (o.get("lora") > 0) {
           int r = o.get("lora");
@@ -161,6 +167,10 @@ public final class Bench {
         Arrays.sort(timed);
         double stepS = timed[timed.length / 2];
 
+        // the plan (less its runtime allowance) against what the steps took above the runtime
+        long planBytes = MemoryPlan.of(net, batch, seq, precision.bf16(), opt.sharded() ? dist.size() : 1).total()
+            - MemoryPlan.RUNTIME;
+        double measuredMb = (statusKb("VmHWM") - runtimeKb) / 1e3;
         double gemm = gemmFlops(base);
         long params = net.parameterCount();
         long trainable = net.trainable().values().stream().mapToLong(a -> a.getShape().size()).sum();
@@ -169,9 +179,11 @@ public final class Bench {
         System.out.println(String.format(Locale.ROOT,
             "{\"impl\": \"%s\", \"arch\": \"%s\", \"world\": %d, \"backend\": \"%s\", \"overlap\": %b, \"device\": \"%s\", \"precision\": \"%s\", \"threads\": %d, \"params\": %d, \"trainable_params\": %d, \"batch\": %d, \"seq\": %d, \"median_step_s\": %.4f, "
                 + "\"tokens_per_s\": %.1f, \"model_flops_per_s\": %.2f, \"gemm_gflops\": %.2f, \"mfu_vs_gemm\": %.3f, "
-                + "\"peak_rss_mb\": %.1f, \"gpu_memory_used_mb\": %.1f, \"final_loss\": %.4f}",
+                + "\"peak_rss_mb\": %.1f, \"gpu_memory_used_mb\": %.1f, \"final_loss\": %.4f, \"plan_mb\": %.1f,"
+                + " \"measured_over_runtime_mb\": %.1f, \"plan_over_measured\": %.3f}",
             impl, arch, dist.size(), dist.backend(), dist.isDistributed() && o.get("overlap") != 0, precision.device(), precision.precision(), JniUtils.getNumThreads(), params, trainable, batch, seq, stepS,
-            batch * seq / stepS, flops / stepS / 1e9, gemm / 1e9, flops / stepS / gemm, peakRssMb(), gpuMemoryMb(), loss));
+            batch * seq / stepS, flops / stepS / 1e9, gemm / 1e9, flops / stepS / gemm, peakRssMb(), gpuMemoryMb(), loss,
+            planBytes / 1e6, measuredMb, planBytes / 1e6 / measuredMb));
         }
       }
     }
