@@ -155,7 +155,7 @@ final class PlanCommand {
     try {
       Path config = tmp.resolve("config.json");
       Downloads.fetch(URI.create("https://huggingface.co/" + spec.model.hub + "/resolve/" + revision + "/config.json"),
-          config);
+          config, Model.offline(spec.model.hub, revision));
       return ModelShape.read(config);
     } finally {
       try (Stream<Path> files = Files.walk(tmp)) {

@@ -8,6 +8,7 @@ import dev.finetune.api.testing.TinyJob;
 import dev.finetune.api.trainer.TrainerContract;
 import dev.finetune.api.trainer.TrainerContract.ExitCodes;
 import dev.finetune.trainer.model.Downloads;
+import dev.finetune.trainer.model.Model;
 import dev.finetune.trainer.train.Checkpoints;
 import dev.finetune.trainer.train.TrainingListener;
 import java.io.IOException;
@@ -52,6 +53,19 @@ class TransientFailureTest {
         .contains(". This may pass: rerun the same command (the exit code is 1) and the run resumes where it stopped")
         .doesNotContain("\n", "Exception");
     assertThat(dir.resolve("runs/offline/data-cache")).doesNotExist();
+  }
+
+  /** A trainer that cannot reach the hub learns which files the model needs and how to give it them. */
+  @Test
+  void anUnreachableHubSaysWhichFilesTheModelNeedsAndHowToFetchThem(@TempDir Path dir) {
+    String offline = Model.offline("owner/model", "v1");
+    assertThat(offline).contains("config.json", "tokenizer.json", "model.safetensors", "model.safetensors.index.json",
+        "tokenizer_config.json", "huggingface-cli download owner/model --revision v1 --local-dir DIR",
+        "spec.model.path", "spec.model.claimName");
+    Path target = dir.resolve("run/model-cache/owner_model@v1/config.json");
+    assertThatThrownBy(() -> Downloads.fetch(URI.create("https://hub.example.invalid/owner/model/config.json"), target,
+        offline)).isInstanceOf(TransientException.class).hasMessageEndingWith(". " + offline)
+        .hasMessageNotContaining("reach the internet at all");
   }
 
   @Test

@@ -11,6 +11,7 @@ import dev.finetune.api.trainer.TrainerContract;
 import dev.finetune.trainer.BadDataException;
 import dev.finetune.trainer.BadJobException;
 import dev.finetune.trainer.TextFiles;
+import dev.finetune.trainer.Volumes;
 import dev.finetune.trainer.model.Downloads;
 import java.io.IOException;
 import java.net.URI;
@@ -91,15 +92,7 @@ public final class Datasets {
   }
 
   static Path resolve(String path, String claimName, Path jobDir) {
-    Path p = Path.of(path);
-    if (p.isAbsolute()) {
-      return p;
-    }
-    Path mount = TrainerContract.mountDir(TrainerContract.ENV_DATA_DIR, TrainerContract.DATA_MOUNT);
-    if (claimName != null && Files.isDirectory(mount)) {
-      return mount.resolve(p);
-    }
-    return jobDir.resolve(p);
+    return Volumes.data(path, claimName, jobDir);
   }
 
   /** Downloads a URL once into {@code cacheDir} (the name is a hash of the URL) and returns the file. */

@@ -21,17 +21,23 @@ public final class Downloads {
    * ({@link BadJobException}); a network failure is an {@link IOException} (a crash: the retry may succeed).
    */
   public static void fetch(URI uri, Path target) throws IOException {
+    fetch(uri, target, "If the trainer cannot reach the internet at all, copy the files to a volume and use"
+        + " spec.model.path or spec.dataset.path instead");
+  }
+
+  /** As {@link #fetch(URI, Path)}; {@code offline} tells a trainer that cannot connect what to do instead. */
+  public static void fetch(URI uri, Path target, String offline) throws IOException {
     Path created = firstMissing(target.getParent());
     Files.createDirectories(target.getParent());
     try {
-      download(uri, target);
+      download(uri, target, offline);
     } catch (IOException | RuntimeException e) {
       removeEmpty(target.getParent(), created); // no empty model-cache/ left behind
       throw e;
     }
   }
 
-  private static void download(URI uri, Path target) throws IOException {
+  private static void download(URI uri, Path target, String offline) throws IOException {
     Path part = target.resolveSibling(target.getFileName() + ".part");
     HttpClient client = HttpClient.newBuilder().followRedirects(HttpClient.Redirect.NORMAL)
         .connectTimeout(Duration.ofSeconds(20)).build();
@@ -42,8 +48,7 @@ public final class Downloads {
     } catch (IOException e) {
       Files.deleteIfExists(part);
       throw new TransientException("cannot download " + uri + ": " + networkProblem(e) + ". This may pass: "
-          + TransientException.retry("where it stopped") + ". If the trainer cannot reach the internet at"
-          + " all, copy the files to a volume and use spec.model.path or spec.dataset.path instead", e);
+          + TransientException.retry("where it stopped") + ". " + offline, e);
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
       throw new IOException("download of " + uri + " interrupted", e);

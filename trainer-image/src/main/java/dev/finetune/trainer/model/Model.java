@@ -4,9 +4,9 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import dev.finetune.api.ModelSpec;
 import dev.finetune.api.ScratchModelSpec;
-import dev.finetune.api.trainer.TrainerContract;
 import dev.finetune.trainer.BadJobException;
 import dev.finetune.trainer.TextFiles;
+import dev.finetune.trainer.Volumes;
 import java.io.IOException;
 import java.net.URI;
 import java.nio.file.Files;
@@ -115,17 +115,17 @@ public final class Model implements AutoCloseable {
       // the model cached needs no network.
       if (!Files.isRegularFile(cache.resolve("config.json"))) {
         for (String f : SIDECARS) {
-          download(base, f, cache, false);
+          download(base, f, cache, false, spec);
         }
       }
       for (String f : new String[] {"config.json", "tokenizer.json"}) {
-        download(base, f, cache, true);
+        download(base, f, cache, true, spec);
       }
-      if (!download(base, HfWeights.SINGLE, cache, false)) {
+      if (!download(base, HfWeights.SINGLE, cache, false, spec)) {
         // Larger models ship shards listed by an index.
-        download(base, HfWeights.INDEX, cache, true);
+        download(base, HfWeights.INDEX, cache, true, spec);
         for (Path shard : HfWeights.files(cache)) {
-          download(base, shard.getFileName().toString(), cache, true);
+          download(base, shard.getFileName().toString(), cache, true, spec);
         }
       }
       return load(cache, manager, storage);
@@ -138,16 +138,21 @@ public final class Model implements AutoCloseable {
    * named and mounted, else relative to the job file.
    */
   public static Path resolve(ModelSpec spec, String path, Path jobDir) {
-    Path p = Path.of(path);
-    Path mount = TrainerContract.mountDir(TrainerContract.ENV_MODEL_DIR, TrainerContract.MODEL_MOUNT);
-    if (!p.isAbsolute()) {
-      p = spec.claimName != null && Files.isDirectory(mount) ? mount.resolve(p) : jobDir.resolve(p);
-    }
-    return p;
+    return Volumes.model(path, spec.claimName, jobDir);
+  }
+
+  /** How to give a trainer that cannot reach the hub the model: the files it needs, fetched elsewhere. */
+  public static String offline(String hub, String revision) {
+    return "Where the trainer cannot reach huggingface.co at all, fetch the model where you can (config.json,"
+        + " tokenizer.json, model.safetensors or model.safetensors.index.json with its shards, and if present "
+        + String.join(", ", SIDECARS) + "), e.g. huggingface-cli download " + hub + " --revision " + revision
+        + " --local-dir DIR, then put DIR on a volume and set spec.model.path to it (with spec.model.claimName for a"
+        + " PersistentVolumeClaim; in a local run, a folder beside the job file)";
   }
 
   /** Fetches one file of a hub repository into the cache unless it is there; false when an optional one is absent. */
-  private static boolean download(String base, String file, Path cache, boolean required) throws IOException {
+  private static boolean download(String base, String file, Path cache, boolean required, ModelSpec spec)
+      throws IOException {
     Path target = cache.resolve(file);
     if (Files.isRegularFile(target)) {
       return true;
@@ -155,7 +160,7 @@ public final class Model implements AutoCloseable {
     URI uri = URI.create(base + file);
     System.out.println("downloading " + uri + " into " + cache);
     try {
-      Downloads.fetch(uri, target);
+      Downloads.fetch(uri, target, offline(spec.hub, spec.revision == null ? "main" : spec.revision));
       return true;
     } catch (BadJobException e) {
       if (required) {

@@ -132,7 +132,9 @@ public final class Trainer {
     model.net().setDropout(t.dropout);
     PrecisionPolicy precision = precision();
     model.net().setPrecision(precision);
-    System.out.println(precision.describe());
+    if (precision.nativeOps().isPresent()) { // the run's first line names the precision; this adds the kernels
+      System.out.println(precision.describe());
+    }
     if (t.lora != null) {
       attachLora(spec, model.net());
     }
@@ -657,6 +659,11 @@ public final class Trainer {
     LoraSpec l = spec.training.lora;
     Path init = l.initAdapter == null ? null : Model.resolve(spec.model, l.initAdapter, jobDir);
     String baseModel = spec.model.hub != null ? spec.model.hub : spec.model.path;
+    if (spec.model.scratch != null) {
+      System.out.println("warning: spec.training.lora trains an adapter on spec.model.scratch, a randomly initialised"
+          + " model: the frozen base has learnt nothing, so the adapter alone must; name a pretrained model (hub or path)"
+          + " to fine-tune one, or drop lora to train the scratch model itself");
+    }
     Lora adapter = Lora.forJob(l, net, init, spec.training.seed, baseModel);
     net.attach(adapter);
     boolean bf16Base = net.parameters().values().stream().anyMatch(PrecisionPolicy::isBf16);
