@@ -26,6 +26,7 @@ import java.nio.ByteBuffer;
 import java.nio.charset.CharacterCodingException;
 import java.nio.charset.CodingErrorAction;
 import java.util.ArrayList;
+import java.util.Optional;
 import java.util.Set;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -97,7 +98,8 @@ public final class FineTuneJobs {
     List<Problem> problems = new ArrayList<>(parsed.problems());
     // a field the parser already refused (and left empty) is not reported twice
     Set<String> reported = problems.stream().map(Problem::field).collect(Collectors.toSet());
-    FineTuneJobValidator.validate(parsed.job()).stream().filter(p -> !reported.contains(p.field())).forEach(problems::add);
+    FineTuneJobValidator.validate(parsed.job()).stream().filter(p -> !reported.contains(p.field()))
+        .filter(p -> !parsed.knockOn(p)).forEach(problems::add);
     if (!problems.isEmpty()) {
       throw new InvalidJobException(problems).in(file.toString());
     }
@@ -105,7 +107,23 @@ public final class FineTuneJobs {
   }
 
   /** A parsed job and what the parser refused in it (unknown fields, values of the wrong type). */
-  private record Parsed(FineTuneJob job, List<Problem> problems) {}
+  /** A field that a misspelt one beside it probably meant, left at its default: {@code parent}.{@code name}. */
+  private record Shadowed(String parent, String name) {}
+
+  private record Parsed(FineTuneJob job, List<Problem> problems, List<Shadowed> shadowed) {
+
+    /**
+     * Whether a validator problem only follows from a misspelt field having been left at its default: it is about
+     * that field, or, beside it, names it ("below learningRate").
+     */
+    boolean knockOn(Problem p) {
+      return shadowed.stream().anyMatch(s -> {
+        String meant = s.parent().isEmpty() ? s.name() : s.parent() + "." + s.name();
+        boolean beside = p.field().startsWith(s.parent().isEmpty() ? "" : s.parent() + ".");
+        return p.field().equals(meant) || beside && p.message().matches("(?s).*\\b" + s.name() + "\\b.*");
+      });
+    }
+  }
 
   private static Parsed parseCollecting(String text) {
     ProblemCollector collector = new ProblemCollector(text);
@@ -117,7 +135,7 @@ public final class FineTuneJobs {
       if (job.getSpec() == null && collector.problems.isEmpty()) {
         throw new InvalidJobException(List.of(new Problem("spec", "is missing; a FineTuneJob needs spec.model and spec.dataset")));
       }
-      return new Parsed(job, List.copyOf(collector.problems));
+      return new Parsed(job, List.copyOf(collector.problems), List.copyOf(collector.shadowed));
     } catch (JsonProcessingException e) {
       List<Problem> problems = new ArrayList<>(collector.problems);
       problems.add(describe(e));
@@ -163,6 +181,8 @@ public final class FineTuneJobs {
   /** Records every unknown field and wrong value instead of stopping at the first; the value is left empty. */
   private static final class ProblemCollector extends DeserializationProblemHandler {
     final List<Problem> problems = new ArrayList<>();
+    /** The fields unknown fields probably meant. */
+    final List<Shadowed> shadowed = new ArrayList<>();
     private final List<String> lines;
 
     ProblemCollector(String text) {
@@ -175,7 +195,11 @@ public final class FineTuneJobs {
       List<String> known = deser == null || deser.getKnownPropertyNames() == null ? List.of()
           : deser.getKnownPropertyNames().stream().map(String::valueOf).sorted().toList();
       String field = fieldPath(p);
-      String suggestion = closest(name, known).map(k -> "; did you mean " + k + "?").orElse("");
+      Optional<String> meant = closest(name, known);
+      String suggestion = meant.map(k -> "; did you mean " + k + "?").orElse("");
+      // the field the typo left at its default: checks of it, or against it, would only repeat this problem
+      meant.ifPresent(k -> shadowed.add(new Shadowed(field.contains(".") ? field.substring(0, field.lastIndexOf('.'))
+          : "", k)));
       problems.add(new Problem(field, "unknown field" + keyLine(p, name) + suggestion
           + (known.isEmpty() ? "" : " (known fields here: " + String.join(", ", known) + ")")));
       p.skipChildren();
@@ -322,7 +346,46 @@ public final class FineTuneJobs {
       return new Problem(where, "expected " + typeName(m.getTargetType()) + line + enumValues(m.getTargetType()));
     }
     String msg = e.getOriginalMessage() == null ? e.getMessage() : e.getOriginalMessage();
-    return new Problem(where, "not valid YAML or JSON" + line + ": " + msg.lines().findFirst().orElse(msg));
+    String detail = yamlDetail(msg);
+    return detail != null ? new Problem(where, "not valid YAML: " + detail)
+        : new Problem(where, "not valid YAML or JSON" + line + ": " + msg.lines().findFirst().orElse(msg));
+  }
+
+  private static final java.util.regex.Pattern MARK =
+      java.util.regex.Pattern.compile("^ in '[^']*', line (\\d+), column (\\d+):$");
+
+  /**
+   * SnakeYAML's message in one line: the problem where it was found, and the construct it was parsing (its "context"),
+   * each with line, column and the text there, e.g. "expected <block end>, but found '<block mapping start>' at
+   * line 30, column 5 (batchSize: 16), while parsing a block mapping at line 13, column 3 (model:)". Null when
+   * the message is not of that form.
+   */
+  static String yamlDetail(String msg) {
+    List<String> lines = msg.lines().toList();
+    List<String> said = new ArrayList<>();
+    for (int i = 0; i < lines.size(); i++) {
+      String text = lines.get(i);
+      if (text.isBlank() || text.startsWith(" ")) {
+        continue;
+      }
+      java.util.regex.Matcher m = i + 1 < lines.size() ? MARK.matcher(lines.get(i + 1)) : null;
+      if (m == null || !m.matches()) {
+        said.add(text);
+        continue;
+      }
+      String excerpt = i + 2 < lines.size() ? lines.get(i + 2).trim() : "";
+      said.add(text + " at line " + m.group(1) + ", column " + m.group(2) + (excerpt.isEmpty() ? "" : " (" + excerpt + ")"));
+      i += 2;
+    }
+    if (said.isEmpty() || lines.stream().noneMatch(l -> MARK.matcher(l).matches())) {
+      return null;
+    }
+    // SnakeYAML says the construct it was in first, the problem last: the problem leads
+    String problem = said.get(said.size() - 1);
+    String context = said.size() > 1 ? String.join("; ", said.subList(0, said.size() - 1)) : "";
+    String hint = problem.contains("<block end>") || problem.contains("mapping values are not allowed")
+        ? ". Check the indentation: a field must line up with the fields beside it" : "";
+    return problem + (context.isEmpty() ? "" : ", " + context) + hint;
   }
 
   private static String path(List<JsonMappingException.Reference> refs) {

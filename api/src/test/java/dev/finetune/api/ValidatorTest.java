@@ -149,6 +149,32 @@ class ValidatorTest {
         .hasMessageContaining("invalid FineTuneJob in " + file + " (6 problems)");
   }
 
+  /** A misspelt field leaves the one it meant at its default; checks of that default would only mislead. */
+  @Test
+  void aMisspeltFieldIsTheOneProblemNotTheDefaultItLeft(@TempDir Path dir) throws IOException {
+    Path file = dir.resolve("job.yaml");
+    Files.writeString(file, MINIMAL + "  training:\n    learningRat: 3.0e-3\n    schedule: cosine\n    minLearningRate: 1.0e-4\n");
+    assertThatThrownBy(() -> FineTuneJobs.readValid(file))
+        .isInstanceOf(InvalidJobException.class)
+        .satisfies(e -> assertThat(((InvalidJobException) e).problems()).extracting(Problem::field)
+            .containsExactly("spec.training.learningRat"));
+    // the same check still speaks when nothing was misspelt
+    Files.writeString(file, MINIMAL + "  training:\n    learningRate: 5.0e-5\n    schedule: cosine\n    minLearningRate: 1.0e-4\n");
+    assertThatThrownBy(() -> FineTuneJobs.readValid(file))
+        .hasMessageContaining("spec.training.minLearningRate: is 1.0E-4, must be at least 0 and below learningRate");
+  }
+
+  @Test
+  void anIndentationErrorSaysWhereAndWhatTheParserExpected(@TempDir Path dir) throws IOException {
+    Path file = dir.resolve("job.yaml");
+    Files.writeString(file, MINIMAL.replace("    path: data.json\n", "      path: data.json\n    maxLength: 64\n"));
+    assertThatThrownBy(() -> FineTuneJobs.readValid(file))
+        .isInstanceOf(InvalidJobException.class)
+        .hasMessage("invalid FineTuneJob in " + file + ": spec: not valid YAML: expected <block end>, but found"
+            + " '<block mapping start>' at line 10, column 5 (maxLength: 64), while parsing a block mapping at line 6,"
+            + " column 3 (model:). Check the indentation: a field must line up with the fields beside it");
+  }
+
   @Test
   void aNameFarFromEveryFieldGetsNoGuess() {
     assertThatThrownBy(() -> FineTuneJobs.parse(MINIMAL + "  colour: blue\n"))
@@ -202,7 +228,8 @@ class ValidatorTest {
   @Test
   void emptyAndMalformedDocumentsSayWhat() {
     assertThatThrownBy(() -> FineTuneJobs.parse("")).hasMessageContaining("the document is empty");
-    assertThatThrownBy(() -> FineTuneJobs.parse("kind: FineTuneJob\nspec: \"unclosed")).hasMessageContaining("not valid YAML or JSON");
+    assertThatThrownBy(() -> FineTuneJobs.parse("kind: FineTuneJob\nspec: \"unclosed"))
+        .hasMessageContaining("not valid YAML: found unexpected end of stream at line 2, column 16");
     FineTuneJob noSpec = FineTuneJobs.parse("apiVersion: finetune.dev/v1alpha1\nkind: FineTuneJob\nmetadata: {name: x}\n");
     assertThat(FineTuneJobValidator.validate(noSpec)).extracting(Problem::field).containsExactly("spec.model", "spec.dataset");
   }
