@@ -63,6 +63,18 @@ public class FineTuneJobStatus {
   @JsonPropertyDescription("Data-parallel ranks running of the world size, e.g. 16/16 (nodes x GPUs a node); set when the job has more than one rank.")
   public String ranks;
 
+  @JsonPropertyDescription("The model that trains: the hub repository (with @revision when not main), the path on the model volume, or scratch.")
+  public String model;
+
+  @JsonPropertyDescription("The device training runs on as the trainer reports it, e.g. cpu or cuda:0 NVIDIA H100 80GB HBM3 (compute capability 9.0).")
+  public String device;
+
+  @JsonPropertyDescription("The precision training runs in (fp32, tf32 or bf16): what spec.training.precision resolved to.")
+  public String precision;
+
+  @JsonPropertyDescription("Where the results are: the checkpoint volume's claim and the run folder on it, e.g. pvc/my-job-checkpoints:my-job (best/, adapter/, checkpoints/, responses.jsonl, summary.json).")
+  public String results;
+
   @JsonPropertyDescription("Trainer Pods of a job with several nodes that have failed so far, on every node (a rank that fails stops the others too).")
   public Integer rankFailures;
 

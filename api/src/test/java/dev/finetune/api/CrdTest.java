@@ -55,10 +55,13 @@ class CrdTest {
     assertThat(columns).containsExactly(
         "Phase=.status.phase", "Epoch=.status.progress", "Train-Loss=.status.trainLoss",
         "Val-Loss=.status.validationLoss", "Best=.status.bestValidationLoss", "Ranks=.status.ranks",
+        "Model=.status.model", "Precision=.status.precision", "Device=.status.device", "Results=.status.results",
         "Age=.metadata.creationTimestamp");
-    // kubectl get ftj shows the first six; -o wide adds the data-parallel ranks of a job with more than one
+    // kubectl get ftj shows the phase, epoch, losses and age; -o wide adds the data-parallel ranks of a job with more
+    // than one, the model, what it computes in and on, and where the results are
     assertThat(StreamSupport.stream(version.get("additionalPrinterColumns").spliterator(), false)
-        .filter(c -> c.path("priority").asInt() > 0).map(c -> c.get("name").asText())).containsExactly("Ranks");
+        .filter(c -> c.path("priority").asInt() > 0).map(c -> c.get("name").asText()))
+        .containsExactly("Ranks", "Model", "Precision", "Device", "Results");
     assertThat(version.at("/subresources/status").isObject()).as("status subresource").isTrue();
   }
 

@@ -19,6 +19,7 @@ import dev.finetune.helm.ChartInstall;
 import dev.finetune.operator.FineTuneOperator;
 import dev.finetune.operator.config.OperatorConfig;
 import dev.finetune.operator.resources.Names;
+import dev.finetune.trainer.model.Generator;
 import dev.finetune.trainer.model.Model;
 import io.fabric8.kubernetes.api.model.ConfigMapBuilder;
 import io.fabric8.kubernetes.api.model.NamespaceBuilder;
@@ -203,6 +204,10 @@ class EndToEndTest {
 
     String describe = server.kubectl("describe", "ftj", "-n", NS, "small-cpu").output();
     assertThat(describe).contains("Events:", "Created", "Started", "EpochFinished", "Succeeded");
+    // -o wide: the model, the precision and device the trainer reported, and where the results are
+    String wide = server.kubectl("get", "ftj", "-n", NS, "small-cpu", "-o", "wide").output();
+    assertThat(wide).contains("MODEL", "PRECISION", "DEVICE", "RESULTS", " scratch ", " fp32 ", " cpu ",
+        " pvc/small-cpu-checkpoints:");
 
     Path run = runDir(done);
     assertThat(run.resolve("best/config.json")).exists();
@@ -215,7 +220,7 @@ class EndToEndTest {
     assertThat(history).hasSize(s.epoch);
     // best/ loads again and answers.
     try (NDManager manager = NDManager.newBaseManager(); Model model = Model.load(run.resolve("best"), manager)) {
-      assertThat(model.generate("<|User|>\nReverse the word.\nsun\n\n<|Assistant|>\n", 8)).isNotNull();
+      assertThat(new Generator(model).generate("<|User|>\nReverse the word.\nsun\n\n<|Assistant|>\n", 8)).isNotNull();
     }
     happyHistory = history;
     happyWeights = Files.readAllBytes(run.resolve("best/model.safetensors"));

@@ -34,6 +34,8 @@ public final class JobObserver {
     Job job = seen.job().get();
     List<Pod> pods = seen.pods();
     st.jobName = job.getMetadata().getName();
+    st.model = model(ftj);
+    st.results = "pvc/" + Names.checkpointClaim(ftj) + ":" + Names.runDir(ftj);
     specChange(ftj, job, st, generation);
     st.restarts = restarts(st, job, pods);
     Phase phase = phase(ftj, job, pods);
@@ -59,6 +61,18 @@ public final class JobObserver {
     if (st.epochs == null && ftj.getSpec().training != null) {
       st.epochs = ftj.getSpec().training.epochs;
     }
+  }
+
+  /** What trains, for {@code kubectl get ftj -o wide}: the hub repository (@revision unless main), the path, or scratch. */
+  static String model(FineTuneJob ftj) {
+    var m = ftj.getSpec().model;
+    if (m == null) {
+      return null;
+    }
+    if (m.hub != null) {
+      return m.hub + (m.revision == null || m.revision.equals("main") ? "" : "@" + m.revision);
+    }
+    return m.path != null ? m.path : m.scratch != null ? "scratch" : null;
   }
 
   /** At most this many failures are kept in {@code status.failedRanks}: the newest ones. */

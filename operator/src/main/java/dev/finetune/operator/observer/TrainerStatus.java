@@ -34,6 +34,12 @@ public final class TrainerStatus {
     if (r.evaluation != null) {
       status.evaluation = r.evaluation;
     }
+    if (r.precision != null) {
+      status.precision = r.precision;
+    }
+    if (r.device != null) {
+      status.device = r.device;
+    }
   }
 
   /**

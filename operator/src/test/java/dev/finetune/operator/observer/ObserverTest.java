@@ -107,6 +107,35 @@ class ObserverTest {
     assertThat(Conditions.isTrue(st, Conditions.SUSPENDED)).isTrue();
   }
 
+  /** kubectl get ftj -o wide: what trains, in what precision on what device, and where the results are. */
+  @Test
+  void theWideColumnsSayTheModelThePrecisionTheDeviceAndWhereTheResultsAre() {
+    FineTuneJob ftj = Jobs.small("wide", "ns");
+    ftj.getSpec().model.scratch = null;
+    ftj.getSpec().model.hub = "meta-llama/Llama-3.2-1B";
+    ftj.getSpec().model.revision = "v2";
+    ftj.getSpec().checkpoints.path = "runs/wide";
+    FineTuneJobStatus st = new FineTuneJobStatus();
+    JobObserver.observe(ftj, st, Snapshot.of(suspendedJob("false")));
+    assertThat(st.model).isEqualTo("meta-llama/Llama-3.2-1B@v2");
+    assertThat(st.results).isEqualTo("pvc/wide-checkpoints:runs/wide");
+    TrainerReport r = new TrainerReport();
+    r.precision = "bf16";
+    r.device = "cuda:0 NVIDIA H100 80GB HBM3 (compute capability 9.0)";
+    TrainerStatus.apply(st, r);
+    assertThat(st.precision).isEqualTo("bf16");
+    assertThat(st.device).isEqualTo("cuda:0 NVIDIA H100 80GB HBM3 (compute capability 9.0)");
+    TrainerStatus.apply(st, new TrainerReport());
+    assertThat(st.precision).as("kept when a report leaves it out").isEqualTo("bf16");
+
+    ftj.getSpec().checkpoints.claimName = "team-results";
+    ftj.getSpec().model.hub = null;
+    ftj.getSpec().model.path = "models/llama";
+    JobObserver.observe(ftj, st, Snapshot.of(suspendedJob("false")));
+    assertThat(st.model).isEqualTo("models/llama");
+    assertThat(st.results).isEqualTo("pvc/team-results:runs/wide");
+  }
+
   /** A suspended Job on which the operator last applied this spec.suspend. */
   private static Job suspendedJob(String applied) {
     return new JobBuilder().withNewMetadata().withName("held-train").withUid("u1")

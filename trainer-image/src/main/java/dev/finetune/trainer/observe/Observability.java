@@ -425,14 +425,15 @@ public final class Observability implements TrainingListener, AutoCloseable {
     return m == null ? "" : m.scrape();
   }
 
-  /** The report as {@code /progress} shows it: the run so far, without the summary's reason, message, evaluation, precision, device. */
+  /**
+   * The report as {@code /progress} shows it: the run so far, with the precision and device it runs in (the operator
+   * shows them in {@code kubectl get ftj -o wide}), without the summary's reason, message and evaluation.
+   */
   public synchronized TrainerReport progress() {
     TrainerReport p = copy(report);
     p.reason = null;
     p.message = null;
     p.evaluation = null;
-    p.precision = null;
-    p.device = null;
     return p;
   }
 

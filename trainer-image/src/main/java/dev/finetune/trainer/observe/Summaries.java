@@ -77,13 +77,11 @@ public final class Summaries {
 
   /**
    * The summary as compact JSON of at most {@code limit} UTF-8 bytes: the oldest history entries go first,
-   * then the message is shortened, then evaluation and checkpoint are dropped; phase and reason always stay.
+   * then the message is shortened, then evaluation and checkpoint are dropped; phase and reason always stay. The
+   * operator copies it into {@code .status}, precision and device included.
    */
   public static String fit(TrainerReport summary, int limit) {
     TrainerReport s = copy(summary);
-    // precision and device stay in summary.json only: the operator copies this message into .status.
-    s.precision = null;
-    s.device = null;
     String json = compact(s);
     if (bytes(json) <= limit) {
       return json;
