@@ -408,12 +408,8 @@ public final class Bench {
     }
   }
 
-  static double peakRssMb() throws Exception {
-    for (String line : Files.readAllLines(Path.of("/proc/self/status"))) {
-      if (line.startsWith("VmHWM:")) {
-        return Long.parseLong(line.replaceAll("[^0-9]", "")) / 1024.0;
-      }
-    }
-    return Double.NaN;
+  static double peakRssMb() {
+    long kb = statusKb("VmHWM");
+    return kb < 0 ? Double.NaN : kb / 1024.0;
   }
 }

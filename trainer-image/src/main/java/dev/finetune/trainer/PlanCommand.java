@@ -13,6 +13,7 @@ import dev.finetune.trainer.model.Downloads;
 import dev.finetune.trainer.model.Model;
 import dev.finetune.trainer.model.ModelShape;
 import dev.finetune.trainer.model.WeightStorage;
+import dev.finetune.trainer.train.Distributed;
 import dev.finetune.trainer.train.MemoryPlan;
 import io.fabric8.kubernetes.api.model.Quantity;
 import java.io.IOException;
@@ -96,14 +97,15 @@ final class PlanCommand {
     Precision p = spec.training.precision == null ? Precision.AUTO : spec.training.precision;
     // auto is bf16 on GPUs of compute capability 8.0 and up, which is what clusters rent today
     boolean bf16 = p == Precision.BF16 || p == Precision.AUTO && gpu;
-    int batch = (spec.training.batchSize + ranks - 1) / ranks;
+    int batch = Distributed.batchShare(spec.training.batchSize, ranks);
     int tokens = Math.min(spec.dataset.maxLength, shape.contextLength());
     LoraSpec lora = spec.training.lora;
     long trainable = lora == null ? shape.parameterCount()
         : shape.loraParameterCount(lora.r, lora.targetModules == null || lora.targetModules.isEmpty()
             ? shape.defaultLoraTargets() : lora.targetModules);
     WeightStorage storage = WeightStorage.forRun(lora != null, bf16);
-    MemoryPlan plan = MemoryPlan.of(shape, storage, trainable, batch, tokens, bf16, lora == null ? ranks : 1);
+    MemoryPlan plan = MemoryPlan.of(shape, storage, trainable, batch, tokens, bf16,
+        Distributed.optimizerShards(lora == null, ranks));
     Limit limit = limit(spec, gpu, deviceMemory);
     boolean fits = limit.bytes().isEmpty() || plan.total() <= limit.bytes().getAsLong();
 

@@ -81,6 +81,12 @@ public interface CausalLm extends AutoCloseable {
   /** What config.json fixes: names and shapes of the weights, LoRA's layers, the activations of a batch. */
   ModelShape shape();
 
+  /** How the weights are stored: a frozen base in bf16 (a LoRA run in bf16), or float32. */
+  default WeightStorage storage() {
+    return parameters().values().stream().anyMatch(PrecisionPolicy::isBf16) ? WeightStorage.BF16_BASE
+        : WeightStorage.FP32;
+  }
+
   default int contextLength() {
     return shape().contextLength();
   }

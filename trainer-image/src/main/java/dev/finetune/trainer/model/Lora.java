@@ -3,7 +3,6 @@ package dev.finetune.trainer.model;
 import dev.finetune.trainer.BadJobException;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
-import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -241,8 +240,7 @@ public final class Lora implements AutoCloseable {
       for (Map.Entry<String, NDArray[]> e : adapters.entrySet()) {
         String w = e.getKey() + ".weight";
         NDArray delta = e.getValue()[1].matMul(e.getValue()[0]).mul((float) scaling());
-        NDArray weight = base.get(w).getDataType() == DataType.FLOAT32 ? base.get(w) : base.get(w).toType(DataType.FLOAT32, true);
-        NDArray merged = weight.add(fanInFanOut ? delta.transpose() : delta);
+        NDArray merged = WeightStorage.float32(base.get(w)).add(fanInFanOut ? delta.transpose() : delta);
         merged.attach(m);
         ai.djl.ndarray.NDScope.unregister(merged);
         out.put(w, merged);

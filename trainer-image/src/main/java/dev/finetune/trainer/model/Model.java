@@ -217,7 +217,13 @@ public final class Model implements AutoCloseable {
     try (NDManager fp32 = net.manager().newSubManager()) {
       // a model on disk is float32 whatever its base lived in
       java.util.LinkedHashMap<String, NDArray> f32 = new java.util.LinkedHashMap<>(weights);
-      f32.replaceAll((name, a) -> a.getDataType() == ai.djl.ndarray.types.DataType.FLOAT32 ? a : fp32(a, fp32));
+      f32.replaceAll((name, a) -> {
+        NDArray f = WeightStorage.float32(a);
+        if (f != a) {
+          f.attach(fp32);
+        }
+        return f;
+      });
       net.save(dir, f32);
     }
     tokenizer.save(dir);
@@ -226,12 +232,6 @@ public final class Model implements AutoCloseable {
         Files.copy(source.resolve(f), dir.resolve(f), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
       }
     }
-  }
-
-  private static NDArray fp32(NDArray a, NDManager m) {
-    NDArray f = a.toType(ai.djl.ndarray.types.DataType.FLOAT32, true);
-    f.attach(m);
-    return f;
   }
 
   @Override

@@ -31,6 +31,11 @@ public enum WeightStorage {
     return weights.values().stream().mapToLong(s -> s.size() * of(s).getNumOfBytes()).sum();
   }
 
+  /** A weight as float32, for the arithmetic and files that want it: itself, or a float32 copy of a bf16 one. */
+  public static NDArray float32(NDArray a) {
+    return a.getDataType() == DataType.FLOAT32 ? a : a.toType(DataType.FLOAT32, true);
+  }
+
   /**
    * Stores built float32 weights (a seeded scratch model) as this says, in place, through the native library's cast
    * (DJL's stock JNI has no bf16); each replaced array is freed at once.

@@ -134,6 +134,19 @@ public final class Distributed implements AutoCloseable {
     return localRank;
   }
 
+  /** The largest share of a global batch one of {@code world} ranks takes (shares differ by at most one record). */
+  public static int batchShare(int batchSize, int world) {
+    return (batchSize + world - 1) / world;
+  }
+
+  /**
+   * Over how many ranks AdamW's state is sharded (ZeRO-1): all of them when every weight trains; a LoRA adapter's
+   * state is small and stays whole on each rank.
+   */
+  public static int optimizerShards(boolean everyWeightTrains, int world) {
+    return everyWeightTrains ? world : 1;
+  }
+
   /** The process group's backend once joined (gloo or nccl), else null. */
   public String backend() {
     return lib == null ? null : backend;

@@ -2,19 +2,18 @@ package dev.finetune.trainer.train;
 
 import ai.djl.Device;
 import ai.djl.engine.Engine;
+import ai.djl.ndarray.types.DataType;
+import ai.djl.ndarray.types.Shape;
 import ai.djl.util.cuda.CudaUtils;
 import dev.finetune.api.trainer.TrainerContract;
 import dev.finetune.trainer.BadJobException;
 import dev.finetune.trainer.model.CausalLm;
 import dev.finetune.trainer.model.ModelShape;
-import dev.finetune.trainer.model.PrecisionPolicy;
 import dev.finetune.trainer.model.WeightStorage;
-import ai.djl.ndarray.types.DataType;
-import ai.djl.ndarray.types.Shape;
-import java.util.Map;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.Map;
 import java.util.OptionalLong;
 
 /**
@@ -40,9 +39,7 @@ public record MemoryPlan(long weights, long gradients, long optimizer, long cast
    */
   public static MemoryPlan of(CausalLm net, int batch, int tokens, boolean bf16, int optimizerShards) {
     long trainable = net.trainable().values().stream().mapToLong(a -> a.getShape().size()).sum();
-    boolean bf16Base = net.parameters().values().stream().anyMatch(PrecisionPolicy::isBf16);
-    return of(net.shape(), bf16Base ? WeightStorage.BF16_BASE : WeightStorage.FP32, trainable, batch, tokens, bf16,
-        optimizerShards);
+    return of(net.shape(), net.storage(), trainable, batch, tokens, bf16, optimizerShards);
   }
 
   /**

@@ -147,8 +147,8 @@ public final class Trainer {
           + " takes a share of every batch, so raise batchSize to at least the number of ranks");
     }
     // ZeRO-1 where it pays: a distributed run that trains every weight (a LoRA adapter's state is small)
-    int shards = t.lora == null ? dist.size() : 1;
-    MemoryPlan.of(model.net(), (t.batchSize + dist.size() - 1) / dist.size(), data.longest(), precision.bf16(), shards)
+    int shards = Distributed.optimizerShards(t.lora == null, dist.size());
+    MemoryPlan.of(model.net(), Distributed.batchShare(t.batchSize, dist.size()), data.longest(), precision.bf16(), shards)
         .checkWhereItRuns();
     model.net().requireGradients();
     try (AdamW optimizer = new AdamW(model.net().trainable(), base, t.beta1, t.beta2, t.epsilon, t.weightDecay)) {
@@ -666,11 +666,10 @@ public final class Trainer {
     }
     Lora adapter = Lora.forJob(l, net, init, spec.training.seed, baseModel);
     net.attach(adapter);
-    boolean bf16Base = net.parameters().values().stream().anyMatch(PrecisionPolicy::isBf16);
     System.out.printf("LoRA: r %d, alpha %s, target modules %s: %,d trainable parameters (%.2f%% of %,d, frozen%s)%n",
         adapter.rank(), adapter.alpha(), adapter.targetModules(), adapter.parameterCount(),
         100.0 * adapter.parameterCount() / net.parameterCount(), net.parameterCount(),
-        bf16Base ? ", in bf16 but for the norms and biases" : "");
+        net.storage() == WeightStorage.BF16_BASE ? ", in bf16 but for the norms and biases" : "");
   }
 
   private void appendHistory(EpochRecord rec) throws IOException {
