@@ -10,6 +10,7 @@ import dev.finetune.api.TrainingSpec.Precision;
 import dev.finetune.api.trainer.TrainerContract.ExitCodes;
 import dev.finetune.api.validation.InvalidJobException;
 import dev.finetune.trainer.model.Downloads;
+import dev.finetune.trainer.model.Lora;
 import dev.finetune.trainer.model.Model;
 import dev.finetune.trainer.model.ModelShape;
 import dev.finetune.trainer.model.WeightStorage;
@@ -101,8 +102,7 @@ final class PlanCommand {
     int tokens = Math.min(spec.dataset.maxLength, shape.contextLength());
     LoraSpec lora = spec.training.lora;
     long trainable = lora == null ? shape.parameterCount()
-        : shape.loraParameterCount(lora.r, lora.targetModules == null || lora.targetModules.isEmpty()
-            ? shape.defaultLoraTargets() : lora.targetModules);
+        : shape.loraParameterCount(lora.r, Lora.targetModules(lora, shape));
     WeightStorage storage = WeightStorage.forRun(lora != null, bf16);
     MemoryPlan plan = MemoryPlan.of(shape, storage, trainable, batch, tokens, bf16,
         Distributed.optimizerShards(lora == null, ranks));

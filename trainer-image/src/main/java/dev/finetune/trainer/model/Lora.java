@@ -118,9 +118,12 @@ public final class Lora implements AutoCloseable {
           + ", target modules " + l.targetModules + " apply)");
       return l;
     }
-    List<String> targets = spec.targetModules == null || spec.targetModules.isEmpty() ? net.defaultLoraTargets()
-        : spec.targetModules;
-    return create(net, spec.r, spec.alpha, dropout, targets, seed);
+    return create(net, spec.r, spec.alpha, dropout, targetModules(spec, net.shape()), seed);
+  }
+
+  /** The modules a job's adapter targets: the ones it names, else PEFT's defaults for the architecture. */
+  public static List<String> targetModules(dev.finetune.api.LoraSpec spec, ModelShape shape) {
+    return spec.targetModules == null || spec.targetModules.isEmpty() ? shape.defaultLoraTargets() : spec.targetModules;
   }
 
   /**
