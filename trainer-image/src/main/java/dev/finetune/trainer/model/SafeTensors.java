@@ -97,7 +97,9 @@ public final class SafeTensors {
       var header = new ObjectMapper().readTree(new String(h.array(), StandardCharsets.UTF_8));
       long base = 8 + n;
       ByteBuffer buffer = null;
-      ByteBuffer chunk = ByteBuffer.allocateDirect(1 << 24).order(ByteOrder.LITTLE_ENDIAN);
+      // 16 MB, or the whole file when smaller (an adapter, an optimizer state)
+      ByteBuffer chunk = ByteBuffer.allocateDirect((int) Math.min(1 << 24, Math.max(8, ch.size())))
+          .order(ByteOrder.LITTLE_ENDIAN);
       var names = header.fieldNames();
       while (names.hasNext()) {
         String name = names.next();
