@@ -10,13 +10,14 @@ import io.fabric8.generator.annotation.ValidationRule;
 
 /**
  * Instruction records ({@code instruction}, {@code input}, {@code output}) from exactly one source:
- * {@code path}, {@code configMap}, {@code url}, {@code synthetic}, or separate {@code files} per split.
+ * {@code path}, {@code configMap}, {@code url}, {@code synthetic}, separate {@code files} per split, or a {@code hub}
+ * dataset repository.
  */
 @JsonInclude(JsonInclude.Include.NON_NULL)
 @ValidationRule(value = DatasetSpec.SOURCES + ".filter(s, s).size() == 1",
     messageExpression = DatasetSpec.SOURCES + ".filter(s, s).size() == 0"
-        + " ? 'names no data; set exactly one of path, configMap, url, synthetic or files'"
-        + " : 'names %d data sources; set exactly one of path, configMap, url, synthetic or files'"
+        + " ? 'names no data; set exactly one of path, configMap, url, synthetic, files or hub'"
+        + " : 'names %d data sources; set exactly one of path, configMap, url, synthetic, files or hub'"
         + ".format([" + DatasetSpec.SOURCES + ".filter(s, s).size()])")
 @ValidationRule(value = "!has(self.claimName) || has(self.path) || has(self.files)", fieldPath = ".claimName",
     message = "is set without spec.dataset.path or spec.dataset.files; say where in the volume the data is")
@@ -28,8 +29,10 @@ import io.fabric8.generator.annotation.ValidationRule;
     message = "is 0; training needs some records")
 @ValidationRule(value = "has(self.files) || self.split.validation > 0.0", fieldPath = ".split.validation",
     message = "is 0; validation loss picks the best epoch, give it some records (e.g. 0.05)")
+@ValidationRule(value = "!has(self.columns) || self.columns.all(k, k in ['instruction', 'input', 'output'])",
+    fieldPath = ".columns", message = "names a field the trainer does not read; the keys are instruction, input and output")
 public class DatasetSpec {
-  static final String SOURCES = "[has(self.path), has(self.configMap), has(self.url), has(self.synthetic), has(self.files)]";
+  static final String SOURCES = "[has(self.path), has(self.configMap), has(self.url), has(self.synthetic), has(self.files), has(self.hub)]";
   static final String SPLIT_SUM = "(self.split.train + self.split.validation + self.split.test)";
 
 
@@ -52,6 +55,12 @@ public class DatasetSpec {
   @JsonPropertyDescription("Separate train, validation and test files instead of one file split by fractions.")
   public DatasetFiles files;
 
+  @JsonPropertyDescription("A dataset repository on the Hugging Face hub (HF_ENDPOINT's, else huggingface.co): some of its files, or one split of the hub's Parquet conversion. Downloaded once into the hub cache (spec.model.cacheClaim, else the checkpoint volume).")
+  public HubDataset hub;
+
+  @JsonPropertyDescription("Which column (field) of the data holds each field the trainer reads, where the names differ: e.g. {instruction: question, output: answer}. Keys: instruction, input, output.")
+  public java.util.Map<String, String> columns;
+
   @JsonPropertyDescription("Fractions of the records for train, validation and test (they must sum to 1.0); ignored with files.")
   public SplitSpec split = new SplitSpec();
 
@@ -68,6 +77,29 @@ public class DatasetSpec {
 
   @JsonPropertyDescription("Accept records of more than twice maxLength tokens and cut them to maxLength. False: such a record is an error that names it, since most of it would be cut away and the model would learn from a fragment.")
   public Boolean truncateLongRecords = false;
+
+  /** A hub dataset: exactly one of {@code files} or {@code split}. */
+  @JsonInclude(JsonInclude.Include.NON_NULL)
+  @ValidationRule(value = "has(self.files) != has(self.split)",
+      message = "must name either files (of the repository) or split (of the hub's Parquet conversion), not both or neither")
+  public static class HubDataset {
+    @Required
+    @Pattern("^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+    @JsonPropertyDescription("The dataset repository, ORG/NAME, e.g. tatsu-lab/alpaca.")
+    public String repo;
+
+    @JsonPropertyDescription("Branch, tag or commit; resolved once to a commit, which summary.json records.")
+    public String revision = "main";
+
+    @JsonPropertyDescription("Files of the repository to read, in order: JSON (an array of records), JSON Lines (.jsonl) or Parquet (.parquet); their records are split by spec.dataset.split.")
+    public java.util.List<String> files;
+
+    @JsonPropertyDescription("A split of the hub's Parquet conversion (branch refs/convert/parquet), e.g. train: every Parquet file of that split of config.")
+    public String split;
+
+    @JsonPropertyDescription("The dataset's config (subset) whose split is read; the hub's default is 'default'.")
+    public String config = "default";
+  }
 
   /** Where a data set in a ConfigMap is. */
   @JsonInclude(JsonInclude.Include.NON_NULL)

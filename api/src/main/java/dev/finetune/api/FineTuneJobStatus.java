@@ -87,7 +87,7 @@ public class FineTuneJobStatus {
   @JsonPropertyDescription("When the job reached Succeeded or Failed (RFC 3339).")
   public String completionTime;
 
-  @JsonPropertyDescription("Machine-readable reason of the current phase: Created, WaitingForPod, Queued (held suspended by a queue such as Kueue), Training, Finishing, Completed, EarlyStopped, Suspended; when Failed: InvalidSpec, InvalidData, Diverged, Rejected (the API server refused an object the job needs), NameConflict (an object with the needed name belongs to someone else), JobDeleted, or the Job's reason.")
+  @JsonPropertyDescription("Machine-readable reason of the current phase: Created, WaitingForPod, Queued (held suspended by a queue such as Kueue), a reason the trainer Pod waits for (e.g. Unschedulable, ImagePullBackOff, CreateContainerConfigError: a Secret or key it needs is missing), Downloading (the trainer downloads from the hub; the message says how far), Training, Finishing, Completed, EarlyStopped, Suspended; when Failed: InvalidSpec, InvalidData, Diverged, Rejected (the API server refused an object the job needs), NameConflict (an object with the needed name belongs to someone else), JobDeleted, or the Job's reason.")
   public String reason;
 
   @JsonPropertyDescription("Human-readable detail of the current phase.")

@@ -63,6 +63,22 @@ class RealApiServerTest {
     }
   }
 
+  /** The server fills in the hub token's key (token), as the Java default does for the mock server and local runs. */
+  @Test
+  void aHubTokenSecretsKeyDefaultsToToken() throws Exception {
+    FineTuneJob job = FineTuneJobs.read(Repo.examples().resolve("job.yaml"));
+    job.getMetadata().setName("gated");
+    job.getMetadata().setNamespace("default");
+    job.getSpec().model.hubTokenSecret = new ModelSpec.HubTokenSecret();
+    job.getSpec().model.hubTokenSecret.name = "hf-token";
+    job.getSpec().model.hubTokenSecret.key = null;
+    job.getSpec().model.cacheClaim = "hub-cache";
+    server.client().resource(job).create();
+    assertThat(server.kubectl("get", "ftj", "gated", "-o",
+        "jsonpath={.spec.model.hubTokenSecret.name} {.spec.model.hubTokenSecret.key} {.spec.model.cacheClaim}").output())
+        .isEqualTo("hf-token token hub-cache");
+  }
+
   /** Once the operator has made the training Job (status.jobName), only spec.suspend may change. */
   @Test
   void specChangesAreRefusedOnceTheTrainingJobExists() throws Exception {

@@ -136,7 +136,7 @@ class ValidatorTest {
         .isInstanceOf(InvalidJobException.class)
         .satisfies(e -> assertThat(((InvalidJobException) e).problems()).extracting(Problem::toString).containsExactlyInAnyOrder(
             "spec.dataset.promptstyle: unknown field (line 10); did you mean promptStyle? (known fields here: claimName,"
-                + " configMap, files, maskPrompt, maxLength, path, promptStyle, split, synthetic, truncateLongRecords, url)",
+                + " columns, configMap, files, hub, maskPrompt, maxLength, path, promptStyle, split, synthetic, truncateLongRecords, url)",
             "spec.trainig: unknown field (line 11); did you mean training? (known fields here: activeDeadlineSeconds,"
                 + " affinity, backoffLimit, checkpoints, dataset, earlyStopping, evaluation, image, imagePullPolicy, labels,"
                 + " model, nodeSelector, priorityClassName, resources, serviceAccountName, suspend, tolerations, training,"

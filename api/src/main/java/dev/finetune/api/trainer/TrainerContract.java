@@ -64,6 +64,22 @@ public final class TrainerContract {
   /** Environment: the judge's API key, from spec.evaluation.judge.apiKeySecret. */
   public static final String ENV_JUDGE_API_KEY = "FINETUNE_JUDGE_API_KEY";
   /**
+   * Environment of hub downloads, the names huggingface_hub reads, in a Pod and in a local run alike: the hub's
+   * address (default https://huggingface.co; a mirror or a private hub), the token (in a Pod from
+   * spec.model.hubTokenSecret), and the cache directory in the hub's layout (in a Pod the shared cache claim at
+   * {@link #HUB_CACHE_MOUNT}; unset: the run folder). Proxies are the standard HTTPS_PROXY, HTTP_PROXY and NO_PROXY.
+   */
+  public static final String ENV_HF_ENDPOINT = "HF_ENDPOINT";
+  public static final String ENV_HF_TOKEN = "HF_TOKEN";
+  public static final String ENV_HF_HUB_CACHE = "HF_HUB_CACHE";
+  public static final String ENV_HTTPS_PROXY = "HTTPS_PROXY";
+  public static final String ENV_HTTP_PROXY = "HTTP_PROXY";
+  public static final String ENV_NO_PROXY = "NO_PROXY";
+  /** Where the operator mounts the shared hub cache claim (spec.model.cacheClaim or its default), read-write. */
+  public static final String HUB_CACHE_MOUNT = "/hub-cache";
+  /** The /progress phase while the trainer downloads from the hub; its message says what and how far. */
+  public static final String PHASE_DOWNLOADING = "Downloading";
+  /**
    * Environment, for tests only (inert unless set): hold points, comma-separated ({@code epoch-E-step-K},
    * {@code epoch-E-end}, {@code checkpoint-NAME}), where the trainer writes {@code POINT.held} into
    * {@link #TEST_HOLD_DIR} and waits for {@code POINT.release} there (or a stop signal), so a test can interrupt a

@@ -17,10 +17,18 @@ import java.util.List;
 @JsonInclude(JsonInclude.Include.NON_NULL)
 @JsonIgnoreProperties(ignoreUnknown = true)
 public class TrainerReport {
-  /** Starting, Training, Evaluating, Succeeded, Failed; a summary is Succeeded or Failed. */
+  /**
+   * Starting, Downloading (fetching the model or data from the HuggingFace hub; {@link #message} says what, how far,
+   * how fast and how long is left, and the operator shows it as the job's reason and message), Training, Evaluating,
+   * Succeeded, Failed; a summary is Succeeded or Failed.
+   */
   public String phase;
   /** The summary's: Completed, EarlyStopped, InvalidSpec, InvalidData, Diverged, Interrupted, Error. */
   public String reason;
+  /**
+   * A summary's outcome in words; while Downloading, the download, e.g. "downloading model.safetensors of org/name:
+   * 1.2 of 5.0 GB, 45 MB/s, about 2 min left". Never a secret: the operator copies it into the status.
+   */
   public String message;
   /** While running the epoch in progress (or the last finished), 1-based; in a summary the last finished; 0 before the first. */
   public Integer epoch;
@@ -40,6 +48,10 @@ public class TrainerReport {
   public Boolean earlyStopped;
   /** The precision training ran in (fp32, tf32 or bf16; what spec.training.precision auto resolved to). */
   public String precision;
+  /** The commit a hub model's revision resolved to (once: a restart trains on the same one). */
+  public String modelCommit;
+  /** The commit a hub dataset's revision resolved to. */
+  public String datasetCommit;
   /** The device training ran on, e.g. cpu or cuda:0, with the GPU's name when there is one. */
   public String device;
   public CheckpointStatus checkpoint;

@@ -96,6 +96,22 @@ public final class FineTuneJobValidator {
     if (model.claimName != null && !model.claimName.matches(DNS_LABEL + "(\\." + DNS_LABEL + ")*")) {
       add("spec.model.claimName", "'" + model.claimName + "' is not a valid PersistentVolumeClaim name");
     }
+    if (model.cacheClaim != null && !model.cacheClaim.matches(DNS_LABEL + "(\\." + DNS_LABEL + ")*")) {
+      add("spec.model.cacheClaim", "'" + model.cacheClaim + "' is not a valid PersistentVolumeClaim name");
+    }
+    ModelSpec.HubTokenSecret token = model.hubTokenSecret;
+    if (token != null) {
+      if (token.name == null) {
+        add("spec.model.hubTokenSecret.name", "is missing; name the Secret that holds the hub token, e.g. hf-token");
+      } else if (!token.name.matches(ModelSpec.SECRET_NAME) || token.name.length() > 253) {
+        add("spec.model.hubTokenSecret.name", "'" + token.name
+            + "' is not a Secret name; use lower-case letters, digits, '-' and '.', e.g. hf-token");
+      }
+      if (token.key != null && (!token.key.matches(ModelSpec.SECRET_KEY) || token.key.length() > 253)) {
+        add("spec.model.hubTokenSecret.key", "'" + token.key
+            + "' is not a Secret key; use letters, digits, '-', '_' and '.', e.g. token");
+      }
+    }
     ScratchModelSpec s = model.scratch;
     if (s != null) {
       between("spec.model.scratch.layers", s.layers, 1, 96);
@@ -114,10 +130,27 @@ public final class FineTuneJobValidator {
       add("spec.dataset", "is missing; set spec.dataset.path (a JSON or JSON Lines file of instruction/input/output records)");
       return;
     }
-    long sources = Stream.of(data.path, data.configMap, data.url, data.synthetic, data.files).filter(s -> s != null).count();
+    long sources = Stream.of(data.path, data.configMap, data.url, data.synthetic, data.files, data.hub)
+        .filter(s -> s != null).count();
     if (sources != 1) {
       add("spec.dataset", (sources == 0 ? "names no data" : "names " + sources + " data sources")
-          + "; set exactly one of path, configMap, url, synthetic or files");
+          + "; set exactly one of path, configMap, url, synthetic, files or hub");
+    }
+    if (data.hub != null) {
+      required("spec.dataset.hub.repo", data.hub.repo);
+      if (data.hub.repo != null && !data.hub.repo.matches("[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")) {
+        add("spec.dataset.hub.repo", "'" + data.hub.repo + "' is not a hub repository id; write it as ORG/NAME, e.g. tatsu-lab/alpaca");
+      }
+      if ((data.hub.files == null) == (data.hub.split == null)) {
+        add("spec.dataset.hub", "must name either files (of the repository) or split (of the hub's Parquet conversion), not both or neither");
+      }
+    }
+    if (data.columns != null) {
+      for (String key : data.columns.keySet()) {
+        if (!List.of("instruction", "input", "output").contains(key)) {
+          add("spec.dataset.columns." + key, "is not a field the trainer reads; the keys are instruction, input and output");
+        }
+      }
     }
     if (data.url != null && !data.url.matches("https://\\S+")) {
       add("spec.dataset.url", "'" + data.url + "' must be an https:// URL");
