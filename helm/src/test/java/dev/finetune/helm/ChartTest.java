@@ -98,6 +98,48 @@ class ChartTest {
     assertThat(deployment.getSpec().getTemplate().getSpec().getContainers().get(0).getPorts().get(0).getContainerPort()).isEqualTo(8181);
   }
 
+  /** hub.* and hubCache.claimName reach the trainer Pods through the operator's environment. */
+  @Test
+  void hubValuesReachTheTrainerPods() throws IOException {
+    OperatorConfig config = configOf(Chart.render(Map.of(
+        "hub.endpoint", "https://hf-mirror.example.com", "hub.httpsProxy", "http://proxy.example.com:3128",
+        "hub.httpProxy", "http://proxy.example.com:3128", "hub.noProxy", ".svc,.cluster.local",
+        "hubCache.claimName", "hub-cache")));
+    assertThat(config.hub()).isEqualTo(new OperatorConfig.Hub("hub-cache", "https://hf-mirror.example.com",
+        "http://proxy.example.com:3128", "http://proxy.example.com:3128", ".svc,.cluster.local"));
+    Job job = trainerJob(Repo.examples().resolve("job.yaml"), config); // GPT-2 from the hub
+    var pod = job.getSpec().getTemplate().getSpec();
+    Map<String, String> env = new HashMap<>();
+    pod.getContainers().get(0).getEnv().stream().filter(e -> e.getValue() != null).forEach(e -> env.put(e.getName(), e.getValue()));
+    assertThat(env).containsEntry("HF_ENDPOINT", "https://hf-mirror.example.com")
+        .containsEntry("HTTPS_PROXY", "http://proxy.example.com:3128").containsEntry("HTTP_PROXY", "http://proxy.example.com:3128")
+        .containsEntry("NO_PROXY", ".svc,.cluster.local").containsEntry("HF_HUB_CACHE", "/hub-cache");
+    assertThat(pod.getContainers().get(0).getVolumeMounts()).anySatisfy(m -> {
+      assertThat(m.getMountPath()).isEqualTo("/hub-cache");
+      assertThat(m.getReadOnly()).isNotEqualTo(Boolean.TRUE);
+    });
+    assertThat(pod.getVolumes()).anySatisfy(v -> assertThat(
+        v.getPersistentVolumeClaim() == null ? null : v.getPersistentVolumeClaim().getClaimName()).isEqualTo("hub-cache"));
+    assertThat(RestrictedPodSecurity.violations(pod)).isEmpty();
+
+    // the defaults: nothing of the hub in the operator's configuration or the trainer Pods
+    OperatorConfig plain = configOf(Chart.render(Map.of()));
+    assertThat(plain.hub()).isEqualTo(OperatorConfig.Hub.none());
+    assertThat(trainerJob(Repo.examples().resolve("job.yaml"), plain).getSpec().getTemplate().getSpec().getContainers()
+        .get(0).getEnv()).extracting(EnvVar::getName).doesNotContain("HF_ENDPOINT", "HTTPS_PROXY", "HTTP_PROXY",
+            "NO_PROXY", "HF_HUB_CACHE", "HF_TOKEN");
+  }
+
+  /** The operator's configuration from the rendered Deployment's environment. */
+  private static OperatorConfig configOf(List<HasMetadata> objects) {
+    Deployment deployment = Chart.ofKind(objects, Deployment.class).get(0);
+    Map<String, String> env = new HashMap<>();
+    for (EnvVar e : deployment.getSpec().getTemplate().getSpec().getContainers().get(0).getEnv()) {
+      env.put(e.getName(), e.getValue() != null ? e.getValue() : "from:" + e.getValueFrom().getFieldRef().getFieldPath());
+    }
+    return OperatorConfig.fromEnv(env);
+  }
+
   @Test
   void watchedNamespacesGetRolesInsteadOfAClusterRole() {
     List<HasMetadata> objects = Chart.render(Map.of("watchNamespaces[0]", "team-a", "watchNamespaces[1]", "team-b"));
@@ -206,10 +248,14 @@ class ChartTest {
   }
 
   static Job trainerJob(Path example) throws IOException {
+    return trainerJob(example, OperatorConfig.defaults());
+  }
+
+  static Job trainerJob(Path example, OperatorConfig config) throws IOException {
     FineTuneJob ftj = FineTuneJobs.read(example);
     ftj.getMetadata().setNamespace("ml");
     ftj.getMetadata().setUid("0000-1111");
-    return new TrainerResources(OperatorConfig.defaults()).job(ftj);
+    return new TrainerResources(config).job(ftj);
   }
 
   static String kinds(List<HasMetadata> objects) {

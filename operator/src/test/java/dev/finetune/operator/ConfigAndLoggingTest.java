@@ -32,6 +32,7 @@ class ConfigAndLoggingTest {
     assertThat(c.leaderElection()).isTrue();
     assertThat(c.leaseName()).isEqualTo("finetune-operator-leader");
     assertThat(c.serverSideApply()).isTrue();
+    assertThat(c.hub()).as("no hub cache, endpoint or proxy: the trainer's defaults").isEqualTo(OperatorConfig.Hub.none());
   }
 
   @Test

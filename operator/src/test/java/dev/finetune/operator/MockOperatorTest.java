@@ -501,6 +501,86 @@ class MockOperatorTest {
     }
   }
 
+  /**
+   * A gated hub model: the token goes from the job's Secret to HF_TOKEN by a secretKeyRef, so the operator never reads
+   * it and it shows nowhere the operator writes; a missing Secret is named in the status while the Pod waits; the
+   * download shows as reason Downloading until training starts.
+   */
+  @Test
+  void aHubTokenStaysInItsSecretAndTheDownloadShowsInTheStatus() {
+    String ns = "hub";
+    String token = "hf_" + "AbCdEfGhIjKlMnOpQrStUvWxYz012345"; // what the user's Secret holds
+    FineTuneJob ftj = Jobs.small("gated", ns);
+    ftj.getSpec().model.scratch = null;
+    ftj.getSpec().model.hub = "meta-llama/Llama-3.2-1B";
+    ftj.getSpec().model.hubTokenSecret = new dev.finetune.api.ModelSpec.HubTokenSecret();
+    ftj.getSpec().model.hubTokenSecret.name = "hf-token";
+    ftj.getSpec().model.cacheClaim = "hub-cache";
+    assertThat(dev.finetune.api.validation.FineTuneJobValidator.validate(ftj)).isEmpty();
+    create(ftj);
+    Job job = awaitJob(ns, "gated");
+    Container c = job.getSpec().getTemplate().getSpec().getContainers().get(0);
+    assertThat(c.getEnv()).filteredOn(e -> e.getName().equals(TrainerContract.ENV_HF_TOKEN)).singleElement()
+        .satisfies(e -> {
+          assertThat(e.getValue()).isNull();
+          assertThat(e.getValueFrom().getSecretKeyRef().getName()).isEqualTo("hf-token");
+          assertThat(e.getValueFrom().getSecretKeyRef().getKey()).isEqualTo("token");
+        });
+    assertThat(env(c)).containsEntry(TrainerContract.ENV_HF_HUB_CACHE, TrainerContract.HUB_CACHE_MOUNT);
+    assertThat(c.getVolumeMounts()).anySatisfy(m -> assertThat(m.getMountPath()).isEqualTo(TrainerContract.HUB_CACHE_MOUNT));
+
+    // the kubelet cannot start the container: the Secret is missing
+    Pod pod = createPod(job, "a", p -> {
+      Jobs.waiting(p, "CreateContainerConfigError", "secret \"hf-token\" not found");
+      return p;
+    });
+    FineTuneJob st = awaitStatus(ns, "gated", j -> "CreateContainerConfigError".equals(j.getStatus().reason));
+    assertThat(st.getStatus().phase).isEqualTo(Phase.Pending);
+    assertThat(st.getStatus().message).contains("secret \"hf-token\" not found")
+        .contains("spec.model.hubTokenSecret names Secret hf-token with key token in namespace hub");
+
+    // the user creates it; the kubelet starts the trainer, which downloads first
+    client.secrets().inNamespace(ns).resource(new io.fabric8.kubernetes.api.model.SecretBuilder()
+        .withNewMetadata().withName("hf-token").withNamespace(ns).endMetadata()
+        .addToStringData("token", token).build()).create();
+    String download = "downloading model.safetensors of meta-llama/Llama-3.2-1B: 1.2 of 2.5 GB, 45 MB/s, about 30 s left";
+    trainer.set(Jobs.downloading(download, 3));
+    setPodStatus(pod, p -> {
+      Jobs.running(p, "127.0.0.1");
+      return p;
+    });
+    st = awaitStatus(ns, "gated", j -> "Downloading".equals(j.getStatus().reason));
+    assertThat(st.getStatus().phase).isEqualTo(Phase.Running);
+    assertThat(st.getStatus().message).isEqualTo(download);
+    assertThat(st.getStatus().conditions).anySatisfy(cond -> {
+      assertThat(cond.getType() + cond.getStatus()).isEqualTo("RunningTrue");
+      assertThat(cond.getReason()).isEqualTo("Downloading");
+      assertThat(cond.getMessage()).isEqualTo(download);
+    });
+    // the next poll brings the download's progress, without any Kubernetes event
+    String further = "downloading model.safetensors of meta-llama/Llama-3.2-1B: 2.4 of 2.5 GB, 45 MB/s, about 2 s left";
+    trainer.set(Jobs.downloading(further, 3));
+    awaitStatus(ns, "gated", j -> further.equals(j.getStatus().message));
+    trainer.set(Jobs.progress(1, 3));
+    st = awaitStatus(ns, "gated", j -> "Training".equals(j.getStatus().reason));
+    assertThat(st.getStatus().conditions).anySatisfy(cond ->
+        assertThat(cond.getType() + cond.getReason()).isEqualTo("RunningTraining"));
+    await().untilAsserted(() -> assertThat(reasons(ns, "gated")).contains("Created", "Started", "EpochFinished"));
+    setPodStatus(pod, p -> {
+      Jobs.terminated(p, 0, FineTuneJobs.toJson(Jobs.summary("Succeeded", "Completed", 3, 3)));
+      return p;
+    });
+    setJobCondition(job, "Complete");
+    awaitStatus(ns, "gated", j -> j.getStatus().phase == Phase.Succeeded); // no trainer left to poll
+
+    // the token is nowhere the operator writes: status, Events, the job's ConfigMap, Job, claim
+    assertThat(FineTuneJobs.toJson(get(ns, "gated"))).doesNotContain(token);
+    assertThat(events(ns, "gated")).allSatisfy(e -> assertThat(e.getMessage()).doesNotContain(token));
+    assertThat(client.configMaps().inNamespace(ns).withName("gated-spec").get().getData().toString()).doesNotContain(token);
+    assertThat(io.fabric8.kubernetes.client.utils.Serialization.asJson(client.batch().v1().jobs().inNamespace(ns)
+        .withName("gated-train").get())).doesNotContain(token);
+  }
+
   @Test
   void aCrashIsRestartedAndABadJobExitFailsWithTheTrainersReason() {
     String ns = "failing";

@@ -21,6 +21,13 @@ import java.util.stream.Collectors;
  *   <li>{@code FINETUNE_TRAINER_JVM_OPTS}: JVM flags of the trainer, space-separated [{@value #DEFAULT_JVM_OPTS}]</li>
  *   <li>{@code FINETUNE_TRAINER_PORT}: the trainer's HTTP port (/metrics, /progress, /healthz) [9090]</li>
  *   <li>{@code FINETUNE_TRAINER_UID}: non-root user and group id the trainer runs as [1000]</li>
+ *   <li>{@code FINETUNE_HUB_CACHE_CLAIM}: PersistentVolumeClaim (in each job's namespace) mounted at /hub-cache as the
+ *       shared HuggingFace hub cache of jobs that download from the hub and name no spec.model.cacheClaim [empty:
+ *       none, each job downloads into its run folder]</li>
+ *   <li>{@code FINETUNE_HUB_ENDPOINT}: the hub's address for trainer Pods (HF_ENDPOINT), e.g. a mirror [empty: the
+ *       trainer's default, https://huggingface.co]</li>
+ *   <li>{@code FINETUNE_HUB_HTTPS_PROXY}, {@code FINETUNE_HUB_HTTP_PROXY}, {@code FINETUNE_HUB_NO_PROXY}: HTTPS_PROXY,
+ *       HTTP_PROXY and NO_PROXY of trainer Pods (the operator's own connections do not use them) [empty: none]</li>
  *   <li>{@code FINETUNE_PROGRESS_INTERVAL_SECONDS}: how often a running trainer's /progress is polled [15]</li>
  *   <li>{@code FINETUNE_PROGRESS_TIMEOUT_SECONDS}: timeout of one /progress request [3]</li>
  *   <li>{@code FINETUNE_METRICS_PORT}: port of /metrics, /healthz and /readyz; 0 turns the server off [8080]</li>
@@ -42,6 +49,7 @@ public record OperatorConfig(
     String jvmOpts,
     int trainerPort,
     long trainerUid,
+    Hub hub,
     Duration progressInterval,
     Duration progressTimeout,
     int metricsPort,
@@ -59,9 +67,49 @@ public record OperatorConfig(
   public static final String DEFAULT_MEMORY = "8Gi";
   public static final String DEFAULT_JVM_OPTS = "-XX:MaxRAMPercentage=75 -XX:+ExitOnOutOfMemoryError";
 
+  /**
+   * What trainer Pods need for HuggingFace hub downloads, as the chart's {@code hubCache} and {@code hub} values give
+   * it; each may be null (not set).
+   *
+   * @param cacheClaim the default shared hub cache claim
+   * @param endpoint HF_ENDPOINT
+   * @param httpsProxy HTTPS_PROXY
+   * @param httpProxy HTTP_PROXY
+   * @param noProxy NO_PROXY
+   */
+  public record Hub(String cacheClaim, String endpoint, String httpsProxy, String httpProxy, String noProxy) {
+    private static final String CLAIM_NAME = "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
+
+    public Hub {
+      if (cacheClaim != null && (!cacheClaim.matches(CLAIM_NAME) || cacheClaim.length() > 253)) {
+        throw new IllegalArgumentException("FINETUNE_HUB_CACHE_CLAIM must be a PersistentVolumeClaim name (lower-case"
+            + " letters, digits, '-' and '.'), is '" + cacheClaim + "'");
+      }
+      if (endpoint != null && !endpoint.matches("https?://\\S+")) {
+        throw new IllegalArgumentException("FINETUNE_HUB_ENDPOINT must be an http(s) URL, is '" + endpoint + "'");
+      }
+      withoutCredentials("FINETUNE_HUB_HTTPS_PROXY", httpsProxy);
+      withoutCredentials("FINETUNE_HUB_HTTP_PROXY", httpProxy);
+    }
+
+    /** A proxy is a value in the trainer Pod's spec, not a Secret: credentials in it would be plain text there. */
+    private static void withoutCredentials(String variable, String proxy) {
+      if (proxy != null && proxy.matches("(?s)([a-zA-Z][a-zA-Z0-9+.-]*://)?[^/@]*@.*")) {
+        throw new IllegalArgumentException(variable + " must not carry credentials (user:password@); they would be"
+            + " plain text in every trainer Pod's spec");
+      }
+    }
+
+    /** Nothing set: the trainer's own defaults. */
+    public static Hub none() {
+      return new Hub(null, null, null, null, null);
+    }
+  }
+
   public OperatorConfig {
     watchNamespaces = Set.copyOf(watchNamespaces);
     Objects.requireNonNull(trainerImage, "trainerImage");
+    Objects.requireNonNull(hub, "hub");
     if (progressInterval.isNegative() || progressInterval.isZero()) {
       throw new IllegalArgumentException("FINETUNE_PROGRESS_INTERVAL_SECONDS must be at least 1");
     }
@@ -95,6 +143,8 @@ public record OperatorConfig(
         or(get.apply("FINETUNE_TRAINER_JVM_OPTS"), DEFAULT_JVM_OPTS),
         integer(get, "FINETUNE_TRAINER_PORT", TrainerContract.DEFAULT_PORT),
         integer(get, "FINETUNE_TRAINER_UID", 1000),
+        new Hub(get.apply("FINETUNE_HUB_CACHE_CLAIM"), get.apply("FINETUNE_HUB_ENDPOINT"),
+            get.apply("FINETUNE_HUB_HTTPS_PROXY"), get.apply("FINETUNE_HUB_HTTP_PROXY"), get.apply("FINETUNE_HUB_NO_PROXY")),
         Duration.ofSeconds(integer(get, "FINETUNE_PROGRESS_INTERVAL_SECONDS", 15)),
         Duration.ofSeconds(integer(get, "FINETUNE_PROGRESS_TIMEOUT_SECONDS", 3)),
         integer(get, "FINETUNE_METRICS_PORT", 8080),
@@ -114,13 +164,13 @@ public record OperatorConfig(
 
   public OperatorConfig withTrainerPort(int port) {
     return new OperatorConfig(watchNamespaces, trainerImage, trainerCpu, trainerMemory, jvmOpts, port, trainerUid,
-        progressInterval, progressTimeout, metricsPort, leaderElection, leaseNamespace, leaseName, identity,
+        hub, progressInterval, progressTimeout, metricsPort, leaderElection, leaseNamespace, leaseName, identity,
         reconcileThreads, serverSideApply, logFormat, logLevel);
   }
 
   public OperatorConfig withProgressInterval(Duration interval) {
     return new OperatorConfig(watchNamespaces, trainerImage, trainerCpu, trainerMemory, jvmOpts, trainerPort, trainerUid,
-        interval, progressTimeout, metricsPort, leaderElection, leaseNamespace, leaseName, identity,
+        hub, interval, progressTimeout, metricsPort, leaderElection, leaseNamespace, leaseName, identity,
         reconcileThreads, serverSideApply, logFormat, logLevel);
   }
 

@@ -46,7 +46,7 @@ public final class JobObserver {
           + st.message;
     } else {
       switch (phase) {
-        case Pending -> pending(job, pods, st, generation);
+        case Pending -> pending(ftj, job, pods, st, generation);
         case Suspended -> suspended(st, generation);
         case Running -> running(seen, st, generation);
         case Succeeded, Failed -> finish(job, pods, phase, st, generation);
@@ -139,7 +139,7 @@ public final class JobObserver {
     return Math.max(nz(st.restarts), Math.max(pods.size(), byJob) - 1);
   }
 
-  private static void pending(Job job, List<Pod> pods, FineTuneJobStatus st, Long generation) {
+  private static void pending(FineTuneJob ftj, Job job, List<Pod> pods, FineTuneJobStatus st, Long generation) {
     st.phase = Phase.Pending;
     if (Boolean.TRUE.equals(job.getSpec().getSuspend())) {
       st.reason = "Queued";
@@ -148,8 +148,10 @@ public final class JobObserver {
       st.reason = "WaitingForPod";
       st.message = "waiting for the Job to create the trainer Pod";
     } else {
-      st.reason = waitingReason(TrainerPods.last(pods));
-      st.message = "trainer Pod " + TrainerPods.last(pods).getMetadata().getName() + " is not running yet";
+      Pod pod = TrainerPods.last(pods);
+      st.reason = waitingReason(pod);
+      st.message = "trainer Pod " + pod.getMetadata().getName() + " is not running yet"
+          + waitingMessage(pod).map(m -> " (" + st.reason + "): " + m + secretHint(ftj, st.reason, m)).orElse("");
     }
     Conditions.set(st, Conditions.RUNNING, false, st.reason, st.message, generation);
     Conditions.clear(st, Conditions.SUSPENDED, "Resumed", "the training Job is not suspended", generation);
@@ -163,6 +165,10 @@ public final class JobObserver {
     Conditions.set(st, Conditions.RUNNING, false, "Suspended", st.message, generation);
   }
 
+  /**
+   * The trainer runs; while its progress says it downloads from the hub, reason Downloading and the download in the
+   * message (what, how far, how fast, how long), then Training.
+   */
   private static void running(Snapshot seen, FineTuneJobStatus st, Long generation) {
     st.phase = Phase.Running;
     Optional<Pod> running = TrainerPods.running(seen.pods());
@@ -174,12 +180,12 @@ public final class JobObserver {
     Pod pod = running.get();
     st.reason = "Training";
     st.message = "trainer Pod " + pod.getMetadata().getName() + " is running";
-    Conditions.set(st, Conditions.RUNNING, true, "Training", st.message, generation);
+    seen.progress().ifPresent(p -> TrainerStatus.apply(st, p)); // may say Downloading
+    Conditions.set(st, Conditions.RUNNING, true, st.reason, st.message, generation);
     Conditions.clear(st, Conditions.SUSPENDED, "Resumed", "the training Job is not suspended", generation);
     if (st.startTime == null) {
       st.startTime = pod.getStatus().getStartTime() != null ? pod.getStatus().getStartTime() : Conditions.now();
     }
-    seen.progress().ifPresent(p -> TrainerStatus.apply(st, p));
   }
 
   /** Succeeded or Failed, with the trainer's own reason and numbers from its summary when it left one. */
@@ -268,6 +274,67 @@ public final class JobObserver {
       }
     }
     return "PodPending";
+  }
+
+  /**
+   * What keeps a Pod from running, in the kubelet's or the scheduler's words: its container's waiting message (e.g.
+   * CreateContainerConfigError: {@code secret "hf-token" not found}) or why it is not scheduled (e.g. {@code
+   * persistentvolumeclaim "hub-cache" not found}).
+   */
+  private static Optional<String> waitingMessage(Pod pod) {
+    if (pod.getStatus() == null) {
+      return Optional.empty();
+    }
+    if (pod.getStatus().getContainerStatuses() != null) {
+      for (var cs : pod.getStatus().getContainerStatuses()) {
+        var waiting = cs.getState() == null ? null : cs.getState().getWaiting();
+        if (waiting != null && waiting.getMessage() != null && !waiting.getMessage().isBlank()) {
+          return Optional.of(waiting.getMessage().strip());
+        }
+      }
+    }
+    if (pod.getStatus().getConditions() != null) {
+      for (var c : pod.getStatus().getConditions()) {
+        if ("PodScheduled".equals(c.getType()) && "False".equals(c.getStatus()) && c.getMessage() != null
+            && !c.getMessage().isBlank()) {
+          return Optional.of(c.getMessage().strip());
+        }
+      }
+    }
+    return Optional.empty();
+  }
+
+  /**
+   * A container that cannot start for a missing Secret or key (the kubelet retries it for ever: the Pod stays
+   * Pending): which spec field names that Secret, and the fix.
+   */
+  static String secretHint(FineTuneJob ftj, String reason, String kubeletMessage) {
+    if (!"CreateContainerConfigError".equals(reason)) {
+      return "";
+    }
+    String ns = ftj.getMetadata().getNamespace();
+    var model = ftj.getSpec().model;
+    if (model != null && model.hubTokenSecret != null && model.hubTokenSecret.name != null
+        && mentions(kubeletMessage, model.hubTokenSecret.name)) {
+      String key = model.hubTokenSecret.key == null || model.hubTokenSecret.key.isBlank()
+          ? dev.finetune.api.ModelSpec.HubTokenSecret.DEFAULT_KEY : model.hubTokenSecret.key;
+      return "; spec.model.hubTokenSecret names Secret " + model.hubTokenSecret.name + " with key " + key
+          + " in namespace " + ns + ": create it (kubectl create secret generic " + model.hubTokenSecret.name
+          + " -n " + ns + " --from-literal=" + key + "=hf_...) or fix the spec";
+    }
+    var eval = ftj.getSpec().evaluation;
+    if (eval != null && eval.judge != null && eval.judge.apiKeySecret != null && eval.judge.apiKeySecret.name != null
+        && mentions(kubeletMessage, eval.judge.apiKeySecret.name)) {
+      return "; spec.evaluation.judge.apiKeySecret names Secret " + eval.judge.apiKeySecret.name + " with key "
+          + eval.judge.apiKeySecret.key + " in namespace " + ns + ": create it or fix the spec";
+    }
+    return "";
+  }
+
+  /** The kubelet names a Secret as {@code "NAME"} (not found) or {@code NAMESPACE/NAME} (a key missing in it). */
+  private static boolean mentions(String kubeletMessage, String secret) {
+    return java.util.regex.Pattern.compile("[\"/]" + java.util.regex.Pattern.quote(secret) + "(\"|$|[\\s,;:)])")
+        .matcher(kubeletMessage).find();
   }
 
   static boolean hasCondition(Job job, String type) {

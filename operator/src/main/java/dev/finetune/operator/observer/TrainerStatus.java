@@ -3,6 +3,7 @@ package dev.finetune.operator.observer;
 import dev.finetune.api.CheckpointStatus;
 import dev.finetune.api.EpochRecord;
 import dev.finetune.api.FineTuneJobStatus;
+import dev.finetune.api.trainer.TrainerContract;
 import dev.finetune.api.trainer.TrainerReport;
 import java.util.ArrayList;
 import java.util.List;
@@ -13,8 +14,17 @@ import java.util.TreeMap;
 public final class TrainerStatus {
   private TrainerStatus() {}
 
-  /** Fields the report leaves out keep their status value; the history merges by epoch. */
+  /**
+   * Fields the report leaves out keep their status value; the history merges by epoch. A progress report of phase
+   * Downloading also sets the reason (Downloading) and the message (the trainer's: what it downloads, how far, how
+   * fast), so the poller sees each step of a download as a change to show.
+   */
   public static void apply(FineTuneJobStatus status, TrainerReport r) {
+    if (TrainerContract.PHASE_DOWNLOADING.equals(r.phase)) {
+      status.reason = TrainerContract.PHASE_DOWNLOADING;
+      status.message = r.message == null || r.message.isBlank() ? "the trainer is downloading from the hub"
+          : r.message.strip();
+    }
     mergeHistory(status, r.history);
     Integer finished = finishedEpoch(r);
     if (finished != null) {

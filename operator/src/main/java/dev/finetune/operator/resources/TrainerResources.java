@@ -60,6 +60,7 @@ public final class TrainerResources {
   static final String VOLUME_MODEL = "model";
   static final String VOLUME_DATA = "data";
   static final String VOLUME_DATA_CONFIGMAP = "dataset-configmap";
+  static final String VOLUME_HUB_CACHE = "hub-cache";
   static final String RENDEZVOUS_PORT_NAME = "rendezvous";
 
   private final OperatorConfig config;
@@ -239,6 +240,8 @@ public final class TrainerResources {
             .withRunAsUser(config.trainerUid())
             .withRunAsGroup(config.trainerUid())
             .withFsGroup(config.trainerUid())
+            // a shared hub cache grows large: set its group once, not at every Pod's start (kubelet's recursive chown)
+            .withFsGroupChangePolicy(hubCacheClaim(ftj) == null ? null : "OnRootMismatch")
             .withNewSeccompProfile().withType("RuntimeDefault").endSeccompProfile()
             .build())
         .withContainers(container(ftj, workers))
@@ -386,6 +389,7 @@ public final class TrainerResources {
     if (dataConfigMap(ftj) != null) {
       env.add(new EnvVar(TrainerContract.ENV_DATASET_CONFIGMAP_DIR, TrainerContract.DATA_CONFIGMAP_MOUNT, null));
     }
+    hubEnv(ftj, env);
     EvaluationSpec eval = ftj.getSpec().evaluation;
     if (eval != null && eval.judge != null && eval.judge.apiKeySecret != null) {
       env.add(new EnvVarBuilder().withName(TrainerContract.ENV_JUDGE_API_KEY)
@@ -394,6 +398,39 @@ public final class TrainerResources {
           .endSecretKeyRef().endValueFrom().build());
     }
     return env;
+  }
+
+  /**
+   * HuggingFace hub downloads, in every trainer container (each node loads the model itself), under the names
+   * huggingface_hub reads: HF_TOKEN from spec.model.hubTokenSecret (a secretKeyRef: the operator never reads the
+   * token, so it needs no access to Secrets and the token reaches no status, Event or log of its), HF_HUB_CACHE at
+   * the mounted cache claim, and the operator's hub endpoint and proxies.
+   */
+  private void hubEnv(FineTuneJob ftj, List<EnvVar> env) {
+    ModelSpec m = ftj.getSpec().model;
+    ModelSpec.HubTokenSecret token = m == null ? null : m.hubTokenSecret;
+    if (token != null && token.name != null) {
+      String key = token.key == null || token.key.isBlank() ? ModelSpec.HubTokenSecret.DEFAULT_KEY : token.key;
+      env.add(new EnvVarBuilder().withName(TrainerContract.ENV_HF_TOKEN)
+          .withNewValueFrom().withNewSecretKeyRef()
+          .withName(token.name).withKey(key)
+          .withOptional(false)
+          .endSecretKeyRef().endValueFrom().build());
+    }
+    if (hubCacheClaim(ftj) != null) {
+      env.add(new EnvVar(TrainerContract.ENV_HF_HUB_CACHE, TrainerContract.HUB_CACHE_MOUNT, null));
+    }
+    OperatorConfig.Hub hub = config.hub();
+    addIfSet(env, TrainerContract.ENV_HF_ENDPOINT, hub.endpoint());
+    addIfSet(env, TrainerContract.ENV_HTTPS_PROXY, hub.httpsProxy());
+    addIfSet(env, TrainerContract.ENV_HTTP_PROXY, hub.httpProxy());
+    addIfSet(env, TrainerContract.ENV_NO_PROXY, hub.noProxy());
+  }
+
+  private static void addIfSet(List<EnvVar> env, String name, String value) {
+    if (value != null && !value.isBlank()) {
+      env.add(new EnvVar(name, value, null));
+    }
   }
 
   private List<VolumeMount> mounts(FineTuneJob ftj) {
@@ -410,6 +447,9 @@ public final class TrainerResources {
     }
     if (dataConfigMap(ftj) != null) {
       mounts.add(mount(VOLUME_DATA_CONFIGMAP, TrainerContract.DATA_CONFIGMAP_MOUNT, true));
+    }
+    if (hubCacheClaim(ftj) != null) { // read-write: downloads land in it; a mount, so the root filesystem stays read-only
+      mounts.add(mount(VOLUME_HUB_CACHE, TrainerContract.HUB_CACHE_MOUNT, false));
     }
     return mounts;
   }
@@ -441,12 +481,40 @@ public final class TrainerResources {
       volumes.add(new VolumeBuilder().withName(VOLUME_DATA_CONFIGMAP)
           .withNewConfigMap().withName(cm.name).endConfigMap().build());
     }
+    String hubCache = hubCacheClaim(ftj);
+    if (hubCache != null) {
+      volumes.add(new VolumeBuilder().withName(VOLUME_HUB_CACHE)
+          .withNewPersistentVolumeClaim().withClaimName(hubCache).endPersistentVolumeClaim().build());
+    }
     return volumes;
   }
 
   private static String modelClaim(FineTuneJob ftj) {
     ModelSpec m = ftj.getSpec().model;
     return m == null ? null : blankToNull(m.claimName);
+  }
+
+  /**
+   * The shared hub cache claim: spec.model.cacheClaim, else the operator's default for a job that downloads from the
+   * hub; null: none (the trainer downloads into the run folder).
+   */
+  private String hubCacheClaim(FineTuneJob ftj) {
+    ModelSpec m = ftj.getSpec().model;
+    String named = m == null ? null : blankToNull(m.cacheClaim);
+    if (named != null) {
+      return named;
+    }
+    return downloadsFromHub(ftj) ? blankToNull(config.hub().cacheClaim()) : null;
+  }
+
+  /** The model or the data set comes from the hub (spec.model.hub, spec.dataset.hub). */
+  static boolean downloadsFromHub(FineTuneJob ftj) {
+    FineTuneJobSpec spec = ftj.getSpec();
+    if (spec.model != null && spec.model.hub != null) {
+      return true;
+    }
+    // read as JSON: the operator needs only whether the data set names a hub repository, not its shape
+    return spec.dataset != null && FineTuneJobs.json().valueToTree(spec.dataset).hasNonNull("hub");
   }
 
   private static String dataClaim(FineTuneJob ftj) {

@@ -136,6 +136,110 @@ class ObserverTest {
     assertThat(st.results).isEqualTo("pvc/team-results:runs/wide");
   }
 
+  /** While the trainer downloads, kubectl describe shows the download: reason Downloading, the trainer's words. */
+  @Test
+  void aDownloadShowsAsReasonDownloadingUntilTrainingStarts() {
+    FineTuneJob ftj = Jobs.small("dl", "ns");
+    Job job = trainingJob(ftj);
+    Pod pod = Jobs.podFor(job, "a");
+    Jobs.running(pod, "10.0.0.7");
+    FineTuneJobStatus st = new FineTuneJobStatus();
+    String download = "downloading model.safetensors of org/name: 1.2 of 5.0 GB, 45 MB/s, about 2 min left";
+    JobObserver.observe(ftj, st, snapshot(job, pod, Jobs.downloading(download, 3)));
+    assertThat(st.phase).isEqualTo(Phase.Running);
+    assertThat(st.reason).isEqualTo("Downloading");
+    assertThat(st.message).isEqualTo(download);
+    assertThat(Conditions.find(st, Conditions.RUNNING).orElseThrow()).satisfies(c -> {
+      assertThat(c.getStatus()).isEqualTo("True");
+      assertThat(c.getReason()).isEqualTo("Downloading");
+      assertThat(c.getMessage()).isEqualTo(download);
+    });
+    assertThat(st.epoch).isNull();
+    assertThat(TrainerStatus.progress(st)).isEqualTo("0/3");
+
+    // the next file, then training: back to Training, the same Running condition
+    String transition = Conditions.find(st, Conditions.RUNNING).orElseThrow().getLastTransitionTime();
+    JobObserver.observe(ftj, st, snapshot(job, pod, Jobs.downloading("", 3)));
+    assertThat(st.reason).isEqualTo("Downloading");
+    assertThat(st.message).as("a report without words still says what happens").isNotBlank();
+    JobObserver.observe(ftj, st, snapshot(job, pod, Jobs.progress(1, 3)));
+    assertThat(st.reason).isEqualTo("Training");
+    assertThat(st.message).isEqualTo("trainer Pod dl-train-a is running");
+    assertThat(st.epoch).isEqualTo(1);
+    assertThat(Conditions.find(st, Conditions.RUNNING).orElseThrow()).satisfies(c -> {
+      assertThat(c.getReason()).isEqualTo("Training");
+      assertThat(c.getLastTransitionTime()).isEqualTo(transition);
+    });
+
+    // the poller's projection changes with each step of a download, so each one is shown
+    FineTuneJobStatus a = new FineTuneJobStatus();
+    FineTuneJobStatus b = new FineTuneJobStatus();
+    TrainerStatus.apply(a, Jobs.downloading("downloading model.safetensors of org/name: 1.2 of 5.0 GB", 3));
+    TrainerStatus.apply(b, Jobs.downloading("downloading model.safetensors of org/name: 1.3 of 5.0 GB", 3));
+    assertThat(FineTuneJobs.toJson(a)).isNotEqualTo(FineTuneJobs.toJson(b));
+  }
+
+  /** A trainer Pod the kubelet cannot start for a missing Secret or key sits Pending: the status says which and how to fix it. */
+  @Test
+  void aMissingTokenSecretOrKeyIsNamedWhileThePodWaits() {
+    FineTuneJob ftj = Jobs.small("gated", "ml");
+    ftj.getSpec().model.scratch = null;
+    ftj.getSpec().model.hub = "meta-llama/Llama-3.2-1B";
+    ftj.getSpec().model.hubTokenSecret = new dev.finetune.api.ModelSpec.HubTokenSecret();
+    ftj.getSpec().model.hubTokenSecret.name = "hf-token";
+    Job job = trainingJob(ftj);
+    Pod pod = Jobs.podFor(job, "a");
+    Jobs.waiting(pod, "CreateContainerConfigError", "secret \"hf-token\" not found");
+    FineTuneJobStatus st = new FineTuneJobStatus();
+    JobObserver.observe(ftj, st, snapshot(job, pod, null));
+    assertThat(st.phase).isEqualTo(Phase.Pending);
+    assertThat(st.reason).isEqualTo("CreateContainerConfigError");
+    assertThat(st.message).isEqualTo("trainer Pod gated-train-a is not running yet (CreateContainerConfigError): secret"
+        + " \"hf-token\" not found; spec.model.hubTokenSecret names Secret hf-token with key token in namespace ml:"
+        + " create it (kubectl create secret generic hf-token -n ml --from-literal=token=hf_...) or fix the spec");
+    assertThat(Conditions.find(st, Conditions.RUNNING).orElseThrow().getReason()).isEqualTo("CreateContainerConfigError");
+
+    Jobs.waiting(pod, "CreateContainerConfigError", "couldn't find key token in Secret ml/hf-token");
+    JobObserver.observe(ftj, st, snapshot(job, pod, null));
+    assertThat(st.message).contains("couldn't find key token in Secret ml/hf-token; spec.model.hubTokenSecret names"
+        + " Secret hf-token with key token");
+
+    // another Secret (the judge's): named as such; a Secret the spec does not name: the kubelet's words alone
+    ftj.getSpec().evaluation.judge = new dev.finetune.api.EvaluationSpec.JudgeSpec();
+    ftj.getSpec().evaluation.judge.apiKeySecret = new dev.finetune.api.EvaluationSpec.SecretKeyRef();
+    ftj.getSpec().evaluation.judge.apiKeySecret.name = "judge";
+    ftj.getSpec().evaluation.judge.apiKeySecret.key = "api-key";
+    Jobs.waiting(pod, "CreateContainerConfigError", "secret \"judge\" not found");
+    JobObserver.observe(ftj, st, snapshot(job, pod, null));
+    assertThat(st.message).endsWith("secret \"judge\" not found; spec.evaluation.judge.apiKeySecret names Secret judge"
+        + " with key api-key in namespace ml: create it or fix the spec");
+    Jobs.waiting(pod, "CreateContainerConfigError", "secret \"hf-token-old\" not found");
+    JobObserver.observe(ftj, st, snapshot(job, pod, null));
+    assertThat(st.message).endsWith("(CreateContainerConfigError): secret \"hf-token-old\" not found");
+
+    // a Pod the scheduler cannot place (e.g. the cache claim is missing in this namespace): its words too
+    pod.setStatus(new io.fabric8.kubernetes.api.model.PodStatusBuilder().withPhase("Pending")
+        .addNewCondition().withType("PodScheduled").withStatus("False").withReason("Unschedulable")
+        .withMessage("0/3 nodes are available: persistentvolumeclaim \"hub-cache\" not found.").endCondition().build());
+    JobObserver.observe(ftj, st, snapshot(job, pod, null));
+    assertThat(st.reason).isEqualTo("Unschedulable");
+    assertThat(st.message).isEqualTo("trainer Pod gated-train-a is not running yet (Unschedulable): 0/3 nodes are"
+        + " available: persistentvolumeclaim \"hub-cache\" not found.");
+  }
+
+  /** The training Job the operator makes, as the API server returns it (with a uid). */
+  private static Job trainingJob(FineTuneJob ftj) {
+    Job job = new dev.finetune.operator.resources.TrainerResources(
+        dev.finetune.operator.config.OperatorConfig.defaults()).job(ftj);
+    job.getMetadata().setUid("uid-" + ftj.getMetadata().getName());
+    return job;
+  }
+
+  private static Snapshot snapshot(Job job, Pod pod, TrainerReport progress) {
+    return new Snapshot(java.util.Optional.of(job), List.of(pod), java.util.Optional.ofNullable(progress),
+        java.util.Optional.empty(), List.of());
+  }
+
   /** A suspended Job on which the operator last applied this spec.suspend. */
   private static Job suspendedJob(String applied) {
     return new JobBuilder().withNewMetadata().withName("held-train").withUid("u1")

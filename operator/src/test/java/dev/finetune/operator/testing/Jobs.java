@@ -96,6 +96,29 @@ public final class Jobs {
         .build());
   }
 
+  /** The status a kubelet writes for a trainer container it cannot start, e.g. CreateContainerConfigError. */
+  public static void waiting(Pod pod, String reason, String message) {
+    pod.setStatus(new io.fabric8.kubernetes.api.model.PodStatusBuilder()
+        .withPhase("Pending")
+        .withHostIP("127.0.0.1")
+        .withStartTime(now())
+        .withContainerStatuses(new ContainerStatusBuilder()
+            .withName(Names.CONTAINER).withReady(false).withRestartCount(0).withImage("trainer").withImageID("")
+            .withNewState().withNewWaiting().withReason(reason).withMessage(message).endWaiting().endState()
+            .build())
+        .build());
+  }
+
+  /** A /progress report while the trainer downloads from the hub. */
+  public static TrainerReport downloading(String message, int epochs) {
+    TrainerReport p = new TrainerReport();
+    p.phase = "Downloading";
+    p.message = message;
+    p.epoch = 0;
+    p.epochs = epochs;
+    return p;
+  }
+
   /** The status a kubelet writes when the trainer exited. */
   public static void terminated(Pod pod, int exitCode, String message) {
     pod.setStatus(new io.fabric8.kubernetes.api.model.PodStatusBuilder()
