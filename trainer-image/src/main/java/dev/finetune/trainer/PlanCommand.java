@@ -9,7 +9,8 @@ import dev.finetune.api.LoraSpec;
 import dev.finetune.api.TrainingSpec.Precision;
 import dev.finetune.api.trainer.TrainerContract.ExitCodes;
 import dev.finetune.api.validation.InvalidJobException;
-import dev.finetune.trainer.model.Downloads;
+import dev.finetune.trainer.hub.DownloadListener;
+import dev.finetune.trainer.hub.HubSettings;
 import dev.finetune.trainer.model.Lora;
 import dev.finetune.trainer.model.Model;
 import dev.finetune.trainer.model.ModelShape;
@@ -19,7 +20,6 @@ import dev.finetune.trainer.train.MemoryPlan;
 import io.fabric8.kubernetes.api.model.Quantity;
 import java.io.IOException;
 import java.io.PrintStream;
-import java.net.URI;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Comparator;
@@ -152,13 +152,11 @@ final class PlanCommand {
       }
       return ModelShape.read(config);
     }
-    String revision = spec.model.revision == null ? "main" : spec.model.revision;
+    // config.json alone, into the hub cache the environment names, else a folder that goes when the plan is made
+    HubSettings hub = HubSettings.fromEnvironment();
     Path tmp = Files.createTempDirectory("finetune-plan-");
     try {
-      Path config = tmp.resolve("config.json");
-      Downloads.fetch(URI.create("https://huggingface.co/" + spec.model.hub + "/resolve/" + revision + "/config.json"),
-          config, Model.offline(spec.model.hub, revision));
-      return ModelShape.read(config);
+      return ModelShape.read(Model.hubRepo(spec.model, hub, tmp, DownloadListener.NONE).file("config.json"));
     } finally {
       try (Stream<Path> files = Files.walk(tmp)) {
         files.sorted(Comparator.reverseOrder()).forEach(f -> f.toFile().delete());

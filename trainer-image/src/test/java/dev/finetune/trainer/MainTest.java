@@ -6,6 +6,8 @@ import dev.finetune.api.trainer.TrainerContract.ExitCodes;
 import dev.finetune.api.validation.InvalidJobException;
 import dev.finetune.trainer.data.Record;
 import dev.finetune.trainer.data.SyntheticTasks;
+import dev.finetune.trainer.hub.FakeHub;
+import dev.finetune.trainer.hub.HubSettings;
 import dev.finetune.trainer.model.Model;
 import dev.finetune.trainer.train.Checkpoints;
 import dev.finetune.trainer.train.DivergedException;
@@ -266,9 +268,13 @@ class MainTest {
 
   @Test
   void hubModelIsTakenFromTheRunsModelCacheAndConfigMapDataFromTheJobDirectory(@TempDir Path dir) throws Exception {
-    // What a first run with network leaves behind: the three files under <output>/model-cache/<repo>@<revision>.
-    Path cache = dir.resolve("runs/hubcached/model-cache/finetune-test_tiny-gpt2@main");
-    Files.createDirectories(cache);
+    // What a first run with network leaves behind (or huggingface-cli download): the HF cache layout under
+    // <output>/model-cache/, with refs/main naming the snapshot's commit. Nothing is asked of the (absent) hub.
+    Path repo = dir.resolve("runs/hubcached/model-cache/models--finetune-test--tiny-gpt2");
+    String commit = "0123456789abcdef0123456789abcdef01234567";
+    Files.createDirectories(repo.resolve("refs"));
+    Files.writeString(repo.resolve("refs/main"), commit);
+    Path cache = Files.createDirectories(repo.resolve("snapshots").resolve(commit));
     for (String f : new String[] {"config.json", "model.safetensors", "tokenizer.json"}) {
       Files.copy(Fixtures.tinyGpt2().resolve(f), cache.resolve(f));
     }
@@ -285,6 +291,8 @@ class MainTest {
     assertThat(run(e, job.toString())).isEqualTo(ExitCodes.SUCCEEDED);
     Path best = dir.resolve("runs/hubcached/best");
     assertThat(Files.readString(best.resolve("config.json"))).contains("\"n_embd\" : 32");
+    JsonNode summary = new ObjectMapper().readTree(dir.resolve("runs/hubcached").resolve(TrainerContract.SUMMARY_FILE).toFile());
+    assertThat(summary.path("modelCommit").asText()).isEqualTo(commit);
     assertThat(Files.mismatch(best.resolve("tokenizer.json"), Fixtures.tinyGpt2().resolve("tokenizer.json"))).isEqualTo(-1);
   }
 
@@ -293,6 +301,42 @@ class MainTest {
     static String record(Record r) throws Exception {
       return new com.fasterxml.jackson.databind.ObjectMapper().writeValueAsString(
           java.util.Map.of("instruction", r.instruction(), "input", r.input(), "output", r.output()));
+    }
+  }
+
+  @Test
+  void aJobTrainsOnAModelAndDataFromTheHubAndTheNextJobFindsThemInTheSharedCache(@TempDir Path dir) throws Exception {
+    try (FakeHub fake = new FakeHub()) {
+      FakeHub.Repo model = fake.model("finetune-test/tiny-gpt2");
+      for (String f : new String[] {"config.json", "model.safetensors", "tokenizer.json"}) {
+        model.file(f, Files.readAllBytes(Fixtures.tinyGpt2().resolve(f)));
+      }
+      StringBuilder data = new StringBuilder();
+      for (Record r : SyntheticTasks.generate(40, 2)) {
+        data.append(FineTuneJobsJson.record(r).replace("\"instruction\"", "\"question\"")).append('\n');
+      }
+      FakeHub.Repo dataset = fake.dataset("finetune-test/tasks").file("data/train.jsonl", data.toString().getBytes(StandardCharsets.UTF_8));
+      fake.dropAfter("model.safetensors", 1000, 1);
+      HubSettings hub = HubSettings.from(Map.of("HF_ENDPOINT", fake.endpoint(), "HF_HUB_CACHE", dir.resolve("hf").toString()));
+      for (String name : new String[] {"fromhub", "fromcache"}) {
+        Path job = Jobs.write(dir, TinyJob.yamlWith(name, 1, Map.of("spec.model", Map.of("hub", "finetune-test/tiny-gpt2"),
+            "spec.dataset.synthetic", TinyJob.UNSET, "spec.dataset.hub", Map.of("repo", "finetune-test/tasks",
+                "files", List.of("data/train.jsonl")), "spec.dataset.columns", Map.of("instruction", "question"),
+            "spec.dataset.promptStyle", "alpaca", "spec.dataset.maxLength", 128, "spec.evaluation.maxNewTokens", 4)));
+        int requests = fake.requests().size();
+        Errors e = new Errors();
+        assertThat(Main.run(new String[] {job.toString()}, List.of(e), t -> t.hub(hub))).as("%s", e.errors)
+            .isEqualTo(ExitCodes.SUCCEEDED);
+        JsonNode summary = new ObjectMapper().readTree(dir.resolve("runs/" + name).resolve(TrainerContract.SUMMARY_FILE).toFile());
+        assertThat(summary.path("modelCommit").asText()).isEqualTo(model.commit());
+        assertThat(summary.path("datasetCommit").asText()).isEqualTo(dataset.commit());
+        if (name.equals("fromcache")) {
+          assertThat(fake.requests()).hasSize(requests); // the second job asks the hub nothing
+        }
+      }
+      // the dropped transfer resumed: the weights crossed the wire once
+      assertThat(fake.bytesSent("model.safetensors")).isEqualTo(Files.size(Fixtures.tinyGpt2().resolve("model.safetensors")));
+      assertThat(dir.resolve("runs/fromhub/model-cache")).doesNotExist(); // HF_HUB_CACHE, not the run folder
     }
   }
 

@@ -7,13 +7,13 @@ import dev.finetune.api.testing.Holds;
 import dev.finetune.api.testing.TinyJob;
 import dev.finetune.api.trainer.TrainerContract;
 import dev.finetune.api.trainer.TrainerContract.ExitCodes;
-import dev.finetune.trainer.model.Downloads;
-import dev.finetune.trainer.model.Model;
+import dev.finetune.trainer.hub.Hub;
+import dev.finetune.trainer.hub.HubSettings;
+import dev.finetune.trainer.hub.RepoKind;
 import dev.finetune.trainer.train.Checkpoints;
 import dev.finetune.trainer.train.TrainingListener;
 import java.io.IOException;
 import java.io.UncheckedIOException;
-import java.net.URI;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.attribute.PosixFilePermissions;
@@ -55,24 +55,20 @@ class TransientFailureTest {
     assertThat(dir.resolve("runs/offline/data-cache")).doesNotExist();
   }
 
-  /** A trainer that cannot reach the hub learns which files the model needs and how to give it them. */
+  /** A trainer that cannot reach the hub learns how to give it the model another way; nothing is left behind. */
   @Test
-  void anUnreachableHubSaysWhichFilesTheModelNeedsAndHowToFetchThem(@TempDir Path dir) {
-    String offline = Model.offline("owner/model", "v1");
-    assertThat(offline).contains("config.json", "tokenizer.json", "model.safetensors", "model.safetensors.index.json",
-        "tokenizer_config.json", "huggingface-cli download owner/model --revision v1 --local-dir DIR",
-        "spec.model.path", "spec.model.claimName");
-    Path target = dir.resolve("run/model-cache/owner_model@v1/config.json");
-    assertThatThrownBy(() -> Downloads.fetch(URI.create("https://hub.example.invalid/owner/model/config.json"), target,
-        offline)).isInstanceOf(TransientException.class).hasMessageEndingWith(". " + offline)
-        .hasMessageNotContaining("reach the internet at all");
-  }
-
-  @Test
-  void aFailedModelDownloadLeavesNoEmptyModelCache(@TempDir Path dir) {
-    Path target = dir.resolve("run/model-cache/owner_model@main/config.json");
-    assertThatThrownBy(() -> Downloads.fetch(URI.create("https://hub.example.invalid/owner/model/config.json"), target))
-        .isInstanceOf(TransientException.class);
+  void anUnreachableHubSaysHowToFetchTheModelElsewhereAndLeavesNoCache(@TempDir Path dir) {
+    HubSettings unreachable = HubSettings.from(Map.of("HF_ENDPOINT", "https://hub.example.invalid"));
+    Path cache = dir.resolve("run/model-cache");
+    assertThatThrownBy(() -> new Hub(unreachable, cache, RepoKind.MODEL, "owner/model", "v1", null).file("config.json"))
+        .isInstanceOf(TransientException.class)
+        .hasMessageStartingWith("cannot reach the hub for owner/model@v1 (https://hub.example.invalid/owner/model/resolve/v1/config.json): the ")
+        .hasMessageContaining("This may pass: rerun the same command")
+        .hasMessageContaining("set HF_ENDPOINT to a mirror")
+        .hasMessageContaining("huggingface-cli download owner/model --revision v1")
+        .hasMessageContaining("HF_HUB_CACHE (spec.model.cacheClaim on Kubernetes)")
+        .hasMessageContaining("config.json, tokenizer.json, model.safetensors")
+        .hasMessageContaining("spec.model.path");
     assertThat(dir.resolve("run")).doesNotExist();
   }
 

@@ -12,7 +12,9 @@ import dev.finetune.trainer.BadDataException;
 import dev.finetune.trainer.BadJobException;
 import dev.finetune.trainer.TextFiles;
 import dev.finetune.trainer.Volumes;
-import dev.finetune.trainer.model.Downloads;
+import dev.finetune.trainer.hub.DownloadListener;
+import dev.finetune.trainer.hub.Downloads;
+import dev.finetune.trainer.hub.HubSettings;
 import java.io.IOException;
 import java.net.URI;
 import java.nio.charset.StandardCharsets;
@@ -39,10 +41,17 @@ public final class Datasets {
    * names a claim and the volume is mounted, else against the job file's directory (local runs).
    */
   public static Splits load(DatasetSpec spec, Path jobDir, Path outputDir) throws IOException {
+    return load(spec, jobDir, outputDir, HubSettings.fromEnvironment(), DownloadListener.NONE);
+  }
+
+  /** As {@link #load(DatasetSpec, Path, Path)}, with a hub dataset from {@code hub}. */
+  public static Splits load(DatasetSpec spec, Path jobDir, Path outputDir, HubSettings hub, DownloadListener listener)
+      throws IOException {
+    Columns columns = new Columns(spec.columns);
     if (spec.files != null) {
-      List<Record> train = read(resolve(spec.files.train, spec.claimName, jobDir));
-      List<Record> validation = read(resolve(spec.files.validation, spec.claimName, jobDir));
-      List<Record> test = spec.files.test == null ? List.of() : read(resolve(spec.files.test, spec.claimName, jobDir));
+      List<Record> train = read(resolve(spec.files.train, spec.claimName, jobDir), columns);
+      List<Record> validation = read(resolve(spec.files.validation, spec.claimName, jobDir), columns);
+      List<Record> test = spec.files.test == null ? List.of() : read(resolve(spec.files.test, spec.claimName, jobDir), columns);
       return new Splits(train, validation, test, "files " + spec.files.train + ", " + spec.files.validation
           + (spec.files.test == null ? "" : ", " + spec.files.test));
     }
@@ -53,7 +62,7 @@ public final class Datasets {
       source = "synthetic tasks (" + spec.synthetic.size + " records, seed " + spec.synthetic.seed + ")";
     } else if (spec.path != null) {
       Path p = resolve(spec.path, spec.claimName, jobDir);
-      all = read(p);
+      all = read(p, columns);
       source = p.toString();
     } else if (spec.configMap != null) {
       Path mounted = TrainerContract.mountDir(TrainerContract.ENV_DATASET_CONFIGMAP_DIR, TrainerContract.DATA_CONFIGMAP_MOUNT)
@@ -63,14 +72,21 @@ public final class Datasets {
         throw new BadDataException("dataset ConfigMap key '" + spec.configMap.key + "' not found at " + mounted
             + " (in a local run, put the file at " + p + ")");
       }
-      all = read(p);
+      all = read(p, columns);
       source = "ConfigMap " + spec.configMap.name + "/" + spec.configMap.key;
     } else if (spec.url != null) {
       Path p = download(spec.url, outputDir.resolve("data-cache"));
-      all = read(p);
+      all = read(p, columns);
       source = spec.url;
+    } else if (spec.hub != null) {
+      HubDatasets.Files files = HubDatasets.fetch(spec.hub, hub, outputDir, listener);
+      all = new ArrayList<>();
+      for (Path p : files.paths()) {
+        all.addAll(read(p, columns));
+      }
+      source = files.source();
     } else {
-      throw new BadDataException("spec.dataset names no source; set one of path, configMap, url, synthetic or files");
+      throw new BadDataException("spec.dataset names no source; set one of path, configMap, url, synthetic, files or hub");
     }
     return split(all, spec.split, source);
   }
@@ -118,8 +134,16 @@ public final class Datasets {
    * that is not UTF-8 or not JSON names the line (and column) in words, with the fix.
    */
   public static List<Record> read(Path file) throws IOException {
+    return read(file, new Columns(null));
+  }
+
+  /** As {@link #read(Path)}, each field taken from the column {@code columns} names; Parquet files too. */
+  static List<Record> read(Path file, Columns columns) throws IOException {
     if (!Files.isRegularFile(file)) {
       throw new BadDataException("dataset file " + file + " does not exist");
+    }
+    if (file.getFileName().toString().endsWith(".parquet")) {
+      return parquet(file, columns);
     }
     String text;
     try {
@@ -141,7 +165,7 @@ public final class Datasets {
           }
           JsonLocation at = p.currentTokenLocation();
           JsonNode node = p.readValueAsTree();
-          record(node, file + " line " + at.getLineNr() + " (record " + index + ")", records, problems);
+          record(node, file + " line " + at.getLineNr() + " (record " + index + ")", records, problems, columns);
           index++;
         }
       } catch (JsonProcessingException e) {
@@ -157,7 +181,7 @@ public final class Datasets {
         }
         String where = file + " line " + (i + 1);
         try {
-          record(JSON.readTree(lines[i]), where, records, problems);
+          record(JSON.readTree(lines[i]), where, records, problems, columns);
         } catch (JsonProcessingException e) {
           problems.add(where + ": not valid JSON at column " + e.getLocation().getColumnNr() + ": " + TextFiles.jsonProblem(e)
               + " (a JSON Lines file has one record object per line)");
@@ -167,9 +191,33 @@ public final class Datasets {
         }
       }
     }
+    return checked(file, records, problems, columns);
+  }
+
+  private static List<Record> parquet(Path file, Columns columns) throws IOException {
+    List<com.fasterxml.jackson.databind.node.ObjectNode> rows;
+    try {
+      rows = ParquetRows.read(file);
+    } catch (IOException e) {
+      throw new BadDataException(file + " is not a readable Parquet file: " + e.getMessage());
+    }
+    List<String> problems = new ArrayList<>();
+    List<Record> records = new ArrayList<>();
+    for (int i = 0; i < rows.size() && problems.size() < 10; i++) {
+      record(rows.get(i), file + " row " + i, records, problems, columns);
+    }
+    if (!problems.isEmpty() && !rows.isEmpty()) {
+      List<String> names = new ArrayList<>();
+      rows.get(0).fieldNames().forEachRemaining(names::add);
+      problems.add("the file's columns: " + String.join(", ", names));
+    }
+    return checked(file, records, problems, columns);
+  }
+
+  private static List<Record> checked(Path file, List<Record> records, List<String> problems, Columns columns) {
     if (!problems.isEmpty()) {
-      throw new BadDataException("invalid dataset records (each needs a string 'instruction', an optional string"
-          + " 'input' and a string 'output'):\n  " + String.join("\n  ", problems));
+      throw new BadDataException("invalid dataset records (each needs a string " + columns.describe()
+          + "):\n  " + String.join("\n  ", problems));
     }
     if (records.isEmpty()) {
       throw new BadDataException("dataset file " + file + " holds no records");
@@ -177,19 +225,36 @@ public final class Datasets {
     return records;
   }
 
-  private static void record(JsonNode node, String where, List<Record> out, List<String> problems) {
+  /** Where each field the trainer reads is in a record: its own name, or the column spec.dataset.columns gives. */
+  record Columns(java.util.Map<String, String> names) {
+    String of(String field) {
+      return names == null ? field : names.getOrDefault(field, field);
+    }
+
+    /** The field as a record has it, and where the name comes from when the job renamed it. */
+    String describe(String field) {
+      return of(field).equals(field) ? "'" + field + "'" : "'" + of(field) + "' (spec.dataset.columns." + field + ")";
+    }
+
+    String describe() {
+      return describe("instruction") + ", an optional string " + describe("input") + " and a string " + describe("output");
+    }
+  }
+
+  private static void record(JsonNode node, String where, List<Record> out, List<String> problems, Columns columns) {
     if (problems.size() >= 10) {
       return;
     }
     if (node == null || !node.isObject()) {
-      problems.add(where + ": expected an object with instruction, input and output");
+      problems.add(where + ": expected an object with " + columns.of("instruction") + ", " + columns.of("input")
+          + " and " + columns.of("output"));
       return;
     }
-    String instruction = field(node, "instruction", true, where, problems);
-    String input = field(node, "input", false, where, problems);
-    String output = field(node, "output", true, where, problems);
+    String instruction = field(node, "instruction", true, where, problems, columns);
+    String input = field(node, "input", false, where, problems, columns);
+    String output = field(node, "output", true, where, problems, columns);
     if (instruction != null && instruction.isBlank()) {
-      problems.add(where + ": field 'instruction' is empty");
+      problems.add(where + ": field " + columns.describe("instruction") + " is empty");
       return;
     }
     if (instruction != null && output != null) {
@@ -197,16 +262,17 @@ public final class Datasets {
     }
   }
 
-  private static String field(JsonNode node, String name, boolean required, String where, List<String> problems) {
-    JsonNode v = node.get(name);
+  private static String field(JsonNode node, String name, boolean required, String where, List<String> problems,
+      Columns columns) {
+    JsonNode v = node.get(columns.of(name));
     if (v == null || v.isNull()) {
       if (required) {
-        problems.add(where + ": field '" + name + "' is missing");
+        problems.add(where + ": field " + columns.describe(name) + " is missing");
       }
       return null;
     }
     if (!v.isTextual()) {
-      problems.add(where + ": field '" + name + "' must be a string, not " + v.getNodeType().toString().toLowerCase());
+      problems.add(where + ": field " + columns.describe(name) + " must be a string, not " + v.getNodeType().toString().toLowerCase());
       return null;
     }
     return v.asText();

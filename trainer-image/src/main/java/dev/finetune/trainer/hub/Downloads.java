@@ -1,4 +1,4 @@
-package dev.finetune.trainer.model;
+package dev.finetune.trainer.hub;
 
 import dev.finetune.trainer.BadJobException;
 import dev.finetune.trainer.TransientException;
@@ -12,7 +12,7 @@ import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.time.Duration;
 
-/** One-time downloads into the run directory (hub models, dataset URLs), written to a temp file and renamed. */
+/** A dataset URL downloaded once into the run directory, written to a temp file and renamed. */
 public final class Downloads {
   private Downloads() {}
 
@@ -47,7 +47,7 @@ public final class Downloads {
       resp = client.send(req, HttpResponse.BodyHandlers.ofFile(part));
     } catch (IOException e) {
       Files.deleteIfExists(part);
-      throw new TransientException("cannot download " + uri + ": " + networkProblem(e) + ". This may pass: "
+      throw new TransientException("cannot download " + uri + ": " + Hub.networkProblem(e) + ". This may pass: "
           + TransientException.retry("where it stopped") + ". " + offline, e);
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
@@ -64,22 +64,6 @@ public final class Downloads {
           + TransientException.retry("where it stopped"), null);
     }
     Files.move(part, target, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
-  }
-
-  /** What went wrong on the network, in words. */
-  static String networkProblem(IOException e) {
-    for (Throwable t = e; t != null; t = t.getCause()) {
-      if (t instanceof java.net.UnknownHostException) {
-        return "the host name does not resolve (no network or no DNS)";
-      }
-    }
-    if (e instanceof java.net.ConnectException) {
-      return "the connection was refused or the network is unreachable";
-    }
-    if (e instanceof java.net.http.HttpTimeoutException || e instanceof java.net.SocketTimeoutException) {
-      return "the server did not answer in time";
-    }
-    return e.getMessage() == null ? e.getClass().getSimpleName() : e.getMessage();
   }
 
   /** The topmost directory of {@code dir} that does not exist yet, or null when it exists. */

@@ -50,6 +50,18 @@ public final class HfWeights {
       files.add(dir.resolve(SINGLE));
       return files;
     }
+    for (String name : shards(dir)) {
+      Path shard = dir.resolve(name);
+      if (!Files.isRegularFile(shard)) {
+        throw new BadJobException(dir.resolve(INDEX) + " names shard " + name + ", which is not in " + dir);
+      }
+      files.add(shard);
+    }
+    return files;
+  }
+
+  /** The shard file names {@code model.safetensors.index.json} lists, each once, in order; none may leave dir. */
+  static Set<String> shards(Path dir) throws IOException {
     Path index = dir.resolve(INDEX);
     if (!Files.isRegularFile(index)) {
       throw new BadJobException("model directory " + dir + " has neither " + SINGLE + " nor " + INDEX);
@@ -58,13 +70,14 @@ public final class HfWeights {
     if (!map.isObject() || map.isEmpty()) {
       throw new BadJobException(index + " has no weight_map");
     }
+    Set<String> names = new LinkedHashSet<>();
     for (Iterator<Map.Entry<String, JsonNode>> it = map.fields(); it.hasNext(); ) {
-      Path shard = dir.resolve(it.next().getValue().asText()).normalize();
-      if (!shard.startsWith(dir.normalize()) || !Files.isRegularFile(shard)) {
-        throw new BadJobException(index + " names shard " + shard.getFileName() + ", which is not in " + dir);
+      String name = it.next().getValue().asText();
+      if (!dir.resolve(name).normalize().startsWith(dir.normalize())) {
+        throw new BadJobException(index + " names shard " + name + ", which is not in " + dir);
       }
-      files.add(shard);
+      names.add(name);
     }
-    return files;
+    return names;
   }
 }

@@ -7,11 +7,15 @@ import dev.finetune.api.ScratchModelSpec;
 import dev.finetune.trainer.BadJobException;
 import dev.finetune.trainer.TextFiles;
 import dev.finetune.trainer.Volumes;
+import dev.finetune.trainer.hub.DownloadListener;
+import dev.finetune.trainer.hub.Hub;
+import dev.finetune.trainer.hub.HubSettings;
+import dev.finetune.trainer.hub.RepoKind;
 import java.io.IOException;
-import java.net.URI;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
+import java.util.Optional;
 
 /**
  * A network (GPT-2 or the Llama family) with its tokenizer: what an HF model directory holds, and what answers
@@ -94,11 +98,11 @@ public final class Model implements AutoCloseable {
 
   /**
    * The model a job asks for: {@code scratch}, a {@code path} (on the model volume when a claim is named and
-   * mounted, else relative to the job file), or a {@code hub} repository downloaded once into
-   * {@code <output>/model-cache/}.
+   * mounted, else relative to the job file), or a {@code hub} repository, taken from the hub cache ({@code
+   * HF_HUB_CACHE}, else {@code <output>/model-cache/}) and downloaded into it first where it is not there.
    */
-  public static Model fromSpec(ModelSpec spec, Path jobDir, Path outputDir, NDManager manager, WeightStorage storage)
-      throws IOException {
+  public static Model fromSpec(ModelSpec spec, Path jobDir, Path outputDir, NDManager manager, WeightStorage storage,
+      HubSettings hub, DownloadListener listener) throws IOException {
     if (spec.scratch != null) {
       Model m = scratch(spec.scratch, manager);
       storage.apply(m.net().parameters());
@@ -108,29 +112,51 @@ public final class Model implements AutoCloseable {
       return load(resolve(spec, spec.path, jobDir), manager, storage);
     }
     if (spec.hub != null) {
-      String revision = spec.revision == null ? "main" : spec.revision;
-      Path cache = outputDir.resolve("model-cache").resolve(spec.hub.replace('/', '_') + "@" + revision);
-      String base = "https://huggingface.co/" + spec.hub + "/resolve/" + revision + "/";
-      // The optional files go first: once config.json is in the cache they have been tried, and a restart with
-      // the model cached needs no network.
-      if (!Files.isRegularFile(cache.resolve("config.json"))) {
-        for (String f : SIDECARS) {
-          download(base, f, cache, false, spec);
-        }
-      }
-      for (String f : new String[] {"config.json", "tokenizer.json"}) {
-        download(base, f, cache, true, spec);
-      }
-      if (!download(base, HfWeights.SINGLE, cache, false, spec)) {
-        // Larger models ship shards listed by an index.
-        download(base, HfWeights.INDEX, cache, true, spec);
-        for (Path shard : HfWeights.files(cache)) {
-          download(base, shard.getFileName().toString(), cache, true, spec);
-        }
-      }
-      return load(cache, manager, storage);
+      return load(snapshot(hubRepo(spec, hub, outputDir, listener)), manager, storage);
     }
     throw new BadJobException("spec.model names no model; set one of hub, path or scratch");
+  }
+
+  /** The job's hub repository in the cache the environment names, else the run folder's model-cache/. */
+  public static Hub hubRepo(ModelSpec spec, HubSettings hub, Path outputDir, DownloadListener listener) {
+    return new Hub(hub, hub.cacheOr(outputDir.resolve("model-cache")), RepoKind.MODEL, spec.hub, spec.revision, listener);
+  }
+
+  /**
+   * The snapshot folder with what {@link #load} reads, downloading what is missing: config.json first (it pins the
+   * revision to a commit), then the optional files, the tokenizer and the weights. A snapshot that has them all
+   * (from an earlier run, or {@code huggingface-cli download}) needs no network.
+   */
+  static Path snapshot(Hub hub) throws IOException {
+    Optional<String> commit = hub.cachedCommit();
+    if (commit.isPresent() && complete(hub.snapshot())) {
+      return hub.snapshot();
+    }
+    hub.file("config.json");
+    for (String f : SIDECARS) {
+      hub.optionalFile(f);
+    }
+    hub.file("tokenizer.json");
+    if (hub.optionalFile(HfWeights.SINGLE).isEmpty()) {
+      hub.file(HfWeights.INDEX); // larger models ship shards listed by an index
+      for (String shard : HfWeights.shards(hub.snapshot())) {
+        hub.file(shard);
+      }
+    }
+    return hub.snapshot();
+  }
+
+  private static boolean complete(Path dir) throws IOException {
+    if (!Files.isRegularFile(dir.resolve("config.json")) || !Files.isRegularFile(dir.resolve("tokenizer.json"))) {
+      return false;
+    }
+    if (Files.isRegularFile(dir.resolve(HfWeights.SINGLE))) {
+      return true;
+    }
+    if (!Files.isRegularFile(dir.resolve(HfWeights.INDEX))) {
+      return false;
+    }
+    return HfWeights.shards(dir).stream().allMatch(s -> Files.isRegularFile(dir.resolve(s)));
   }
 
   /**
@@ -139,35 +165,6 @@ public final class Model implements AutoCloseable {
    */
   public static Path resolve(ModelSpec spec, String path, Path jobDir) {
     return Volumes.model(path, spec.claimName, jobDir);
-  }
-
-  /** How to give a trainer that cannot reach the hub the model: the files it needs, fetched elsewhere. */
-  public static String offline(String hub, String revision) {
-    return "Where the trainer cannot reach huggingface.co at all, fetch the model where you can (config.json,"
-        + " tokenizer.json, model.safetensors or model.safetensors.index.json with its shards, and if present "
-        + String.join(", ", SIDECARS) + "), e.g. huggingface-cli download " + hub + " --revision " + revision
-        + " --local-dir DIR, then put DIR on a volume and set spec.model.path to it (with spec.model.claimName for a"
-        + " PersistentVolumeClaim; in a local run, a folder beside the job file)";
-  }
-
-  /** Fetches one file of a hub repository into the cache unless it is there; false when an optional one is absent. */
-  private static boolean download(String base, String file, Path cache, boolean required, ModelSpec spec)
-      throws IOException {
-    Path target = cache.resolve(file);
-    if (Files.isRegularFile(target)) {
-      return true;
-    }
-    URI uri = URI.create(base + file);
-    System.out.println("downloading " + uri + " into " + cache);
-    try {
-      Downloads.fetch(uri, target, offline(spec.hub, spec.revision == null ? "main" : spec.revision));
-      return true;
-    } catch (BadJobException e) {
-      if (required) {
-        throw e;
-      }
-      return false;
-    }
   }
 
   /** A randomly initialised GPT-2 of the given shape with the byte-level tokenizer. */

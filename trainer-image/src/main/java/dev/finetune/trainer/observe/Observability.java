@@ -7,6 +7,7 @@ import dev.finetune.api.FineTuneJob;
 import dev.finetune.api.FineTuneJobs;
 import dev.finetune.api.trainer.TrainerContract;
 import dev.finetune.api.trainer.TrainerReport;
+import dev.finetune.trainer.hub.RepoKind;
 import dev.finetune.trainer.train.TrainingListener;
 import java.io.IOException;
 import java.net.InetAddress;
@@ -46,6 +47,7 @@ import java.util.Map;
  */
 public final class Observability implements TrainingListener, AutoCloseable {
   public static final String STARTING = "Starting";
+  public static final String DOWNLOADING = TrainerContract.PHASE_DOWNLOADING;
   public static final String TRAINING = "Training";
   public static final String EVALUATING = "Evaluating";
   public static final String SUCCEEDED = "Succeeded";
@@ -185,6 +187,34 @@ public final class Observability implements TrainingListener, AutoCloseable {
   }
 
   // ---- TrainingListener ----
+
+  @Override
+  public void onResolved(RepoKind kind, String repo, String revision, String commit) {
+    synchronized (this) {
+      if (kind == RepoKind.MODEL) {
+        report.modelCommit = commit;
+      } else {
+        report.datasetCommit = commit;
+      }
+    }
+  }
+
+  @Override
+  public void onDownload(String message, boolean finished) {
+    guard("onDownload", () -> {
+      synchronized (this) {
+        if (finished) {
+          if (DOWNLOADING.equals(report.phase)) {
+            report.phase = STARTING;
+            report.message = null;
+          }
+        } else {
+          report.phase = DOWNLOADING;
+          report.message = message;
+        }
+      }
+    });
+  }
 
   @Override
   public void onStart(RunInfo run) {
@@ -432,7 +462,9 @@ public final class Observability implements TrainingListener, AutoCloseable {
   public synchronized TrainerReport progress() {
     TrainerReport p = copy(report);
     p.reason = null;
-    p.message = null;
+    if (!DOWNLOADING.equals(p.phase)) {
+      p.message = null; // a summary's words; while downloading, the download's
+    }
     p.evaluation = null;
     return p;
   }

@@ -16,6 +16,9 @@ import dev.finetune.trainer.BadJobException;
 import dev.finetune.trainer.SpecChangedException;
 import dev.finetune.trainer.data.Collator;
 import dev.finetune.trainer.data.Record;
+import dev.finetune.trainer.hub.DownloadListener;
+import dev.finetune.trainer.hub.HubSettings;
+import dev.finetune.trainer.hub.RepoKind;
 import dev.finetune.api.LoraSpec;
 import dev.finetune.trainer.model.CausalLm;
 import dev.finetune.trainer.model.Gpt2;
@@ -58,6 +61,8 @@ public final class Trainer {
   private boolean evaluationStands;
   private volatile List<Record> testSplit = List.of();
   private PrecisionPolicy precision;
+  /** The environment's (HF_ENDPOINT, HF_TOKEN, ...), read when the run starts, unless {@link #hub(HubSettings)} set it. */
+  private HubSettings hub;
 
   public Trainer(FineTuneJob job, Path jobDir, Path outputDir, TrainingListener listener) {
     this.job = job;
@@ -88,6 +93,33 @@ public final class Trainer {
   /** Whether to stop at this step boundary: this process was asked to, or, distributed, any rank was. */
   private boolean stopNow() {
     return dist.isDistributed() ? stopAgreed : stopRequested;
+  }
+
+  /** Where the hub is and how to reach it; the environment's (HF_ENDPOINT, HF_TOKEN, ...) unless set here. */
+  public void hub(HubSettings settings) {
+    this.hub = settings;
+  }
+
+  private HubSettings hub() {
+    if (hub == null) {
+      hub = HubSettings.fromEnvironment();
+    }
+    return hub;
+  }
+
+  /** Downloads from the hub, told to the listener (/progress, the run's record). */
+  private DownloadListener downloads() {
+    return new DownloadListener() {
+      @Override
+      public void onDownload(String message, boolean finished) {
+        listener.onDownload(message, finished);
+      }
+
+      @Override
+      public void onResolved(RepoKind kind, String repo, String revision, String commit) {
+        listener.onResolved(kind, repo, revision, commit);
+      }
+    };
   }
 
   /** Lets a finished run train on to a raised spec.training.epochs (--more-epochs). */
@@ -121,7 +153,7 @@ public final class Trainer {
     Files.createDirectories(outputDir);
     try (NDManager base = NDManager.newBaseManager();
         Model model = Model.fromSpec(spec.model, jobDir, outputDir, base,
-            WeightStorage.forRun(spec.training.lora != null, precision().bf16()))) {
+            WeightStorage.forRun(spec.training.lora != null, precision().bf16()), hub(), downloads())) {
       return train(spec, base, model);
     }
   }
@@ -138,7 +170,7 @@ public final class Trainer {
     if (t.lora != null) {
       attachLora(spec, model.net());
     }
-    TrainingData data = TrainingData.load(spec.dataset, model, jobDir, outputDir);
+    TrainingData data = TrainingData.load(spec.dataset, model, jobDir, outputDir, hub(), downloads());
     testSplit = data.test();
     int firstBatch = Math.min(t.batchSize, data.train().size());
     if (dist.size() > firstBatch) {

@@ -5,6 +5,8 @@ import dev.finetune.api.TrainingSpec;
 import dev.finetune.trainer.BadDataException;
 import dev.finetune.trainer.data.Collator;
 import dev.finetune.trainer.data.Datasets;
+import dev.finetune.trainer.hub.DownloadListener;
+import dev.finetune.trainer.hub.HubSettings;
 import dev.finetune.trainer.data.Prompts;
 import dev.finetune.trainer.data.Record;
 import dev.finetune.trainer.model.Model;
@@ -33,8 +35,9 @@ public record TrainingData(Collator collator, List<Collator.Example> train, List
    * Loads spec.dataset's splits, tokenizes them for {@code model} and checks them: an empty split, records cut to
    * maxLength or teaching nothing, records far above it.
    */
-  static TrainingData load(DatasetSpec ds, Model model, Path jobDir, Path outputDir) throws IOException {
-    Datasets.Splits splits = Datasets.load(ds, jobDir, outputDir);
+  static TrainingData load(DatasetSpec ds, Model model, Path jobDir, Path outputDir, HubSettings hub,
+      DownloadListener downloads) throws IOException {
+    Datasets.Splits splits = Datasets.load(ds, jobDir, outputDir, hub, downloads);
     if (splits.train().isEmpty() || splits.validation().isEmpty()) {
       throw new BadDataException("dataset " + splits.source() + " gives " + splits.train().size() + " training and "
           + splits.validation().size() + " validation records; both splits need at least one record (more data, or"

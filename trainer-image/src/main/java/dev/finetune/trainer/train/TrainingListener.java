@@ -3,6 +3,7 @@ package dev.finetune.trainer.train;
 import dev.finetune.api.EpochRecord;
 import dev.finetune.api.FineTuneJob;
 import dev.finetune.trainer.data.Record;
+import dev.finetune.trainer.hub.RepoKind;
 import dev.finetune.trainer.model.Model;
 import java.nio.file.Path;
 import java.util.List;
@@ -13,6 +14,15 @@ import java.util.List;
  * an exception thrown here fails the run.
  */
 public interface TrainingListener {
+
+  /**
+   * While the model or data downloads from the hub: what, how far, how fast ({@code finished} once a file is whole).
+   * Called on the downloading thread, before {@link #onStart}.
+   */
+  default void onDownload(String message, boolean finished) {}
+
+  /** A hub revision resolved to {@code commit}: the run's record says what it trained on. */
+  default void onResolved(RepoKind kind, String repo, String revision, String commit) {}
 
   /** Model and data are ready; training (or resuming) begins. */
   default void onStart(RunInfo run) {}
@@ -67,6 +77,16 @@ public interface TrainingListener {
   /** Calls several listeners in order. */
   static TrainingListener all(List<TrainingListener> listeners) {
     return new TrainingListener() {
+      @Override
+      public void onDownload(String message, boolean finished) {
+        listeners.forEach(l -> l.onDownload(message, finished));
+      }
+
+      @Override
+      public void onResolved(RepoKind kind, String repo, String revision, String commit) {
+        listeners.forEach(l -> l.onResolved(kind, repo, revision, commit));
+      }
+
       @Override
       public void onStart(RunInfo run) {
         listeners.forEach(l -> l.onStart(run));

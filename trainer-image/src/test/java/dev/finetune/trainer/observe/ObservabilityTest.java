@@ -16,6 +16,7 @@ import dev.finetune.api.trainer.TrainerReport;
 import dev.finetune.api.validation.InvalidJobException;
 import dev.finetune.api.validation.Problem;
 import dev.finetune.trainer.BadJobException;
+import dev.finetune.trainer.hub.RepoKind;
 import dev.finetune.trainer.train.DivergedException;
 import dev.finetune.trainer.data.Record;
 import dev.finetune.trainer.train.TrainingListener.CheckpointInfo;
@@ -206,6 +207,18 @@ class ObservabilityTest {
       String url = "http://127.0.0.1:" + obs.port() + TrainerContract.PROGRESS_PATH;
       TrainerReport starting = strict.readValue(Http.get(url).body(), TrainerReport.class);
       assertThat(starting.phase).isEqualTo(Observability.STARTING);
+
+      // a download from the hub: the phase and the words the operator shows as the job's reason and message
+      obs.onResolved(RepoKind.MODEL, "org/model", "main", "0123456789abcdef0123456789abcdef01234567");
+      obs.onDownload("downloading model.safetensors of org/model: 1.0 MB of 20.0 MB (5%)", false);
+      TrainerReport downloading = strict.readValue(Http.get(url).body(), TrainerReport.class);
+      assertThat(downloading.phase).isEqualTo(TrainerContract.PHASE_DOWNLOADING);
+      assertThat(downloading.message).isEqualTo("downloading model.safetensors of org/model: 1.0 MB of 20.0 MB (5%)");
+      assertThat(downloading.modelCommit).isEqualTo("0123456789abcdef0123456789abcdef01234567");
+      obs.onDownload("downloaded model.safetensors of org/model: 20.0 MB in 3 s", true);
+      TrainerReport downloaded = strict.readValue(Http.get(url).body(), TrainerReport.class);
+      assertThat(downloaded.phase).isEqualTo(Observability.STARTING);
+      assertThat(downloaded.message).isNull();
 
       obs.onStart(new RunInfo(job, out, 3, 4, 12, 30, 5, List.of(), 1000, null, "checkpoints/step-00000002", 0, 2,
           List.of()));
