@@ -300,6 +300,9 @@ public final class Hub {
       case 403 -> throw new BadJobException("the hub answered 403" + code + " for " + what + ": the token has no access to it."
           + " For a gated repository, accept its terms on " + page + " with the token's account and wait for the"
           + " approval; a fine-grained token must also be allowed to read it. " + HOW_TO_GIVE_TOKEN);
+      case 407 -> throw new BadJobException("the proxy (HTTPS_PROXY or HTTP_PROXY) answered 407 for " + what + ": it"
+          + " wants credentials, which the trainer does not send; use a proxy that admits the trainer's address, or"
+          + " NO_PROXY for a hub or mirror reachable without it");
       case 404 -> throw new BadJobException("the hub has no " + ("RevisionNotFound".equals(e.errorCode)
           ? "revision '" + revision + "' of " + repo + "; check " + (kind == RepoKind.DATASET ? "spec.dataset.hub.revision" : "spec.model.revision")
               + " (a branch, tag or commit)"

@@ -211,7 +211,7 @@ public final class Gpt2 extends AbstractBlock implements CausalLm {
   /** Copies another model's weights into this one (same config), in place. */
   public void copyFrom(Gpt2 other) {
     for (Map.Entry<String, NDArray> e : params.entrySet()) {
-      other.params.get(e.getKey()).copyTo(e.getValue());
+      NoGrad.copy(other.params.get(e.getKey()), e.getValue());
     }
   }
 

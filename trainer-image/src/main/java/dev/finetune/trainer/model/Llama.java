@@ -134,7 +134,7 @@ public final class Llama implements CausalLm {
   public void restore(Path dir) throws IOException {
     try (Llama saved = load(config, dir, manager)) {
       for (Map.Entry<String, NDArray> e : params.entrySet()) {
-        saved.params.get(e.getKey()).copyTo(e.getValue());
+        NoGrad.copy(saved.params.get(e.getKey()), e.getValue());
       }
     }
   }

@@ -296,7 +296,7 @@ public final class Lora implements AutoCloseable {
           if (src == null || !src.getShape().equals(e.getValue()[i].getShape())) {
             throw new IOException(dir + ": adapter tensor of " + peft + " is missing or has another shape");
           }
-          src.copyTo(e.getValue()[i]);
+          NoGrad.copy(src, e.getValue()[i]);
         }
       }
     }

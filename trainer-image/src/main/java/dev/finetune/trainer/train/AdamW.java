@@ -8,6 +8,7 @@ import ai.djl.ndarray.NDScope;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import dev.finetune.trainer.TransientException;
+import dev.finetune.trainer.model.NoGrad;
 import dev.finetune.trainer.model.SafeTensors;
 import dev.finetune.trainer.nativelib.TorchNative;
 import java.io.IOException;
@@ -264,7 +265,7 @@ public final class AdamW implements AutoCloseable {
         }
         NDArray dst = (which == 0 ? m : v).get(param);
         if (dst != null) {
-          (a.getDevice().equals(dst.getDevice()) ? a : a.toDevice(dst.getDevice(), false)).copyTo(dst);
+          NoGrad.copy(a.getDevice().equals(dst.getDevice()) ? a : a.toDevice(dst.getDevice(), false), dst);
         } else {
           othersMoments.computeIfAbsent(param, k -> new NDArray[2])[which] = a;
           keep = true;
