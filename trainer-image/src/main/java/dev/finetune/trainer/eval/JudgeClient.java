@@ -8,6 +8,7 @@ import dev.finetune.api.EvaluationSpec.JudgeSpec;
 import dev.finetune.api.PromptStyle;
 import dev.finetune.trainer.data.Prompts;
 import dev.finetune.trainer.data.Record;
+import dev.finetune.trainer.hub.HubSettings;
 import java.io.IOException;
 import java.net.ConnectException;
 import java.net.URI;
@@ -73,6 +74,7 @@ public final class JudgeClient {
         .connectTimeout(timeout)
         .version(HttpClient.Version.HTTP_1_1)
         .followRedirects(HttpClient.Redirect.NORMAL)
+        .proxy(HubSettings.environmentProxies())
         .build();
   }
 

@@ -40,6 +40,7 @@ public final class Downloads {
   private static void download(URI uri, Path target, String offline) throws IOException {
     Path part = target.resolveSibling(target.getFileName() + ".part");
     HttpClient client = HttpClient.newBuilder().followRedirects(HttpClient.Redirect.NORMAL)
+        .proxy(HubSettings.environmentProxies())
         .connectTimeout(Duration.ofSeconds(20)).build();
     HttpRequest req = HttpRequest.newBuilder(uri).timeout(Duration.ofMinutes(30)).GET().build();
     HttpResponse<Path> resp;

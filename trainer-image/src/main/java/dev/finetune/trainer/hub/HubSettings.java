@@ -112,6 +112,14 @@ public final class HubSettings {
     return s == null || s.isBlank() ? null : s.strip();
   }
 
+  /**
+   * The proxies this process's environment names, for every HTTP client of the trainer (dataset URLs, the judge),
+   * not only the hub's.
+   */
+  public static ProxySelector environmentProxies() {
+    return proxies(System.getenv());
+  }
+
   /** HTTPS_PROXY / HTTP_PROXY (either case) by scheme, none for hosts NO_PROXY matches. */
   static ProxySelector proxies(Map<String, String> env) {
     Proxy https = proxy(either(env, TrainerContract.ENV_HTTPS_PROXY));
@@ -131,12 +139,18 @@ public final class HubSettings {
     };
   }
 
-  /** NO_PROXY as curl and requests read it: {@code *}, a host, or a domain that also covers its subdomains. */
+  /**
+   * NO_PROXY as curl and requests read it: {@code *}, a host, or a domain that also covers its subdomains; and this
+   * machine's own addresses, which no proxy can reach.
+   */
   static boolean exempt(String host, List<String> noProxy) {
     if (host == null) {
       return false;
     }
     String h = host.toLowerCase(Locale.ROOT).replaceAll("^\\[|\\]$", "");
+    if (h.equals("localhost") || h.startsWith("127.") || h.equals("::1")) {
+      return true;
+    }
     for (String rule : noProxy) {
       String r = rule.replaceAll(":\\d+$", "").replaceAll("^\\*?\\.", "");
       if (rule.equals("*") || h.equals(r) || h.endsWith("." + r)) {

@@ -246,6 +246,11 @@ class HubTest {
     assertThat(proxy(proxied, "http://localhost:8080/x")).isNull();
     assertThat(proxy(proxied, "http://10.0.0.1/x")).isNull();
     assertThat(proxy(HubSettings.from(Map.of()), "https://huggingface.co/x")).isNull();
+    // this machine's own addresses never go through the proxy
+    HubSettings all = HubSettings.from(Map.of("HTTPS_PROXY", "http://proxy.corp:3128", "HTTP_PROXY", "http://proxy.corp:3128"));
+    assertThat(proxy(all, "http://127.0.0.1:8080/v1")).isNull();
+    assertThat(proxy(all, "http://localhost/v1")).isNull();
+    assertThat(proxy(all, "https://judge.example/v1")).isEqualTo("proxy.corp:3128");
   }
 
   private static String proxy(HubSettings s, String uri) {
