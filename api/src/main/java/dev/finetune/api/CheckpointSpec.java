@@ -36,8 +36,8 @@ public class CheckpointSpec {
   @JsonPropertyDescription("StorageClass of the created claim. Empty: the cluster's default class.")
   public String storageClassName;
 
-  @JsonPropertyDescription("Keep the created claim (and the results on it) when the FineTuneJob is deleted. false: it is deleted with the job.")
-  public Boolean retainClaim = false;
+  @JsonPropertyDescription("Keep the claim the operator creates, and the results on it (best/, checkpoints/, responses.jsonl, summary.json), when the FineTuneJob is deleted (default true): it has no owner reference, and a new FineTuneJob of the same name uses it again. false: the claim and the results are deleted with the FineTuneJob. A claimName claim is never deleted.")
+  public Boolean retainClaim = true;
 
   @ValidationRule(value = "!self.startsWith('/') && !self.contains('..')",
       messageExpression = "\"'\" + self + \"' must be a relative path inside the volume, without '..'\"")

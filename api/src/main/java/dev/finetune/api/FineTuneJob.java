@@ -40,7 +40,9 @@ import io.fabric8.kubernetes.model.annotation.Version;
 @ValidationRule(value = "!has(oldSelf.status) || !has(oldSelf.status.jobName) || " + FineTuneJob.SPEC_BUT_SUSPEND_UNCHANGED,
     fieldPath = ".spec", reason = "FieldValueForbidden",
     messageExpression = "'changed after training Job ' + oldSelf.status.jobName + ' was created; only spec.suspend can change"
-        + " because a Job\\'s Pod template is immutable. Delete and re-create the FineTuneJob to change anything else.'")
+        + " because a Job\\'s Pod template is immutable. Delete and re-create the FineTuneJob to change anything else."
+        + " Its claim is kept (spec.checkpoints.retainClaim, the default) and a re-created job of the same name continues"
+        + " its run there: for other model, data or training settings, use another name or spec.checkpoints.path.'")
 public class FineTuneJob extends CustomResource<FineTuneJobSpec, FineTuneJobStatus> implements Namespaced {
   public static final String GROUP = "finetune.dev";
   public static final String VERSION = "v1alpha1";

@@ -5,6 +5,9 @@ import static org.assertj.core.api.Assertions.assertThat;
 import dev.finetune.api.testing.RealKubeApiServer;
 import dev.finetune.api.testing.RealKubeApiServer.Result;
 import dev.finetune.api.testing.Repo;
+import io.fabric8.kubernetes.api.model.NamespaceBuilder;
+import io.fabric8.kubernetes.api.model.ServiceAccountBuilder;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import org.junit.jupiter.api.AfterAll;
@@ -79,6 +82,53 @@ class RealApiServerTest {
         .isEqualTo("hf-token token hub-cache");
   }
 
+  /**
+   * The results outlive the job unless it says otherwise: the server fills in retainClaim true for a job that names no
+   * checkpoints and for one that names some of them, and keeps an explicit false.
+   */
+  @Test
+  void theCheckpointClaimIsKeptUnlessTheJobSaysOtherwise() throws Exception {
+    FineTuneJob job = FineTuneJobs.read(Repo.examples().resolve("small-cpu.yaml"));
+    job.getMetadata().setNamespace("default");
+    job.getMetadata().setName("keeps-by-default");
+    job.getSpec().checkpoints = null;
+    server.client().resource(job).create();
+    job.getMetadata().setName("keeps-too");
+    job.getSpec().checkpoints = new CheckpointSpec();
+    job.getSpec().checkpoints.retainClaim = null; // not sent: the server's default applies
+    server.client().resource(job).create();
+    job.getMetadata().setName("deletes");
+    job.getSpec().checkpoints.retainClaim = false;
+    server.client().resource(job).create();
+    for (String name : List.of("keeps-by-default", "keeps-too", "deletes")) {
+      assertThat(server.kubectl("get", "ftj", name, "-o", "jsonpath={.spec.checkpoints.retainClaim}").output())
+          .as(name).isEqualTo(name.startsWith("keeps") ? "true" : "false");
+    }
+  }
+
+  /**
+   * examples/results-pod.yaml (README "Getting the results") passes the restricted Pod Security Standard, enforced by
+   * this API server's PodSecurity admission in a namespace labelled for it; a Pod that runs as root does not.
+   */
+  @Test
+  void theResultsPodPassesTheRestrictedPodSecurityStandard() throws Exception {
+    String ns = "restricted";
+    server.client().namespaces().resource(new NamespaceBuilder().withNewMetadata().withName(ns)
+        .addToLabels("pod-security.kubernetes.io/enforce", "restricted").endMetadata().build()).create();
+    // what kube-controller-manager would make in a new namespace (this server runs without it)
+    server.client().serviceAccounts().inNamespace(ns).resource(new ServiceAccountBuilder()
+        .withNewMetadata().withName("default").endMetadata().build()).create();
+    Result accepted = server.kubectl("apply", "--dry-run=server", "-n", ns, "-f", ExamplesTest.resultsPod().toString());
+    assertThat(accepted.exitCode()).as(accepted.output()).isZero();
+    assertThat(accepted.output()).doesNotContain("Warning");
+
+    Path root = Files.createTempFile("results-as-root", ".yaml");
+    Files.writeString(root, Files.readString(ExamplesTest.resultsPod()).replace("runAsNonRoot: true", "runAsNonRoot: false"));
+    Result refused = server.kubectl("apply", "--dry-run=server", "-n", ns, "-f", root.toString());
+    assertThat(refused.exitCode()).as("PodSecurity admission is on: " + refused.output()).isNotZero();
+    assertThat(refused.output()).contains("violates PodSecurity \"restricted:latest\"", "runAsNonRoot");
+  }
+
   /** Once the operator has made the training Job (status.jobName), only spec.suspend may change. */
   @Test
   void specChangesAreRefusedOnceTheTrainingJobExists() throws Exception {
@@ -100,7 +150,9 @@ class RealApiServerTest {
       assertThat(refused.exitCode()).as(change + ": " + refused.output()).isNotZero();
       assertThat(refused.output()).contains("spec: Forbidden: changed after training Job immutable-train was created;"
           + " only spec.suspend can change because a Job's Pod template is immutable. Delete and re-create the"
-          + " FineTuneJob to change anything else.");
+          + " FineTuneJob to change anything else. Its claim is kept (spec.checkpoints.retainClaim, the default) and"
+          + " a re-created job of the same name continues its run there: for other model, data or training settings,"
+          + " use another name or spec.checkpoints.path.");
     }
     Result suspend = server.kubectl("patch", "ftj", "immutable", "--type", "merge", "-p", "{\"spec\":{\"suspend\":true}}");
     assertThat(suspend.exitCode()).as(suspend.output()).isZero();

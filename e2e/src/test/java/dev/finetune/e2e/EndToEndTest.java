@@ -104,7 +104,7 @@ class EndToEndTest {
     jar = Files.copy(jar, image.resolve(jar.getFileName()));
     String djlCache = System.getenv().getOrDefault("DJL_CACHE_DIR", Path.of(System.getProperty("user.home"), ".djl.ai").toString());
     node = new FakeNode(server.client(), root, Map.of(TrainerContract.TRAINER_JAR, jar.toString()),
-        Map.of("DJL_CACHE_DIR", djlCache)).start("app.kubernetes.io/name=finetune-trainer");
+        Map.of("DJL_CACHE_DIR", djlCache)).start("app.kubernetes.io/name", "finetune-trainer", RESULTS_POD_NAME_LABEL);
   }
 
   @AfterAll
@@ -561,6 +561,119 @@ class EndToEndTest {
           .isCloseTo(one.get(i).validationLoss, within(1e-4));
     }
     timing("two-nodes-kill-and-resume", Duration.between(applied, Instant.now()), null, null);
+  }
+
+  /** examples/results-pod.yaml's app.kubernetes.io/name: the node runs it as it runs trainer Pods. */
+  private static final String RESULTS_POD_NAME_LABEL = "finetune-results";
+
+  /**
+   * Results outlive the job, as the README's "Getting the results" says: a finished job deleted as kubectl delete does
+   * keeps its claim (retainClaim, true by the CRD's default); examples/results-pod.yaml with that claim filled in is
+   * accepted, runs, and kubectl cp (tar through kubectl exec) copies best/ off it; the Pod and then the claim are
+   * deleted as the README says. A job with retainClaim: false loses its claim to the garbage collector.
+   */
+  @Test
+  @Order(9)
+  void resultsOutliveTheJobUnlessItSaysOtherwise() throws Exception {
+    Instant applied = Instant.now();
+    FineTuneJob keep = smallCpu("keep");
+    keep.getSpec().training.epochs = 2;
+    keep.getSpec().checkpoints.retainClaim = null; // not sent: the CRD's default applies
+    server.client().resource(keep).create();
+    FineTuneJob drop = smallCpu("drop");
+    drop.getSpec().checkpoints.retainClaim = false;
+    drop.getSpec().suspend = true; // its claim is all this needs; no Pod
+    String dropUid = server.client().resource(drop).create().getMetadata().getUid();
+    assertThat(get("keep").getSpec().checkpoints.retainClaim).as("the CRD's default").isTrue();
+
+    FineTuneJob done = awaitTerminal("keep");
+    assertThat(done.getStatus().phase).as(describe("keep")).isEqualTo(Phase.Succeeded);
+    assertThat(done.getStatus().results).isEqualTo("pvc/keep-checkpoints:keep");
+    assertThat(describe("keep")).contains("results in pvc/keep-checkpoints:keep", "kept when this FineTuneJob is deleted");
+    Path best = runDir(done).resolve("best");
+    assertThat(best.resolve("config.json")).exists();
+    var kept = server.client().persistentVolumeClaims().inNamespace(NS).withName("keep-checkpoints").get();
+    assertThat(kept.getMetadata().getOwnerReferences()).isEmpty();
+    String keptUid = kept.getMetadata().getUid();
+    awaitStatus("drop", s -> s.phase == Phase.Suspended);
+    assertThat(server.client().persistentVolumeClaims().inNamespace(NS).withName("drop-checkpoints").get()
+        .getMetadata().getOwnerReferences()).singleElement().satisfies(o -> assertThat(o.getUid()).isEqualTo(dropUid));
+
+    // kubectl delete ftj: the garbage collector deletes what each job owned; once keep's Job and ConfigMap are gone
+    // it has dealt with keep, and its claim is still there
+    Result deleted = server.kubectl("delete", "ftj", "keep", "drop", "-n", NS, "--wait=true");
+    assertThat(deleted.exitCode()).as(deleted.output()).isZero();
+    await().atMost(Duration.ofSeconds(120)).untilAsserted(() -> {
+      assertThat(server.client().batch().v1().jobs().inNamespace(NS).withName("keep-train").get()).isNull();
+      assertThat(server.client().configMaps().inNamespace(NS).withName("keep-spec").get()).isNull();
+      assertThat(server.client().persistentVolumeClaims().inNamespace(NS).withName("drop-checkpoints").get())
+          .as("retainClaim: false").isNull();
+    });
+    kept = server.client().persistentVolumeClaims().inNamespace(NS).withName("keep-checkpoints").get();
+    assertThat(kept).as("the default keeps the results").isNotNull();
+    assertThat(kept.getMetadata().getUid()).isEqualTo(keptUid);
+    assertThat(kept.getMetadata().getDeletionTimestamp()).isNull();
+
+    // re-created under the same name with another learning rate (the way to change a started job): it adopts the
+    // kept claim, and the trainer refuses to mix two runs in one folder, saying how to train the new spec
+    FineTuneJob changed = smallCpu("keep");
+    changed.getSpec().training.epochs = 2;
+    changed.getSpec().training.learningRate = 2.0e-3;
+    server.client().resource(changed).create();
+    FineTuneJob refused = awaitTerminal("keep");
+    assertThat(refused.getStatus().phase).as(describe("keep")).isEqualTo(Phase.Failed);
+    assertThat(refused.getStatus().reason).isEqualTo("InvalidSpec");
+    assertThat(refused.getStatus().message).contains("was trained with a different spec", "spec.training.learningRate",
+        "spec.checkpoints.path");
+    assertThat(describe("keep")).contains("The trainer refused the spec (Job keep-train)");
+    assertThat(server.client().persistentVolumeClaims().inNamespace(NS).withName("keep-checkpoints").get())
+        .satisfies(c -> assertThat(c.getMetadata().getUid()).isEqualTo(keptUid))
+        .satisfies(c -> assertThat(c.getMetadata().getOwnerReferences()).isEmpty());
+    deleted = server.kubectl("delete", "ftj", "keep", "-n", NS, "--wait=true");
+    assertThat(deleted.exitCode()).as(deleted.output()).isZero();
+    await().atMost(Duration.ofSeconds(120)).until(
+        () -> server.client().batch().v1().jobs().inNamespace(NS).withName("keep-train").get() == null);
+    assertThat(best.resolve("config.json")).as("the refused run left the results alone").exists();
+
+    // the README's recipe: the example Pod with the job's claim, which passes the restricted Pod Security Standard
+    Result labelled = server.kubectl("label", "namespace", NS, "pod-security.kubernetes.io/warn=restricted", "--overwrite");
+    assertThat(labelled.exitCode()).as(labelled.output()).isZero();
+    Path manifest = Files.createTempFile(root, "results-pod", ".yaml");
+    String example = Files.readString(Repo.examples().resolve("results-pod.yaml"));
+    assertThat(example).contains("claimName: gpt2-alpaca-checkpoints");
+    Files.writeString(manifest, example.replace("gpt2-alpaca-checkpoints", "keep-checkpoints"));
+    Result created = server.kubectl("apply", "-n", NS, "-f", manifest.toString());
+    assertThat(created.exitCode()).as(created.output()).isZero();
+    assertThat(created.output()).as("no PodSecurity warning").doesNotContain("Warning");
+    Result ready = server.kubectl("wait", "--for=condition=Ready", "pod/results", "-n", NS, "--timeout=120s");
+    assertThat(ready.exitCode()).as(ready.output()).isZero();
+    Pod results = server.client().pods().inNamespace(NS).withName("results").get();
+    assertThat(results.getSpec().getVolumes()).singleElement().satisfies(v -> {
+      assertThat(v.getPersistentVolumeClaim().getClaimName()).isEqualTo("keep-checkpoints");
+      assertThat(v.getPersistentVolumeClaim().getReadOnly()).isTrue();
+    });
+    // kubectl cp results:/results/keep/best ./best: tar in the container, unpacked here
+    FakeNode.Exec tar = node.exec(results, "tar", "cf", "-", "-C", "/results/keep", "best");
+    assertThat(tar.exitCode()).as(tar.stderr()).isZero();
+    Path copied = Files.createTempDirectory(root, "copied");
+    Process untar = new ProcessBuilder("tar", "xf", "-", "-C", copied.toString()).redirectErrorStream(true).start();
+    try (var in = untar.getOutputStream()) {
+      in.write(tar.stdout());
+    }
+    String untarOutput = new String(untar.getInputStream().readAllBytes());
+    assertThat(untar.waitFor()).as(untarOutput).isZero();
+    assertThat(copied.resolve("best/config.json")).hasSameBinaryContentAs(best.resolve("config.json"));
+    assertThat(copied.resolve("best/model.safetensors")).hasSameBinaryContentAs(best.resolve("model.safetensors"));
+    assertThat(copied.resolve("best/tokenizer.json")).exists();
+
+    // kubectl delete pod results; then, when done with the results, kubectl delete pvc keep-checkpoints
+    Result podGone = server.kubectl("delete", "pod", "results", "-n", NS, "--wait=true", "--timeout=120s");
+    assertThat(podGone.exitCode()).as(podGone.output()).isZero();
+    assertThat(server.client().persistentVolumeClaims().inNamespace(NS).withName("keep-checkpoints").get()).isNotNull();
+    Result claimGone = server.kubectl("delete", "pvc", "keep-checkpoints", "-n", NS, "--wait=true", "--timeout=120s");
+    assertThat(claimGone.exitCode()).as(claimGone.output()).isZero();
+    assertThat(server.client().persistentVolumeClaims().inNamespace(NS).withName("keep-checkpoints").get()).isNull();
+    timing("results-outlive-the-job", Duration.between(applied, Instant.now()), null, null);
   }
 
   // ---- helpers -----------------------------------------------------------------------------------------------

@@ -40,7 +40,8 @@ import java.util.concurrent.TimeUnit;
 import java.util.function.Predicate;
 
 /**
- * Plays the one node of the test cluster, as a kubelet would, for trainer Pods: binds each new Pod to itself,
+ * Plays the one node of the test cluster, as a kubelet would, for the Pods it is started for (trainer Pods, and the
+ * README's results Pod): binds each new Pod to itself,
  * runs the container's command as a local process (java from this JVM, the trainer jar from the build) with
  * the Pod's environment, its volumes mapped to local directories (a PVC to a directory that outlives the Pod,
  * ConfigMaps written out as files, emptyDirs), and writes the Pod's status: Running with podIP 127.0.0.1, then
@@ -67,6 +68,7 @@ final class FakeNode implements AutoCloseable {
   private final Map<String, Deque<List<String>>> holdPlans = new ConcurrentHashMap<>();
   private final Map<String, Path> holdDirs = new ConcurrentHashMap<>();
   private final Map<String, Map<String, String>> jobEnv = new ConcurrentHashMap<>();
+  private final Map<String, Map<String, Path>> podMounts = new ConcurrentHashMap<>();
   private SharedIndexInformer<Pod> informer;
 
   /**
@@ -81,12 +83,12 @@ final class FakeNode implements AutoCloseable {
     this.extraEnv = extraEnv;
   }
 
-  FakeNode start(String podLabelSelector) {
+  /** Runs the Pods whose label {@code key} has one of the {@code values}, e.g. app.kubernetes.io/name. */
+  FakeNode start(String key, String... values) {
     if (client.nodes().withName(NODE).get() == null) {
       client.nodes().resource(new NodeBuilder().withNewMetadata().withName(NODE).endMetadata().build()).create();
     }
-    String[] kv = podLabelSelector.split("=");
-    informer = client.pods().inAnyNamespace().withLabel(kv[0], kv[1]).inform(new ResourceEventHandler<>() {
+    informer = client.pods().inAnyNamespace().withLabelIn(key, values).inform(new ResourceEventHandler<>() {
       @Override
       public void onAdd(Pod pod) {
         accept(pod);
@@ -116,6 +118,33 @@ final class FakeNode implements AutoCloseable {
   /** Directory that backs a PersistentVolumeClaim: it outlives Pods, like a real volume. */
   Path claimDir(String namespace, String claim) {
     return root.resolve("volumes").resolve(namespace).resolve(claim);
+  }
+
+  /** What a command run in a Pod's container printed, and how it exited. */
+  record Exec(int exitCode, byte[] stdout, String stderr) {}
+
+  /**
+   * What {@code kubectl exec POD -- COMMAND} does in the running Pod's container, and so {@code kubectl cp}, which runs
+   * tar through it: the command runs here, with the container's mount paths mapped as its own command's were (an
+   * argument that is a mount path, or a path below one).
+   */
+  Exec exec(Pod pod, String... command) throws IOException, InterruptedException {
+    String uid = pod.getMetadata().getUid();
+    Map<String, Path> mounts = podMounts.get(uid);
+    Process running = processes.get(uid);
+    if (mounts == null || running == null || !running.isAlive()) {
+      throw new AssertionError("Pod " + pod.getMetadata().getName() + " is not running on this node");
+    }
+    List<String> args = new ArrayList<>();
+    for (String arg : command) {
+      args.add(map(arg, mounts));
+    }
+    Path stderr = Files.createTempFile(root, "exec", ".stderr");
+    Process p = new ProcessBuilder(args).redirectError(stderr.toFile()).start();
+    p.getOutputStream().close();
+    byte[] stdout = p.getInputStream().readAllBytes();
+    int exit = p.waitFor();
+    return new Exec(exit, stdout, Files.readString(stderr));
   }
 
   /** The exit code of the Pod's process, once it has ended. */
@@ -271,6 +300,7 @@ final class FakeNode implements AutoCloseable {
           .withNewTarget().withKind("Node").withName(NODE).endTarget().build()).create();
       Container c = pod.getSpec().getContainers().get(0);
       Map<String, Path> mounts = mounts(pod, c, podDir);
+      podMounts.put(pod.getMetadata().getUid(), Map.copyOf(mounts));
       Path terminationLog = podDir.resolve("termination-log");
       Files.createDirectories(podDir);
       Files.deleteIfExists(terminationLog);

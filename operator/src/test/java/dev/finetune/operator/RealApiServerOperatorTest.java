@@ -18,6 +18,7 @@ import dev.finetune.operator.resources.Names;
 import dev.finetune.operator.testing.FakeTrainer;
 import dev.finetune.operator.testing.Jobs;
 import io.fabric8.kubernetes.api.model.NamespaceBuilder;
+import io.fabric8.kubernetes.api.model.PersistentVolumeClaim;
 import io.fabric8.kubernetes.api.model.Pod;
 import io.fabric8.kubernetes.api.model.batch.v1.Job;
 import io.fabric8.kubernetes.client.KubernetesClient;
@@ -145,15 +146,20 @@ class RealApiServerOperatorTest {
     assertThat(describe.output()).as(describe.output())
         .contains("Created", "Started", "EpochFinished", "Restarted", "Succeeded");
 
-    // deleting the FineTuneJob removes what it owns (the garbage collector follows the owner references)
+    // deleting the FineTuneJob removes what it owns (the garbage collector follows the owner references), but not
+    // the claim with the results (spec.checkpoints.retainClaim, true by default: it has no owner)
     Result deleted = kube.kubectl("delete", "ftj", "e2e", "-n", NS, "--wait=true");
     assertThat(deleted.exitCode()).as(deleted.output()).isZero();
     await().atMost(Duration.ofSeconds(60)).untilAsserted(() -> {
       assertThat(client.batch().v1().jobs().inNamespace(NS).withName("e2e-train").get()).isNull();
       assertThat(client.configMaps().inNamespace(NS).withName("e2e-spec").get()).isNull();
-      assertThat(client.persistentVolumeClaims().inNamespace(NS).withName("e2e-checkpoints").get()).satisfiesAnyOf(
-          c -> assertThat(c).isNull(), c -> assertThat(c.getMetadata().getDeletionTimestamp()).isNotNull());
     });
+    PersistentVolumeClaim kept = client.persistentVolumeClaims().inNamespace(NS).withName("e2e-checkpoints").get();
+    assertThat(kept).as("the results' claim outlives the job").isNotNull();
+    assertThat(kept.getMetadata().getDeletionTimestamp()).isNull();
+    assertThat(kept.getMetadata().getOwnerReferences()).isEmpty();
+    Result gone = kube.kubectl("delete", "pvc", "e2e-checkpoints", "-n", NS, "--wait=false");
+    assertThat(gone.exitCode()).as(gone.output()).isZero();
   }
 
   @Test

@@ -251,7 +251,9 @@ public final class JobObserver {
     }
     String message = "spec changed (generation " + generation + ") after training Job " + job.getMetadata().getName()
         + " was created; only spec.suspend can change because a Job's Pod template is immutable. The Job keeps"
-        + " the spec it was created with; delete and re-create the FineTuneJob to change anything else.";
+        + " the spec it was created with; delete and re-create the FineTuneJob to change anything else. Its claim is"
+        + " kept (spec.checkpoints.retainClaim, the default) and a re-created job of the same name continues its run"
+        + " there: for other model, data or training settings, use another name or spec.checkpoints.path.";
     Conditions.set(st, Conditions.SPEC_CHANGE_REFUSED, true, "SpecChangeRefused", message, generation);
   }
 

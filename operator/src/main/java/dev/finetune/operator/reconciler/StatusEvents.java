@@ -128,16 +128,29 @@ class StatusEvents {
     }
     String name = ftj.getMetadata().getName();
     if ("InvalidSpec".equals(st.reason)) {
-      events.warning(ftj, "InvalidSpec", "The spec is not valid, no training Job was created: " + st.message);
+      // the validator's (no Job), or the trainer's: e.g. a re-created job whose spec differs from its kept run's
+      events.warning(ftj, "InvalidSpec", st.jobName == null
+          ? "The spec is not valid, no training Job was created: " + st.message
+          : "The trainer refused the spec (Job " + st.jobName + "): " + st.message);
     } else if (st.phase == Phase.Succeeded) {
       events.normal(ftj, "Succeeded", "Training finished (" + st.reason + "): epoch " + TrainerStatus.progress(st)
           + (st.bestEpoch == null ? "" : ", best epoch " + st.bestEpoch)
-          + (st.bestValidationLoss == null ? "" : " with validation loss " + fmt(st.bestValidationLoss)));
+          + (st.bestValidationLoss == null ? "" : " with validation loss " + fmt(st.bestValidationLoss))
+          + "; " + results(ftj));
       LOG.info("msg=\"succeeded\" namespace={} name={}", ftj.getMetadata().getNamespace(), name);
     } else {
       events.warning(ftj, "Failed", "Training failed (" + st.reason + "): " + st.message);
       LOG.info("msg=\"failed\" namespace={} name={} reason={}", ftj.getMetadata().getNamespace(), name, st.reason);
     }
+  }
+
+  /** Where the results are and whether they outlive the FineTuneJob (the README's "Getting the results"). */
+  static String results(FineTuneJob ftj) {
+    String where = "results in pvc/" + Names.checkpointClaim(ftj) + ":" + Names.runDir(ftj)
+        + " (best/, checkpoints/, responses.jsonl, summary.json)";
+    return Names.createsClaim(ftj) && !Names.retainsClaim(ftj)
+        ? where + ", deleted with this FineTuneJob (spec.checkpoints.retainClaim: false)"
+        : where + ", kept when this FineTuneJob is deleted";
   }
 
   private static boolean suspendDropped(FineTuneJobStatus st) {

@@ -77,6 +77,15 @@ public final class Names {
     return named == null || named.isBlank();
   }
 
+  /**
+   * Whether the claim the operator creates outlives the job: unless spec.checkpoints.retainClaim is false (the CRD's
+   * default, and the Java default, is true; a missing value keeps the results too).
+   */
+  public static boolean retainsClaim(FineTuneJob ftj) {
+    var cp = ftj.getSpec().checkpoints;
+    return cp == null || !Boolean.FALSE.equals(cp.retainClaim);
+  }
+
   /** Run directory below the workspace: spec.checkpoints.path or the job's name. */
   public static String runDir(FineTuneJob ftj) {
     String path = ftj.getSpec().checkpoints == null ? null : ftj.getSpec().checkpoints.path;
