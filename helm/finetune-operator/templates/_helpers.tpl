@@ -54,3 +54,27 @@ app.kubernetes.io/component: operator
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end -}}
+
+{{/* The trainer images' tag: trainer.tag, else the chart's appVersion, which is the project's (pom) version. */}}
+{{- define "finetune.trainerTag" -}}
+{{- .Values.trainer.tag | default .Chart.AppVersion | toString -}}
+{{- end -}}
+
+{{/* Trainer image of jobs with GPUs: trainer.image, else the CUDA build, REPOSITORY:TAG-cuda. */}}
+{{- define "finetune.trainerImage" -}}
+{{- .Values.trainer.image | default (printf "%s:%s-cuda" .Values.trainer.repository (include "finetune.trainerTag" .)) -}}
+{{- end -}}
+
+{{/* Trainer image of jobs without GPUs: trainer.cpuImage, else the CPU build, REPOSITORY:TAG. */}}
+{{- define "finetune.trainerCpuImage" -}}
+{{- .Values.trainer.cpuImage | default (printf "%s:%s" .Values.trainer.repository (include "finetune.trainerTag" .)) -}}
+{{- end -}}
+
+{{/* imagePullSecrets' names, comma-separated, for the operator to put in trainer Pods. */}}
+{{- define "finetune.imagePullSecretNames" -}}
+{{- $names := list -}}
+{{- range .Values.imagePullSecrets -}}
+{{- $names = append $names (required "imagePullSecrets entries need a name" .name) -}}
+{{- end -}}
+{{- join "," $names -}}
+{{- end -}}

@@ -76,6 +76,24 @@ final class Chart {
     return objects;
   }
 
+  /** The project's version: the root pom.xml's, where every module inherits it from. */
+  static String projectVersion() {
+    try {
+      var pom = javax.xml.parsers.DocumentBuilderFactory.newInstance().newDocumentBuilder()
+          .parse(Repo.root().resolve("pom.xml").toFile()).getDocumentElement();
+      for (var n = pom.getFirstChild(); n != null; n = n.getNextSibling()) {
+        if (n.getNodeName().equals("version")) {
+          return n.getTextContent().strip();
+        }
+      }
+      throw new IllegalStateException("pom.xml has no <version>");
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    } catch (javax.xml.parsers.ParserConfigurationException | org.xml.sax.SAXException e) {
+      throw new IllegalStateException(e);
+    }
+  }
+
   static <T extends HasMetadata> List<T> ofKind(List<HasMetadata> objects, Class<T> type) {
     return objects.stream().filter(type::isInstance).map(type::cast).toList();
   }

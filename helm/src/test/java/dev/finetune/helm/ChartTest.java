@@ -17,6 +17,7 @@ import io.fabric8.kubernetes.api.model.ConfigMap;
 import io.fabric8.kubernetes.api.model.EnvVar;
 import io.fabric8.kubernetes.api.model.GenericKubernetesResource;
 import io.fabric8.kubernetes.api.model.HasMetadata;
+import io.fabric8.kubernetes.api.model.LocalObjectReference;
 import io.fabric8.kubernetes.api.model.Service;
 import io.fabric8.kubernetes.api.model.ServiceAccount;
 import io.fabric8.kubernetes.api.model.apps.Deployment;
@@ -55,7 +56,7 @@ class ChartTest {
     Deployment deployment = Chart.ofKind(objects, Deployment.class).get(0);
     assertThat(deployment.getMetadata().getNamespace()).isEqualTo(Chart.NAMESPACE);
     var container = deployment.getSpec().getTemplate().getSpec().getContainers().get(0);
-    assertThat(container.getImage()).isEqualTo("ghcr.io/finetune-dev/finetune-operator:0.1.0");
+    assertThat(container.getImage()).isEqualTo("ghcr.io/finetune-dev/finetune-operator:" + Chart.projectVersion());
     assertThat(container.getLivenessProbe().getHttpGet().getPath()).isEqualTo("/healthz");
     assertThat(container.getReadinessProbe().getHttpGet().getPath()).isEqualTo("/readyz");
     assertThat(container.getResources().getLimits()).containsKey("memory");
@@ -88,6 +89,7 @@ class ChartTest {
     }
     OperatorConfig config = OperatorConfig.fromEnv(env);
     assertThat(config.trainerImage()).isEqualTo("registry.example/trainer:9");
+    assertThat(config.trainerCpuImage()).isEqualTo("ghcr.io/finetune-dev/finetune-trainer:" + Chart.projectVersion());
     assertThat(config.trainerCpu()).isEqualTo("7");
     assertThat(config.trainerMemory()).isEqualTo("30Gi");
     assertThat(config.progressInterval().toSeconds()).isEqualTo(5);
@@ -130,8 +132,52 @@ class ChartTest {
             "NO_PROXY", "HF_HUB_CACHE", "HF_TOKEN");
   }
 
+  /** Jobs without GPUs run the CPU trainer image, jobs with GPUs the CUDA one, both from trainer.repository. */
+  @Test
+  void theTrainerImageFollowsTheJobsGpus() throws IOException {
+    String version = Chart.projectVersion();
+    OperatorConfig config = configOf(Chart.render(Map.of("trainer.repository", "registry.example/ml/finetune-trainer")));
+    assertThat(image(trainerJob(Repo.examples().resolve("small-cpu.yaml"), config))).as("gpus: 0")
+        .isEqualTo("registry.example/ml/finetune-trainer:" + version);
+    assertThat(image(trainerJob(Repo.examples().resolve("job.yaml"), config))).as("gpus: 1")
+        .isEqualTo("registry.example/ml/finetune-trainer:" + version + "-cuda");
+
+    // trainer.tag (a number stays a tag), then either image in full
+    OperatorConfig tagged = configOf(Chart.render(Map.of("trainer.repository", "registry.example/t", "trainer.tag", "2")));
+    assertThat(List.of(tagged.trainerCpuImage(), tagged.trainerImage()))
+        .containsExactly("registry.example/t:2", "registry.example/t:2-cuda");
+    OperatorConfig full = configOf(Chart.render(Map.of(
+        "trainer.image", "registry.example/gpu-trainer:9", "trainer.cpuImage", "registry.example/cpu-trainer:9")));
+    assertThat(image(trainerJob(Repo.examples().resolve("small-cpu.yaml"), full))).isEqualTo("registry.example/cpu-trainer:9");
+    assertThat(image(trainerJob(Repo.examples().resolve("job.yaml"), full))).isEqualTo("registry.example/gpu-trainer:9");
+  }
+
+  /** imagePullSecrets reach the operator's Pod and, through the operator's environment, every trainer Pod. */
+  @Test
+  void imagePullSecretsReachTheTrainerPods() throws IOException {
+    List<HasMetadata> objects = Chart.render(Map.of("imagePullSecrets[0].name", "regcred", "imagePullSecrets[1].name", "mirror"));
+    Deployment deployment = Chart.ofKind(objects, Deployment.class).get(0);
+    assertThat(deployment.getSpec().getTemplate().getSpec().getImagePullSecrets()).extracting(LocalObjectReference::getName)
+        .containsExactly("regcred", "mirror");
+    OperatorConfig config = configOf(objects);
+    assertThat(config.imagePullSecrets()).containsExactly("regcred", "mirror");
+    for (String example : List.of("small-cpu.yaml", "job.yaml")) {
+      assertThat(trainerJob(Repo.examples().resolve(example), config).getSpec().getTemplate().getSpec().getImagePullSecrets())
+          .as(example).extracting(LocalObjectReference::getName).containsExactly("regcred", "mirror");
+    }
+    // none by default
+    OperatorConfig plain = configOf(Chart.render(Map.of()));
+    assertThat(plain.imagePullSecrets()).isEmpty();
+    assertThat(trainerJob(Repo.examples().resolve("small-cpu.yaml"), plain).getSpec().getTemplate().getSpec()
+        .getImagePullSecrets()).isNullOrEmpty();
+  }
+
+  private static String image(Job job) {
+    return job.getSpec().getTemplate().getSpec().getContainers().get(0).getImage();
+  }
+
   /** The operator's configuration from the rendered Deployment's environment. */
-  private static OperatorConfig configOf(List<HasMetadata> objects) {
+  static OperatorConfig configOf(List<HasMetadata> objects) {
     Deployment deployment = Chart.ofKind(objects, Deployment.class).get(0);
     Map<String, String> env = new HashMap<>();
     for (EnvVar e : deployment.getSpec().getTemplate().getSpec().getContainers().get(0).getEnv()) {

@@ -2,17 +2,22 @@ package dev.finetune.helm;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.dataformat.yaml.YAMLFactory;
 import dev.finetune.api.FineTuneJobs;
 import dev.finetune.api.testing.Repo;
 import dev.finetune.api.trainer.TrainerContract;
 import dev.finetune.operator.config.OperatorConfig;
 import dev.finetune.operator.resources.TrainerResources;
+import io.fabric8.kubernetes.api.model.HasMetadata;
+import io.fabric8.kubernetes.api.model.apps.Deployment;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import org.junit.jupiter.api.Test;
@@ -118,10 +123,82 @@ class ImagesTest {
     assertThat(new TrainerResources(OperatorConfig.defaults()).command(job)).contains(TrainerContract.TRAINER_JAR);
   }
 
+  /** FROM's image, without a --platform flag. */
+  static String baseImage(Instruction from) {
+    return from.args().replaceFirst("^--platform=\\S+\\s+", "");
+  }
+
+  /**
+   * The trainer runs on Linux x86-64 alone (its libtorch and native library are x86-64 builds, and the trainer refuses
+   * other platforms), so every stage of the trainer images is pinned to linux/amd64: a build on an ARM machine (an
+   * Apple silicon Mac) still makes images x86-64 nodes run, and the README's docker run on a Mac runs them emulated.
+   */
+  @Test
+  void trainerImagesAreLinuxAmd64() throws IOException {
+    for (Path dockerfile : List.of(TRAINER_CPU, TRAINER_CUDA)) {
+      List<Instruction> froms = read(dockerfile).stream().filter(i -> i.keyword().equals("FROM")).toList();
+      assertThat(froms).as(dockerfile.toString()).isNotEmpty()
+          .allSatisfy(f -> assertThat(f.args()).startsWith("--platform=linux/amd64 "));
+    }
+  }
+
+  /** One version: the pom's is the chart's version and appVersion, and so every default image tag. */
+  @Test
+  void theChartsVersionIsThePomsVersion() throws IOException {
+    JsonNode chart = new ObjectMapper(new YAMLFactory()).readTree(Chart.DIR.resolve("Chart.yaml").toFile());
+    String version = Chart.projectVersion();
+    assertThat(chart.path("version").asText()).as("Chart.yaml version: the root pom.xml's version").isEqualTo(version);
+    assertThat(chart.path("appVersion").asText()).as("Chart.yaml appVersion: the root pom.xml's version").isEqualTo(version);
+    assertThat(OperatorConfig.VERSION).as("the operator's default image tag").isEqualTo(version);
+  }
+
+  @Test
+  void theDefaultImagesCarryTheProjectVersion() {
+    String version = Chart.projectVersion();
+    List<HasMetadata> objects = Chart.render(Map.of());
+    Deployment deployment = Chart.ofKind(objects, Deployment.class).get(0);
+    assertThat(deployment.getSpec().getTemplate().getSpec().getContainers().get(0).getImage())
+        .isEqualTo("ghcr.io/finetune-dev/finetune-operator:" + version);
+    OperatorConfig config = ChartTest.configOf(objects);
+    assertThat(config.trainerCpuImage()).isEqualTo("ghcr.io/finetune-dev/finetune-trainer:" + version);
+    assertThat(config.trainerImage()).isEqualTo("ghcr.io/finetune-dev/finetune-trainer:" + version + "-cuda");
+    // the operator's own defaults, without the chart, are the same images
+    assertThat(config.trainerCpuImage()).isEqualTo(OperatorConfig.DEFAULT_CPU_IMAGE);
+    assertThat(config.trainerImage()).isEqualTo(OperatorConfig.DEFAULT_IMAGE);
+  }
+
+  /**
+   * The build commands tag what the chart pulls: every image reference in the READMEs and the Dockerfiles' comments
+   * tags $VERSION (the CPU trainer, the operator) or $VERSION-cuda (the CUDA trainer), never a version by hand.
+   */
+  @Test
+  void theBuildCommandsTagWhatTheChartPulls() throws IOException {
+    Pattern reference = Pattern.compile("finetune-(operator|trainer):([\\w.$-]+)");
+    Pattern build = Pattern.compile("docker build .*-f (\\S+) .*-t \\S+/finetune-(?:operator|trainer):([\\w.$-]+)");
+    int builds = 0;
+    for (Path file : List.of(Repo.root().resolve("README.md"), Chart.DIR.resolve("README.md"), OPERATOR, TRAINER_CPU,
+        TRAINER_CUDA)) {
+      for (String line : Files.readAllLines(file)) {
+        Matcher m = reference.matcher(line);
+        while (m.find()) {
+          assertThat(m.group(2)).as(file + ": " + line).matches("\\$VERSION(-cuda)?");
+        }
+        Matcher b = build.matcher(line);
+        if (b.find()) {
+          builds++;
+          assertThat(b.group(2)).as(file + ": " + line).isEqualTo(b.group(1).endsWith(".cuda") ? "$VERSION-cuda" : "$VERSION");
+        }
+      }
+    }
+    assertThat(builds).as("docker build commands").isGreaterThanOrEqualTo(6);
+    assertThat(Files.readString(Repo.root().resolve("README.md")))
+        .contains("VERSION=$(mvn -q -N help:evaluate -Dexpression=project.version -DforceStdout)");
+  }
+
   @Test
   void cudaImageHasWhatDjlNeedsForCuda() throws IOException {
     List<Instruction> file = read(TRAINER_CUDA);
-    assertThat(file.get(0).args()).startsWith("nvidia/cuda:12.8");
+    assertThat(baseImage(file.get(0))).startsWith("nvidia/cuda:12.8");
     String parentPom = Files.readString(Repo.root().resolve("pom.xml"));
     Matcher libtorch = Pattern.compile("<libtorch.version>([^<]+)</libtorch.version>").matcher(parentPom);
     assertThat(libtorch.find()).isTrue();

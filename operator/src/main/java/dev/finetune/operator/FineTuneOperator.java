@@ -66,9 +66,10 @@ public final class FineTuneOperator implements AutoCloseable {
   }
 
   public FineTuneOperator start() {
-    LOG.info("msg=\"starting operator\" namespaces={} leaderElection={} trainerImage={} progressInterval={}s",
+    LOG.info("msg=\"starting operator\" namespaces={} leaderElection={} trainerImage={} trainerCpuImage={}"
+        + " progressInterval={}s",
         config.watchAllNamespaces() ? "all" : config.watchNamespaces().stream().sorted().collect(Collectors.joining(",")),
-        config.leaderElection(), config.trainerImage(), config.progressInterval().toSeconds());
+        config.leaderElection(), config.trainerImage(), config.trainerCpuImage(), config.progressInterval().toSeconds());
     operator.start();
     return this;
   }

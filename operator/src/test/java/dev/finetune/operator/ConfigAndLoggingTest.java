@@ -24,6 +24,8 @@ class ConfigAndLoggingTest {
     OperatorConfig c = OperatorConfig.fromEnv(Map.of());
     assertThat(c.watchAllNamespaces()).isTrue();
     assertThat(c.trainerImage()).isEqualTo(OperatorConfig.DEFAULT_IMAGE);
+    assertThat(c.trainerCpuImage()).isEqualTo(OperatorConfig.DEFAULT_CPU_IMAGE);
+    assertThat(c.imagePullSecrets()).isEmpty();
     assertThat(c.trainerCpu()).isEqualTo("2");
     assertThat(c.trainerMemory()).isEqualTo("8Gi");
     assertThat(c.trainerPort()).isEqualTo(9090);

@@ -68,7 +68,8 @@ class MockOperatorTest {
     Map<String, String> env = new HashMap<>();
     env.put("FINETUNE_TRAINER_PORT", String.valueOf(trainer.port()));
     env.put("FINETUNE_PROGRESS_INTERVAL_SECONDS", "1");
-    env.put("FINETUNE_TRAINER_IMAGE", "registry.example/trainer:test");
+    env.put("FINETUNE_TRAINER_IMAGE", "registry.example/trainer:test-cuda");
+    env.put("FINETUNE_TRAINER_CPU_IMAGE", "registry.example/trainer:test");
     env.put("FINETUNE_TRAINER_CPU", "3");
     env.put("FINETUNE_TRAINER_MEMORY", "5Gi");
     env.put("FINETUNE_LEADER_ELECTION_NAMESPACE", "finetune-system");
@@ -294,7 +295,10 @@ class MockOperatorTest {
     assertThat(cm.getData().get(TrainerContract.SPEC_KEY)).doesNotContain("status:", "uid:", "resourceVersion");
 
     PersistentVolumeClaim pvc = client.persistentVolumeClaims().inNamespace(ns).withName("shape-checkpoints").get();
-    assertOwnedBy(pvc.getMetadata().getOwnerReferences(), uid);
+    assertThat(pvc.getMetadata().getOwnerReferences()).as("kept when the job is deleted (retainClaim, the default)")
+        .isEmpty();
+    assertThat(pvc.getMetadata().getLabels()).containsEntry(Names.JOB_LABEL, "shape")
+        .containsEntry(Names.MANAGED_BY_LABEL, Names.MANAGED_BY);
     assertThat(pvc.getSpec().getResources().getRequests()).containsEntry("storage", new Quantity("1Gi"));
     assertThat(pvc.getSpec().getStorageClassName()).isEqualTo("fast");
     assertThat(pvc.getSpec().getAccessModes()).containsExactly("ReadWriteOnce");
@@ -316,7 +320,7 @@ class MockOperatorTest {
     create(ftj);
     Job job = awaitJob(ns, "existing-claim");
     Container c = job.getSpec().getTemplate().getSpec().getContainers().get(0);
-    assertThat(c.getImage()).isEqualTo("registry.example/trainer:test");
+    assertThat(c.getImage()).as("no GPUs: the CPU image").isEqualTo("registry.example/trainer:test");
     assertThat(c.getResources().getLimits()).containsEntry("cpu", new Quantity("3"))
         .containsEntry("memory", new Quantity("5Gi")).doesNotContainKey("nvidia.com/gpu");
     assertThat(c.getCommand()).endsWith("--output", "/workspace/existing-claim");
@@ -325,13 +329,45 @@ class MockOperatorTest {
             .isEqualTo("shared-results"));
     assertThat(client.persistentVolumeClaims().inNamespace(ns).list().getItems()).isEmpty();
 
-    FineTuneJob retained = Jobs.small("retained", ns);
-    retained.getSpec().checkpoints.retainClaim = true;
-    create(retained);
-    awaitJob(ns, "retained");
-    PersistentVolumeClaim pvc = client.persistentVolumeClaims().inNamespace(ns).withName("retained-checkpoints").get();
+    FineTuneJob deleted = Jobs.small("not-retained", ns);
+    deleted.getSpec().checkpoints.retainClaim = false;
+    String uid = create(deleted).getMetadata().getUid();
+    awaitJob(ns, "not-retained");
+    PersistentVolumeClaim pvc = client.persistentVolumeClaims().inNamespace(ns).withName("not-retained-checkpoints").get();
     assertThat(pvc).isNotNull();
-    assertThat(pvc.getMetadata().getOwnerReferences()).as("a retained claim has no owner").isEmpty();
+    assertOwnedBy(pvc.getMetadata().getOwnerReferences(), uid); // the garbage collector deletes it with the job
+  }
+
+  /**
+   * kubectl delete ftj keeps the claim with the results; a new job of the same name (the way to change a started job)
+   * adopts it instead of failing on its name, and makes no second one. The test plays the garbage collector.
+   */
+  @Test
+  void deletedAndRecreatedTheJobKeepsItsClaim() {
+    String ns = "recreate";
+    FineTuneJob first = create(Jobs.small("again", ns));
+    awaitJob(ns, "again");
+    PersistentVolumeClaim kept = client.persistentVolumeClaims().inNamespace(ns).withName("again-checkpoints").get();
+    assertThat(kept.getMetadata().getOwnerReferences()).isEmpty();
+    client.resource(first).delete();
+    await().until(() -> get(ns, "again") == null);
+    // the garbage collector: what the job owned goes, the claim stays
+    client.batch().v1().jobs().inNamespace(ns).withName("again-train").delete();
+    client.configMaps().inNamespace(ns).withName("again-spec").delete();
+    await().until(() -> client.batch().v1().jobs().inNamespace(ns).withName("again-train").get() == null
+        && client.configMaps().inNamespace(ns).withName("again-spec").get() == null);
+
+    FineTuneJob second = create(Jobs.small("again", ns));
+    Job job = awaitJob(ns, "again");
+    assertOwnedBy(job.getMetadata().getOwnerReferences(), second.getMetadata().getUid());
+    FineTuneJob st = awaitStatus(ns, "again", j -> j.getStatus().phase == Phase.Pending);
+    assertThat(st.getStatus().results).isEqualTo("pvc/again-checkpoints:again");
+    assertThat(client.persistentVolumeClaims().inNamespace(ns).list().getItems()).singleElement().satisfies(c -> {
+      assertThat(c.getMetadata().getUid()).as("the same claim").isEqualTo(kept.getMetadata().getUid());
+      assertThat(c.getMetadata().getOwnerReferences()).isEmpty();
+    });
+    assertThat(job.getSpec().getTemplate().getSpec().getVolumes()).anySatisfy(v -> assertThat(
+        v.getPersistentVolumeClaim() == null ? null : v.getPersistentVolumeClaim().getClaimName()).isEqualTo("again-checkpoints"));
   }
 
   @Test
@@ -438,6 +474,11 @@ class MockOperatorTest {
         "Created", "Started", "EpochFinished", "EpochFinished", "EpochFinished", "EarlyStopped", "Succeeded"));
     assertThat(events(ns, "run").stream().filter(e -> e.getReason().equals("EpochFinished")).map(Event::getMessage))
         .contains("Epoch 1/3 finished: train loss 3.0000, validation loss 3.5000");
+    // the end names where the results are, and that they outlive the FineTuneJob
+    assertThat(events(ns, "run").stream().filter(e -> e.getReason().equals("Succeeded")).map(Event::getMessage))
+        .singleElement().asString().startsWith("Training finished (EarlyStopped): epoch 3/5, best epoch 2")
+        .endsWith("; results in pvc/run-checkpoints:run (best/, checkpoints/, responses.jsonl, summary.json),"
+            + " kept when this FineTuneJob is deleted");
     // the end is recorded: now the TTL controller may delete the Job
     await().untilAsserted(() -> assertThat(client.batch().v1().jobs().inNamespace(ns).withName("run-train").get()
         .getSpec().getTtlSecondsAfterFinished()).isEqualTo(600));

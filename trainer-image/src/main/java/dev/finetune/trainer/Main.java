@@ -226,6 +226,14 @@ public final class Main {
 
   public static void main(String[] args) {
     defaultOffline();
+    // Before anything loads libtorch: on a platform the jar has none for, say so instead of an UnsatisfiedLinkError.
+    // Exit 3, as checkGpus does for a Pod without its GPU: the machine or image is wrong, and a retry cannot help.
+    String unsupported = Platform.needsEngine(args)
+        ? Platform.unsupported(System.getProperty("os.name"), System.getProperty("os.arch"), System.getenv()) : null;
+    if (unsupported != null) {
+      System.err.println("error: " + unsupported);
+      System.exit(ExitCodes.BAD_JOB);
+    }
     Integer nproc = nprocPerNode(args);
     if (nproc != null) {
       int code;

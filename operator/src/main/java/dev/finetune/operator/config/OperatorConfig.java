@@ -3,11 +3,12 @@ package dev.finetune.operator.config;
 import dev.finetune.api.trainer.TrainerContract;
 import java.time.Duration;
 import java.util.Arrays;
+import java.util.List;
 import java.util.Map;
 import java.util.Objects;
+import java.util.Properties;
 import java.util.Set;
 import java.util.function.Function;
-import java.util.stream.Collectors;
 
 /**
  * The operator's configuration, read from environment variables (the Helm chart sets them). Every variable
@@ -15,7 +16,12 @@ import java.util.stream.Collectors;
  *
  * <ul>
  *   <li>{@code FINETUNE_WATCH_NAMESPACES}: comma-separated namespaces to watch [empty: all namespaces]</li>
- *   <li>{@code FINETUNE_TRAINER_IMAGE}: trainer image when a job names none [{@value #DEFAULT_IMAGE}]</li>
+ *   <li>{@code FINETUNE_TRAINER_IMAGE}: trainer image (the CUDA build) of a job that names none and asks for GPUs
+ *       (spec.resources.gpus > 0) [ghcr.io/finetune-dev/finetune-trainer:VERSION-cuda]</li>
+ *   <li>{@code FINETUNE_TRAINER_CPU_IMAGE}: trainer image (the CPU build) of a job that names none and asks for no
+ *       GPUs [ghcr.io/finetune-dev/finetune-trainer:VERSION]; VERSION is the project's ({@link #VERSION})</li>
+ *   <li>{@code FINETUNE_TRAINER_IMAGE_PULL_SECRETS}: comma-separated Secrets (in each job's namespace) trainer Pods
+ *       pull their image with [empty: none]</li>
  *   <li>{@code FINETUNE_TRAINER_CPU}: CPU request and limit when a job names none [{@value #DEFAULT_CPU}]</li>
  *   <li>{@code FINETUNE_TRAINER_MEMORY}: memory request and limit when a job names none [{@value #DEFAULT_MEMORY}]</li>
  *   <li>{@code FINETUNE_TRAINER_JVM_OPTS}: JVM flags of the trainer, space-separated [{@value #DEFAULT_JVM_OPTS}]</li>
@@ -44,6 +50,8 @@ import java.util.stream.Collectors;
 public record OperatorConfig(
     Set<String> watchNamespaces,
     String trainerImage,
+    String trainerCpuImage,
+    List<String> imagePullSecrets,
     String trainerCpu,
     String trainerMemory,
     String jvmOpts,
@@ -62,7 +70,13 @@ public record OperatorConfig(
     String logFormat,
     String logLevel) {
 
-  public static final String DEFAULT_IMAGE = "ghcr.io/finetune-dev/finetune-trainer:0.1.0";
+  /** The project's version, from the pom (filtered into finetune-operator.properties): the default images' tag. */
+  public static final String VERSION = projectVersion();
+  public static final String DEFAULT_REPOSITORY = "ghcr.io/finetune-dev/finetune-trainer";
+  /** The CPU build, for jobs without GPUs; the chart's default too (both tag the project's version). */
+  public static final String DEFAULT_CPU_IMAGE = DEFAULT_REPOSITORY + ":" + VERSION;
+  /** The CUDA build, for jobs with GPUs. */
+  public static final String DEFAULT_IMAGE = DEFAULT_CPU_IMAGE + "-cuda";
   public static final String DEFAULT_CPU = "2";
   public static final String DEFAULT_MEMORY = "8Gi";
   public static final String DEFAULT_JVM_OPTS = "-XX:MaxRAMPercentage=75 -XX:+ExitOnOutOfMemoryError";
@@ -109,6 +123,8 @@ public record OperatorConfig(
   public OperatorConfig {
     watchNamespaces = Set.copyOf(watchNamespaces);
     Objects.requireNonNull(trainerImage, "trainerImage");
+    Objects.requireNonNull(trainerCpuImage, "trainerCpuImage");
+    imagePullSecrets = List.copyOf(imagePullSecrets);
     Objects.requireNonNull(hub, "hub");
     if (progressInterval.isNegative() || progressInterval.isZero()) {
       throw new IllegalArgumentException("FINETUNE_PROGRESS_INTERVAL_SECONDS must be at least 1");
@@ -132,12 +148,12 @@ public record OperatorConfig(
       String v = env.get(k);
       return v == null || v.isBlank() ? null : v.trim();
     };
-    Set<String> namespaces = get.apply("FINETUNE_WATCH_NAMESPACES") == null ? Set.of()
-        : Arrays.stream(get.apply("FINETUNE_WATCH_NAMESPACES").split(","))
-            .map(String::trim).filter(s -> !s.isEmpty()).collect(Collectors.toUnmodifiableSet());
+    Set<String> namespaces = Set.copyOf(list(get.apply("FINETUNE_WATCH_NAMESPACES")));
     return new OperatorConfig(
         namespaces,
         or(get.apply("FINETUNE_TRAINER_IMAGE"), DEFAULT_IMAGE),
+        or(get.apply("FINETUNE_TRAINER_CPU_IMAGE"), DEFAULT_CPU_IMAGE),
+        list(get.apply("FINETUNE_TRAINER_IMAGE_PULL_SECRETS")),
         or(get.apply("FINETUNE_TRAINER_CPU"), DEFAULT_CPU),
         or(get.apply("FINETUNE_TRAINER_MEMORY"), DEFAULT_MEMORY),
         or(get.apply("FINETUNE_TRAINER_JVM_OPTS"), DEFAULT_JVM_OPTS),
@@ -163,15 +179,39 @@ public record OperatorConfig(
   }
 
   public OperatorConfig withTrainerPort(int port) {
-    return new OperatorConfig(watchNamespaces, trainerImage, trainerCpu, trainerMemory, jvmOpts, port, trainerUid,
+    return new OperatorConfig(watchNamespaces, trainerImage, trainerCpuImage, imagePullSecrets, trainerCpu,
+        trainerMemory, jvmOpts, port, trainerUid,
         hub, progressInterval, progressTimeout, metricsPort, leaderElection, leaseNamespace, leaseName, identity,
         reconcileThreads, serverSideApply, logFormat, logLevel);
   }
 
   public OperatorConfig withProgressInterval(Duration interval) {
-    return new OperatorConfig(watchNamespaces, trainerImage, trainerCpu, trainerMemory, jvmOpts, trainerPort, trainerUid,
+    return new OperatorConfig(watchNamespaces, trainerImage, trainerCpuImage, imagePullSecrets, trainerCpu,
+        trainerMemory, jvmOpts, trainerPort, trainerUid,
         hub, interval, progressTimeout, metricsPort, leaderElection, leaseNamespace, leaseName, identity,
         reconcileThreads, serverSideApply, logFormat, logLevel);
+  }
+
+  /** A comma-separated list, blanks dropped; empty for null. */
+  private static List<String> list(String value) {
+    return value == null ? List.of()
+        : Arrays.stream(value.split(",")).map(String::trim).filter(s -> !s.isEmpty()).distinct().toList();
+  }
+
+  private static String projectVersion() {
+    try (var in = OperatorConfig.class.getResourceAsStream("/finetune-operator.properties")) {
+      Properties p = new Properties();
+      if (in != null) {
+        p.load(in);
+      }
+      String v = p.getProperty("version", "");
+      if (v.isBlank() || v.contains("${")) { // a build that skipped Maven's resource filtering
+        throw new IllegalStateException("finetune-operator.properties has no project version; build with Maven");
+      }
+      return v;
+    } catch (java.io.IOException e) {
+      throw new java.io.UncheckedIOException(e);
+    }
   }
 
   private static String or(String value, String fallback) {

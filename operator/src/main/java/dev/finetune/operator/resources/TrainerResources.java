@@ -19,6 +19,7 @@ import io.fabric8.kubernetes.api.model.ContainerPort;
 import io.fabric8.kubernetes.api.model.ContainerPortBuilder;
 import io.fabric8.kubernetes.api.model.EnvVar;
 import io.fabric8.kubernetes.api.model.EnvVarBuilder;
+import io.fabric8.kubernetes.api.model.LocalObjectReference;
 import io.fabric8.kubernetes.api.model.ObjectMeta;
 import io.fabric8.kubernetes.api.model.ObjectMetaBuilder;
 import io.fabric8.kubernetes.api.model.OwnerReference;
@@ -103,10 +104,14 @@ public final class TrainerResources {
     return b.build();
   }
 
-  /** The checkpoint claim; owned (deleted with the job) unless spec.checkpoints.retainClaim. */
+  /**
+   * The checkpoint claim. Kept when the job is deleted (no owner reference; labelled for the job, so a new job of the
+   * same name adopts it) unless spec.checkpoints.retainClaim is false: then owned, and deleted with the job by the
+   * garbage collector.
+   */
   public PersistentVolumeClaim claim(FineTuneJob ftj) {
     var cp = ftj.getSpec().checkpoints;
-    boolean retain = cp != null && Boolean.TRUE.equals(cp.retainClaim);
+    boolean retain = Names.retainsClaim(ftj);
     String size = cp == null ? new CheckpointSpec().size : cp.size;
     return new PersistentVolumeClaimBuilder()
         .withMetadata(meta(ftj, Names.claim(ftj), !retain))
@@ -244,6 +249,9 @@ public final class TrainerResources {
             .withFsGroupChangePolicy(hubCacheClaim(ftj) == null ? null : "OnRootMismatch")
             .withNewSeccompProfile().withType("RuntimeDefault").endSeccompProfile()
             .build())
+        // the chart's imagePullSecrets: Secrets of those names in the job's namespace (Secrets are namespaced)
+        .withImagePullSecrets(config.imagePullSecrets().isEmpty() ? null
+            : config.imagePullSecrets().stream().map(LocalObjectReference::new).toList())
         .withContainers(container(ftj, workers))
         .withVolumes(volumes(ftj, workers))
         .endSpec()
@@ -328,7 +336,7 @@ public final class TrainerResources {
     }
     return new ContainerBuilder()
         .withName(Names.CONTAINER)
-        .withImage(spec.image == null || spec.image.isBlank() ? config.trainerImage() : spec.image)
+        .withImage(image(ftj))
         .withImagePullPolicy(blankToNull(spec.imagePullPolicy))
         .withCommand(command(ftj))
         .withPorts(ports(ftj, worker))
@@ -346,6 +354,19 @@ public final class TrainerResources {
             .withNewSeccompProfile().withType("RuntimeDefault").endSeccompProfile()
             .build())
         .build();
+  }
+
+  /**
+   * The trainer image: spec.image, else the CUDA build for a job that asks for GPUs and the CPU build for one that
+   * does not (the CUDA image is several GB and needs a GPU node's driver; a CPU job would pull it for nothing).
+   */
+  public String image(FineTuneJob ftj) {
+    FineTuneJobSpec spec = ftj.getSpec();
+    if (spec.image != null && !spec.image.isBlank()) {
+      return spec.image;
+    }
+    Integer gpus = spec.resources == null ? null : spec.resources.gpus;
+    return gpus != null && gpus > 0 ? config.trainerImage() : config.trainerCpuImage();
   }
 
   private List<ContainerPort> ports(FineTuneJob ftj, boolean worker) {
