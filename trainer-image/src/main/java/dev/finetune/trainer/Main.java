@@ -36,6 +36,7 @@ public final class Main {
   static final String USAGE = """
       usage: java -jar finetune-trainer.jar JOB.yaml [--output DIR] [--restart] [--more-epochs] [--nproc-per-node N]
              java -jar finetune-trainer.jar JOB.yaml --plan [--device-memory SIZE] [--json]
+             java -jar finetune-trainer.jar JOB.yaml --inspect-data N [--json]
              java -jar finetune-trainer.jar --check-engine | --help | --version""";
 
   static final String HELP = USAGE + """
@@ -59,6 +60,12 @@ public final class Main {
                         and writes no run. Planned for a GPU when spec.resources.gpus > 0 or with
           --device-memory SIZE  the GPU's memory, e.g. 24Gi (an L4), 80Gi (an H100)
           --json        the plan as one JSON object (totalBytes, the parts in bytes, fits)
+        --inspect-data N
+                        show the first N training records as the model will see them: the prompt text with
+                        the tokens the loss trains in [[ ]] (the rest is -100) and token counts; reads the
+                        data and the tokenizer files only (a hub model: config.json and the tokenizer), trains
+                        nothing and writes no run
+          --json        one JSON object a record: {"text", "input_ids", "labels"} (labels: -100 or the token)
         --check-engine  load libtorch and the tokenizers and train one tiny step
         --help          this text
         --version       the trainer's version
@@ -315,6 +322,9 @@ public final class Main {
     }
     if (PlanCommand.asked(args)) {
       return PlanCommand.run(args, System.out, System.err);
+    }
+    if (InspectCommand.asked(args)) {
+      return InspectCommand.run(args, System.out, System.err);
     }
     Distributed dist;
     try {

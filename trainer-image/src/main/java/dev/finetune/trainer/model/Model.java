@@ -83,12 +83,55 @@ public final class Model implements AutoCloseable {
           + " (GPT-2, Llama incl. SmolLM2, Qwen2, Mistral)");
     }
     try {
-      TextTokenizer tok = TextTokenizer.load(dir.resolve("tokenizer.json"), SpecialTokens.endOfText(dir, endOfText));
-      return new Model(net, tok, dir);
+      return new Model(net, tokenizer(dir, endOfText), dir);
     } catch (IOException | RuntimeException e) {
       net.close();
       throw e;
     }
+  }
+
+  private static TextTokenizer tokenizer(Path dir, int endOfTextInConfig) throws IOException {
+    return TextTokenizer.load(dir.resolve("tokenizer.json"), SpecialTokens.endOfText(dir, endOfTextInConfig));
+  }
+
+  /** A tokenizer and the context length it serves, without the weights. */
+  public record TokenizerOnly(TextTokenizer tokenizer, int contextLength) implements AutoCloseable {
+    @Override
+    public void close() {
+      tokenizer.close();
+    }
+  }
+
+  /**
+   * The tokenizer of the job's model and its context length, from config.json and the tokenizer files alone (a hub
+   * model: those files alone, into the hub cache, else into {@code cacheDir}): what --inspect-data needs.
+   */
+  public static TokenizerOnly tokenizer(ModelSpec spec, Path jobDir, HubSettings hub, Path cacheDir) throws IOException {
+    if (spec.scratch != null) {
+      return new TokenizerOnly(new ByteTokenizer(), spec.scratch.contextLength);
+    }
+    Path dir;
+    if (spec.path != null) {
+      dir = resolve(spec, spec.path, jobDir);
+    } else if (spec.hub != null) {
+      Hub repo = hubRepo(spec, hub, cacheDir, DownloadListener.NONE);
+      repo.file("config.json");
+      for (String f : SIDECARS) {
+        repo.optionalFile(f);
+      }
+      repo.file("tokenizer.json");
+      dir = repo.snapshot();
+    } else {
+      throw new BadJobException("spec.model names no model; set one of hub, path or scratch");
+    }
+    for (String f : new String[] {"config.json", "tokenizer.json"}) {
+      if (!Files.isRegularFile(dir.resolve(f))) {
+        throw new BadJobException("model directory " + dir + " has no " + f + "; the tokenizer needs config.json and"
+            + " tokenizer.json (HuggingFace layout)");
+      }
+    }
+    ModelShape shape = ModelShape.read(dir.resolve("config.json"));
+    return new TokenizerOnly(tokenizer(dir, shape.endOfText()), shape.contextLength());
   }
 
   /** config.json's model_type; GPT-2 when it names none (as older GPT-2 checkpoints do). */

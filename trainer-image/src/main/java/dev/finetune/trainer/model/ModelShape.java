@@ -46,6 +46,9 @@ public sealed interface ModelShape permits GptConfig, LlamaConfig {
 
   int contextLength();
 
+  /** The end-of-text token id config.json names (the tokenizer's special tokens may say otherwise). */
+  int endOfText();
+
   default long parameterCount() {
     return weights().values().stream().mapToLong(Shape::size).sum();
   }
