@@ -221,6 +221,36 @@ class HubTest {
     assertThat(fake.bytesSent("model.safetensors")).isEqualTo(WEIGHTS.length);
   }
 
+  /** What a second trainer (another process) does: downloads one file of a repository into a cache, prints its path. */
+  public static void main(String[] args) throws Exception {
+    HubSettings settings = HubSettings.from(Map.of("HF_ENDPOINT", args[0]));
+    System.out.println(new Hub(settings, Path.of(args[1]), RepoKind.MODEL, args[2], "main", null).file(args[3]));
+  }
+
+  @Test
+  void jobsInOtherProcessesShareOneCacheAndDownloadEachBlobOnce() throws Exception {
+    byte[] big = random(8_000_000, 3);
+    repo.file("big.safetensors", big);
+    List<Process> others = new ArrayList<>();
+    for (int i = 0; i < 2; i++) {
+      others.add(new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "java").toString(), "-cp",
+          System.getProperty("java.class.path"), HubTest.class.getName(), fake.endpoint(), cache.toString(), "org/tiny",
+          "big.safetensors").redirectErrorStream(true).start());
+    }
+    Path mine = hub("org/tiny", null, null).file("big.safetensors");
+    for (Process p : others) {
+      String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+      assertThat(p.waitFor()).as(out).isZero();
+      assertThat(out.lines().reduce((a, b) -> b).orElse("")).isEqualTo(mine.toString());
+    }
+    assertThat(Files.readAllBytes(mine)).isEqualTo(big);
+    // one process downloaded it; the others found the blob whole (after waiting on its lock, when they overlapped)
+    assertThat(fake.bytesSent("big.safetensors")).isEqualTo(big.length);
+    try (var blobs = Files.list(cache.resolve("models--org--tiny/blobs"))) {
+      assertThat(blobs.map(b -> b.getFileName().toString())).noneMatch(n -> n.endsWith(".incomplete"));
+    }
+  }
+
   @Test
   void theEnvironmentNamesEndpointTokenCacheAndProxies(@TempDir Path home) throws Exception {
     HubSettings none = HubSettings.from(Map.of());
