@@ -334,8 +334,9 @@ class MainTest {
           assertThat(fake.requests()).hasSize(requests); // the second job asks the hub nothing
         }
       }
-      // the dropped transfer resumed: the weights crossed the wire once
-      assertThat(fake.bytesSent("model.safetensors")).isEqualTo(Files.size(Fixtures.tinyGpt2().resolve("model.safetensors")));
+      // the dropped transfer resumed: the weights crossed the wire once, but for what was in flight at the drop
+      assertThat(fake.bytesSent("model.safetensors"))
+          .isLessThanOrEqualTo(Files.size(Fixtures.tinyGpt2().resolve("model.safetensors")) + 1000);
       assertThat(dir.resolve("runs/fromhub/model-cache")).doesNotExist(); // HF_HUB_CACHE, not the run folder
     }
   }

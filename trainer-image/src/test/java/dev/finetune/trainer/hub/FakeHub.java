@@ -336,8 +336,8 @@ public final class FakeHub implements AutoCloseable {
     AtomicLong counter = sent.computeIfAbsent(file.path(), p -> new AtomicLong());
     for (int off = 0; off < limit; off += 1 << 16) {
       int n = (int) Math.min(1 << 16, limit - off);
+      counter.addAndGet(n); // before the write: a client that has the bytes finds them counted
       out.write(body, off, n);
-      counter.addAndGet(n);
     }
     if (limit < body.length) {
       // Short of the promised Content-Length: throwing out of the handler makes the JDK server
