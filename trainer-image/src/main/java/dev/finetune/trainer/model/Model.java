@@ -115,11 +115,7 @@ public final class Model implements AutoCloseable {
       dir = resolve(spec, spec.path, jobDir);
     } else if (spec.hub != null) {
       Hub repo = hubRepo(spec, hub, cacheDir, DownloadListener.NONE);
-      repo.file("config.json");
-      for (String f : SIDECARS) {
-        repo.optionalFile(f);
-      }
-      repo.file("tokenizer.json");
+      tokenizerFiles(repo);
       dir = repo.snapshot();
     } else {
       throw new BadJobException("spec.model names no model; set one of hub, path or scratch");
@@ -175,11 +171,7 @@ public final class Model implements AutoCloseable {
     if (commit.isPresent() && complete(hub.snapshot())) {
       return hub.snapshot();
     }
-    hub.file("config.json");
-    for (String f : SIDECARS) {
-      hub.optionalFile(f);
-    }
-    hub.file("tokenizer.json");
+    tokenizerFiles(hub);
     if (hub.optionalFile(HfWeights.SINGLE).isEmpty()) {
       hub.file(HfWeights.INDEX); // larger models ship shards listed by an index
       for (String shard : HfWeights.shards(hub.snapshot())) {
@@ -187,6 +179,15 @@ public final class Model implements AutoCloseable {
       }
     }
     return hub.snapshot();
+  }
+
+  /** config.json first (it pins the revision to a commit), the optional files, then the tokenizer. */
+  private static void tokenizerFiles(Hub hub) throws IOException {
+    hub.file("config.json");
+    for (String f : SIDECARS) {
+      hub.optionalFile(f);
+    }
+    hub.file("tokenizer.json");
   }
 
   private static boolean complete(Path dir) throws IOException {

@@ -16,9 +16,7 @@ import dev.finetune.trainer.BadJobException;
 import dev.finetune.trainer.SpecChangedException;
 import dev.finetune.trainer.data.Collator;
 import dev.finetune.trainer.data.Record;
-import dev.finetune.trainer.hub.DownloadListener;
 import dev.finetune.trainer.hub.HubSettings;
-import dev.finetune.trainer.hub.RepoKind;
 import dev.finetune.api.LoraSpec;
 import dev.finetune.trainer.model.CausalLm;
 import dev.finetune.trainer.model.Gpt2;
@@ -107,21 +105,6 @@ public final class Trainer {
     return hub;
   }
 
-  /** Downloads from the hub, told to the listener (/progress, the run's record). */
-  private DownloadListener downloads() {
-    return new DownloadListener() {
-      @Override
-      public void onDownload(String message, boolean finished) {
-        listener.onDownload(message, finished);
-      }
-
-      @Override
-      public void onResolved(RepoKind kind, String repo, String revision, String commit) {
-        listener.onResolved(kind, repo, revision, commit);
-      }
-    };
-  }
-
   /** Lets a finished run train on to a raised spec.training.epochs (--more-epochs). */
   public void allowMoreEpochs(boolean allow) {
     moreEpochs = allow;
@@ -153,7 +136,7 @@ public final class Trainer {
     Files.createDirectories(outputDir);
     try (NDManager base = NDManager.newBaseManager();
         Model model = Model.fromSpec(spec.model, jobDir, outputDir, base,
-            WeightStorage.forRun(spec.training.lora != null, precision().bf16()), hub(), downloads())) {
+            WeightStorage.forRun(spec.training.lora != null, precision().bf16()), hub(), listener)) {
       return train(spec, base, model);
     }
   }
@@ -170,7 +153,7 @@ public final class Trainer {
     if (t.lora != null) {
       attachLora(spec, model.net());
     }
-    TrainingData data = TrainingData.load(spec.dataset, model, jobDir, outputDir, hub(), downloads());
+    TrainingData data = TrainingData.load(spec.dataset, model, jobDir, outputDir, hub(), listener);
     testSplit = data.test();
     int firstBatch = Math.min(t.batchSize, data.train().size());
     if (dist.size() > firstBatch) {

@@ -3,6 +3,7 @@ package dev.finetune.trainer.train;
 import dev.finetune.api.EpochRecord;
 import dev.finetune.api.FineTuneJob;
 import dev.finetune.trainer.data.Record;
+import dev.finetune.trainer.hub.DownloadListener;
 import dev.finetune.trainer.hub.RepoKind;
 import dev.finetune.trainer.model.Model;
 import java.nio.file.Path;
@@ -13,16 +14,14 @@ import java.util.List;
  * trainer calls these on its training thread, in order. Implementations should be quick and must not throw;
  * an exception thrown here fails the run.
  */
-public interface TrainingListener {
+public interface TrainingListener extends DownloadListener {
 
   /**
-   * While the model or data downloads from the hub: what, how far, how fast ({@code finished} once a file is whole).
-   * Called on the downloading thread, before {@link #onStart}.
+   * While the model or data downloads from the hub (before {@link #onStart}): what, how far, how fast; and
+   * {@link #onResolved}, the commit a hub revision resolved to, for the run's record.
    */
+  @Override
   default void onDownload(String message, boolean finished) {}
-
-  /** A hub revision resolved to {@code commit}: the run's record says what it trained on. */
-  default void onResolved(RepoKind kind, String repo, String revision, String commit) {}
 
   /** Model and data are ready; training (or resuming) begins. */
   default void onStart(RunInfo run) {}
