@@ -1,6 +1,7 @@
 package dev.finetune.api;
 
 import com.fasterxml.jackson.annotation.JsonInclude;
+import com.fasterxml.jackson.annotation.JsonProperty;
 import com.fasterxml.jackson.annotation.JsonPropertyDescription;
 import io.fabric8.generator.annotation.Max;
 import io.fabric8.generator.annotation.Min;
@@ -29,8 +30,14 @@ import io.fabric8.generator.annotation.ValidationRule;
     message = "is 0; training needs some records")
 @ValidationRule(value = "has(self.files) || self.split.validation > 0.0", fieldPath = ".split.validation",
     message = "is 0; validation loss picks the best epoch, give it some records (e.g. 0.05)")
-@ValidationRule(value = "!has(self.columns) || self.columns.all(k, k in ['instruction', 'input', 'output'])",
-    fieldPath = ".columns", message = "names a field the trainer does not read; the keys are instruction, input and output")
+@ValidationRule(value = "!has(self.columns) || self.columns.all(k, k in ['instruction', 'input', 'output', 'messages'])",
+    fieldPath = ".columns", message = "names a field the trainer does not read; the keys are instruction, input, output and messages")
+@ValidationRule(value = "!has(self.chatTemplate) || self.promptStyle == 'chat'", fieldPath = ".chatTemplate",
+    message = "is set but promptStyle is not chat; set spec.dataset.promptStyle: chat to use it")
+@ValidationRule(value = "!has(self.trainOn) || self.promptStyle == 'chat'", fieldPath = ".trainOn",
+    message = "is set but promptStyle is not chat; with alpaca or phi3, spec.dataset.maskPrompt says what trains")
+@ValidationRule(value = "!(self.promptStyle == 'chat' && self.maskPrompt == true)", fieldPath = ".maskPrompt",
+    message = "is for alpaca and phi3; with promptStyle chat, spec.dataset.trainOn says what trains (assistantTurns by default)")
 public class DatasetSpec {
   static final String SOURCES = "[has(self.path), has(self.configMap), has(self.url), has(self.synthetic), has(self.files), has(self.hub)]";
   static final String SPLIT_SUM = "(self.split.train + self.split.validation + self.split.test)";
@@ -58,17 +65,23 @@ public class DatasetSpec {
   @JsonPropertyDescription("A dataset repository on the Hugging Face hub (HF_ENDPOINT's, else huggingface.co): some of its files, or one split of the hub's Parquet conversion. Downloaded once into the hub cache (spec.model.cacheClaim, else the checkpoint volume).")
   public HubDataset hub;
 
-  @JsonPropertyDescription("Which column (field) of the data holds each field the trainer reads, where the names differ: e.g. {instruction: question, output: answer}. Keys: instruction, input, output.")
+  @JsonPropertyDescription("Which column (field) of the data holds each field the trainer reads, where the names differ: e.g. {instruction: question, output: answer}, or {messages: dialog}. Keys: instruction, input, output, messages.")
   public java.util.Map<String, String> columns;
 
   @JsonPropertyDescription("Fractions of the records for train, validation and test (they must sum to 1.0); ignored with files.")
   public SplitSpec split = new SplitSpec();
 
-  @JsonPropertyDescription("How a record becomes a prompt: alpaca (### Instruction / ### Input / ### Response) or phi3 (<|User|> / <|Assistant|>).")
+  @JsonPropertyDescription("How a record becomes the model's text: alpaca (### Instruction / ### Input / ### Response), phi3 (<|User|> / <|Assistant|>), or chat (the model's own chat template; records are conversations: messages [{role, content}] or ShareGPT conversations [{from, value}], and instruction records become one user and one assistant turn).")
   public PromptStyle promptStyle = PromptStyle.ALPACA;
 
-  @JsonPropertyDescription("Train only on the response: the targets inside the instruction and input are ignored by the loss (-100).")
+  @JsonPropertyDescription("alpaca and phi3: train only on the response; the targets inside the instruction and input are ignored by the loss (-100). With chat, use trainOn.")
   public Boolean maskPrompt = false;
+
+  @JsonPropertyDescription("chat only: the chat template to render with, for a model that has none or to replace its own; saved with the trained model as chat_template.jinja.")
+  public ChatTemplateSource chatTemplate;
+
+  @JsonPropertyDescription("chat only: which tokens the loss trains. assistantTurns (default): each assistant message's content and the end-of-turn token that closes it ({% generation %} blocks where the template has them); lastAssistantTurn: the last one only; allTokens: every token of the conversation.")
+  public TrainOn trainOn;
 
   @Min(2)
   @Max(1048576)
@@ -77,6 +90,28 @@ public class DatasetSpec {
 
   @JsonPropertyDescription("Accept records of more than twice maxLength tokens and cut them to maxLength. False: such a record is an error that names it, since most of it would be cut away and the model would learn from a fragment.")
   public Boolean truncateLongRecords = false;
+
+  /** What the loss trains in a chat record. */
+  public enum TrainOn {
+    @JsonProperty("assistantTurns")
+    ASSISTANT_TURNS,
+    @JsonProperty("lastAssistantTurn")
+    LAST_ASSISTANT_TURN,
+    @JsonProperty("allTokens")
+    ALL_TOKENS
+  }
+
+  /** A chat template given by the job: exactly one of {@code template} or {@code path}. */
+  @JsonInclude(JsonInclude.Include.NON_NULL)
+  @ValidationRule(value = "has(self.template) != has(self.path)",
+      message = "must give either template (the Jinja text) or path (a file that holds it), not both or neither")
+  public static class ChatTemplateSource {
+    @JsonPropertyDescription("The chat template's Jinja text, as tokenizer_config.json's chat_template holds it.")
+    public String template;
+
+    @JsonPropertyDescription("A file that holds the chat template (e.g. chat_template.jinja): on the dataset volume when spec.dataset.claimName is set, else relative to the job file.")
+    public String path;
+  }
 
   /** A hub dataset: exactly one of {@code files} or {@code split}. */
   @JsonInclude(JsonInclude.Include.NON_NULL)

@@ -135,8 +135,9 @@ class ValidatorTest {
     assertThatThrownBy(() -> FineTuneJobs.readValid(file))
         .isInstanceOf(InvalidJobException.class)
         .satisfies(e -> assertThat(((InvalidJobException) e).problems()).extracting(Problem::toString).containsExactlyInAnyOrder(
-            "spec.dataset.promptstyle: unknown field (line 10); did you mean promptStyle? (known fields here: claimName,"
-                + " columns, configMap, files, hub, maskPrompt, maxLength, path, promptStyle, split, synthetic, truncateLongRecords, url)",
+            "spec.dataset.promptstyle: unknown field (line 10); did you mean promptStyle? (known fields here: chatTemplate,"
+                + " claimName, columns, configMap, files, hub, maskPrompt, maxLength, path, promptStyle, split, synthetic, trainOn,"
+                + " truncateLongRecords, url)",
             "spec.trainig: unknown field (line 11); did you mean training? (known fields here: activeDeadlineSeconds,"
                 + " affinity, backoffLimit, checkpoints, dataset, earlyStopping, evaluation, image, imagePullPolicy, labels,"
                 + " model, nodeSelector, priorityClassName, resources, serviceAccountName, suspend, tolerations, training,"

@@ -7,13 +7,17 @@ import dev.finetune.api.FineTuneJobSpec;
 import dev.finetune.api.FineTuneJobs;
 import dev.finetune.api.trainer.TrainerContract.ExitCodes;
 import dev.finetune.api.validation.InvalidJobException;
+import dev.finetune.api.PromptStyle;
+import dev.finetune.trainer.data.ChatFormat;
 import dev.finetune.trainer.data.Collator;
+import dev.finetune.trainer.data.PromptFormat;
 import dev.finetune.trainer.data.Datasets;
 import dev.finetune.trainer.data.Record;
 import dev.finetune.trainer.hub.DownloadListener;
 import dev.finetune.trainer.hub.HubSettings;
 import dev.finetune.trainer.model.Model;
 import dev.finetune.trainer.model.TextTokenizer;
+import dev.finetune.trainer.model.TokenizerConfig;
 import dev.finetune.trainer.train.TrainingData;
 import java.io.IOException;
 import java.io.PrintStream;
@@ -91,25 +95,31 @@ final class InspectCommand {
       List<Record> records = splits.train().subList(0, Math.min(n, splits.train().size()));
       int maxLength = Math.min(spec.dataset.maxLength, t.contextLength());
       Collator collator = new Collator(t.tokenizer().endOfText(), maxLength, Boolean.TRUE.equals(spec.dataset.maskPrompt));
-      List<Collator.Example> examples = TrainingData.tokenize(t.tokenizer(), spec.dataset, records);
+      TokenizerConfig config = ChatFormat.jobTemplate(spec.dataset, jobDir).map(t.config()::withChatTemplate)
+          .orElse(t.config());
+      PromptFormat format = PromptFormat.of(spec.dataset, t.tokenizer(), config);
+      List<Collator.Example> examples = TrainingData.tokenize(format, records);
       if (!json) {
-        out.printf("the first %d of %d training records of %s (%s, promptStyle %s, maskPrompt %s, maxLength %d), as"
+        boolean chat = spec.dataset.promptStyle == PromptStyle.CHAT;
+        out.printf("the first %d of %d training records of %s (%s, promptStyle %s, %s, maxLength %d), as"
             + " the model sees them: the loss trains the tokens in %s %s, the rest is -100%n", records.size(),
             splits.train().size(), job.getMetadata().getName(), splits.source(), spec.dataset.promptStyle.toString()
-                .toLowerCase(), Boolean.TRUE.equals(spec.dataset.maskPrompt), maxLength, OPEN, CLOSE);
+                .toLowerCase(), chat ? "trainOn " + (spec.dataset.trainOn == null ? "assistantTurns"
+                : JSON.convertValue(spec.dataset.trainOn, String.class)) : "maskPrompt "
+                + Boolean.TRUE.equals(spec.dataset.maskPrompt), maxLength, OPEN, CLOSE);
       }
       for (int i = 0; i < records.size(); i++) {
-        Seen seen = seen(collator, examples.get(i), t.tokenizer().endOfText());
+        Collator.Labelled seen = collator.labelled(examples.get(i)).cut(maxLength);
         if (json) {
           ObjectNode o = JSON.createObjectNode();
-          o.put("text", t.tokenizer().decode(seen.inputIds()));
-          Arrays.stream(seen.inputIds()).forEach(o.putArray("input_ids")::add);
+          o.put("text", t.tokenizer().decode(seen.ids()));
+          Arrays.stream(seen.ids()).forEach(o.putArray("input_ids")::add);
           Arrays.stream(seen.labels()).forEach(o.putArray("labels")::add);
           out.println(JSON.writeValueAsString(o));
         } else {
           long trained = Arrays.stream(seen.labels()).filter(l -> l != Collator.IGNORE).count();
           out.printf("%n--- record %d (%s): %d tokens, %d trained, %d -100%n%s%n", i + 1, records.get(i).where(),
-              seen.inputIds().length, trained, seen.inputIds().length - trained, marked(t.tokenizer(), seen));
+              seen.ids().length, trained, seen.ids().length - trained, marked(t.tokenizer(), seen));
         }
       }
     } finally {
@@ -119,33 +129,15 @@ final class InspectCommand {
     }
   }
 
-  /**
-   * A record as training sees it, in the convention of HF's labels: {@code inputIds} are the tokens up to maxLength
-   * with the end-of-text the collator appends, and {@code labels[j]} is {@code inputIds[j]} where the loss trains the
-   * prediction of token j, else -100 (the first token is never predicted).
-   */
-  record Seen(long[] inputIds, long[] labels) {}
-
-  static Seen seen(Collator collator, Collator.Example e, long endOfText) {
-    long[] targets = collator.collate(List.of(e)).targets()[0];
-    long[] all = Arrays.copyOf(e.tokens(), e.tokens().length + 1);
-    all[e.tokens().length] = endOfText;
-    long[] ids = Arrays.copyOf(all, targets.length + 1); // what maxLength leaves
-    long[] labels = new long[ids.length];
-    labels[0] = Collator.IGNORE;
-    System.arraycopy(targets, 0, labels, 1, targets.length);
-    return new Seen(ids, labels);
-  }
-
   /** The text, each run of trained tokens decoded together and put in {@link #OPEN} and {@link #CLOSE}. */
-  static String marked(TextTokenizer tok, Seen s) {
+  static String marked(TextTokenizer tok, Collator.Labelled s) {
     StringBuilder text = new StringBuilder();
     int start = 0;
-    for (int j = 1; j <= s.inputIds().length; j++) {
-      boolean edge = j == s.inputIds().length
+    for (int j = 1; j <= s.ids().length; j++) {
+      boolean edge = j == s.ids().length
           || (s.labels()[j] == Collator.IGNORE) != (s.labels()[start] == Collator.IGNORE);
       if (edge) {
-        String run = tok.decode(Arrays.copyOfRange(s.inputIds(), start, j));
+        String run = tok.decode(Arrays.copyOfRange(s.ids(), start, j));
         text.append(s.labels()[start] == Collator.IGNORE ? run : OPEN + run + CLOSE);
         start = j;
       }

@@ -8,6 +8,7 @@ import dev.finetune.api.FineTuneJob;
 import dev.finetune.api.FineTuneJobSpec;
 import dev.finetune.api.LoraSpec;
 import dev.finetune.api.ModelSpec;
+import dev.finetune.api.PromptStyle;
 import dev.finetune.api.ResourcesSpec;
 import dev.finetune.api.ScratchModelSpec;
 import dev.finetune.api.TrainingSpec;
@@ -147,8 +148,8 @@ public final class FineTuneJobValidator {
     }
     if (data.columns != null) {
       for (String key : data.columns.keySet()) {
-        if (!List.of("instruction", "input", "output").contains(key)) {
-          add("spec.dataset.columns." + key, "is not a field the trainer reads; the keys are instruction, input and output");
+        if (!List.of("instruction", "input", "output", "messages").contains(key)) {
+          add("spec.dataset.columns." + key, "is not a field the trainer reads; the keys are instruction, input, output and messages");
         }
       }
     }
@@ -182,7 +183,21 @@ public final class FineTuneJobValidator {
       }
     }
     if (data.promptStyle == null) {
-      add("spec.dataset.promptStyle", "is empty; use alpaca or phi3");
+      add("spec.dataset.promptStyle", "is empty; use alpaca, phi3 or chat");
+    }
+    boolean chat = data.promptStyle == PromptStyle.CHAT;
+    if (data.chatTemplate != null && !chat) {
+      add("spec.dataset.chatTemplate", "is set but promptStyle is not chat; set spec.dataset.promptStyle: chat to use it");
+    }
+    if (data.chatTemplate != null && (data.chatTemplate.template == null) == (data.chatTemplate.path == null)) {
+      add("spec.dataset.chatTemplate", "must give either template (the Jinja text) or path (a file that holds it), not both or neither");
+    }
+    if (data.trainOn != null && !chat) {
+      add("spec.dataset.trainOn", "is set but promptStyle is not chat; with alpaca or phi3, spec.dataset.maskPrompt says what trains");
+    }
+    if (chat && Boolean.TRUE.equals(data.maskPrompt)) {
+      add("spec.dataset.maskPrompt", "is for alpaca and phi3; with promptStyle chat, spec.dataset.trainOn says what trains"
+          + " (assistantTurns by default)");
     }
     between("spec.dataset.maxLength", data.maxLength, 2, 1048576);
     if (model != null && model.scratch != null && data.maxLength != null && model.scratch.contextLength != null

@@ -184,29 +184,6 @@ public final class ChatTemplate {
     return v;
   }
 
-  /** The model's chat template: chat_template.jinja, else tokenizer_config.json's chat_template. */
-  public static Optional<String> fromModelDir(Path dir) throws IOException {
-    Path jinja = dir.resolve("chat_template.jinja");
-    if (Files.isRegularFile(jinja)) {
-      return Optional.of(Files.readString(jinja));
-    }
-    Path config = dir.resolve("tokenizer_config.json");
-    if (!Files.isRegularFile(config)) {
-      return Optional.empty();
-    }
-    JsonNode t = JSON.readTree(config.toFile()).path("chat_template");
-    if (t.isTextual()) {
-      return Optional.of(t.asText());
-    }
-    // A list of named templates: transformers' apply_chat_template uses the one named "default".
-    for (JsonNode named : t) {
-      if ("default".equals(named.path("name").asText())) {
-        return Optional.of(named.path("template").asText());
-      }
-    }
-    return Optional.empty();
-  }
-
   private static Jinjava newJinjava() {
     JinjavaConfig config = JinjavaConfig.newBuilder()
         .withTrimBlocks(true)

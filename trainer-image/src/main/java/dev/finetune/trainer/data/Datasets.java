@@ -237,12 +237,29 @@ public final class Datasets {
     }
 
     String describe() {
-      return describe("instruction") + ", an optional string " + describe("input") + " and a string " + describe("output");
+      return describe("instruction") + ", an optional string " + describe("input") + " and a string " + describe("output")
+          + ", or a conversation: " + describe("messages") + " [{role, content}] or 'conversations' [{from, value}]";
+    }
+
+    /** The field that holds a record's conversation: messages (or the column named for it), else ShareGPT's conversations. */
+    String conversation(JsonNode node) {
+      if (!node.isObject()) {
+        return null;
+      }
+      if (node.has(of("messages"))) {
+        return of("messages");
+      }
+      return of("messages").equals("messages") && node.has("conversations") ? "conversations" : null;
     }
   }
 
   private static void record(JsonNode node, String where, List<Record> out, List<String> problems, Columns columns) {
     if (problems.size() >= 10) {
+      return;
+    }
+    String conversation = node == null ? null : columns.conversation(node);
+    if (conversation != null) {
+      Conversations.read(node.get(conversation), conversation, where, problems).ifPresent(m -> out.add(Record.conversation(m, where)));
       return;
     }
     if (node == null || !node.isObject()) {

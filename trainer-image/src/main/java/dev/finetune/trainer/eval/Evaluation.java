@@ -6,11 +6,12 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.finetune.api.EvaluationSpec;
 import dev.finetune.api.EvaluationStatus;
 import dev.finetune.api.FineTuneJob;
-import dev.finetune.api.PromptStyle;
+import dev.finetune.api.DatasetSpec;
 import dev.finetune.api.trainer.TrainerContract;
 import dev.finetune.trainer.model.Generator;
 import dev.finetune.trainer.model.Model;
-import dev.finetune.trainer.data.Prompts;
+import dev.finetune.trainer.model.TextTokenizer;
+import dev.finetune.trainer.data.PromptFormat;
 import dev.finetune.trainer.data.Record;
 import dev.finetune.trainer.train.TrainingListener;
 import dev.finetune.trainer.observe.Observability;
@@ -24,9 +25,10 @@ import java.util.List;
 
 /**
  * After training: the best weights answer every test-split prompt (greedy at temperature 0, else sampled with
- * temperature and top-k from the spec's seed; at most maxNewTokens, stopping at end-of-text) into
+ * temperature and top-k from the spec's seed; at most maxNewTokens, stopping at any of the model's end tokens) into
  * {@code responses.jsonl}, one JSON object a line:
- * {@code {"instruction", "input", "output", "model_response"}} (the reference's chapter 7 keys), plus
+ * {@code {"instruction", "input", "output", "model_response"}} (the reference's chapter 7 keys; for a conversation
+ * also {@code "messages"}, the turns before the held-out assistant turn, which {@code "output"} holds), plus
  * {@code "score"} (0-100) or {@code "score_error"} when a judge is configured. A judge failure is counted in
  * {@link EvaluationStatus#scoreFailures}, never fatal. After three unreachable answers in a row (timeouts,
  * refused connections) the judge is given up and the remaining answers are counted as failures unsent, so a
@@ -69,7 +71,7 @@ public final class Evaluation {
         return null;
       }
       obs.evaluationStarted(test.size());
-      EvaluationStatus status = run(spec, job.getSpec().dataset.promptStyle, result.bestModel(), test, obs.outputDir(),
+      EvaluationStatus status = run(spec, job.getSpec().dataset, result.bestModel(), test, obs.outputDir(),
           System.getenv(TrainerContract.ENV_JUDGE_API_KEY));
       obs.evaluationFinished(status);
       return status;
@@ -81,13 +83,17 @@ public final class Evaluation {
     }
   }
 
-  /** Loads the HF-layout model in {@code modelDir} and evaluates with it. */
-  public static EvaluationStatus run(EvaluationSpec spec, PromptStyle style, Path modelDir, List<Record> test,
+  /**
+   * Loads the HF-layout model in {@code modelDir} and evaluates with it, in the dataset's prompt format (a chat
+   * template the job gave is in the directory: the trainer saves it with the model).
+   */
+  public static EvaluationStatus run(EvaluationSpec spec, DatasetSpec dataset, Path modelDir, List<Record> test,
       Path outputDir, String judgeApiKey) throws IOException {
     try (NDManager manager = NDManager.newBaseManager(); Model model = Model.load(modelDir, manager)) {
       long start = System.nanoTime();
       Generator generator = new Generator(model);
-      Answerer answerer = answerer(generator, spec);
+      PromptFormat format = PromptFormat.of(dataset, model.tokenizer(), model.tokenizerConfig());
+      Answerer answerer = answerer(generator, model.tokenizer(), format, test, spec);
       Answerer timed = (prompt, index) -> {
         String answer = answerer.answer(prompt, index);
         if (index == test.size() - 1) {
@@ -97,14 +103,18 @@ public final class Evaluation {
         }
         return answer;
       };
-      return run(spec, style, timed, test, outputDir, judge(spec, judgeApiKey));
+      return run(spec, format, timed, test, outputDir, judge(spec, judgeApiKey));
     }
   }
 
-  /** Greedy or sampled decoding with the model, as the spec says; each prompt gets seed + its index. */
-  public static Answerer answerer(Generator generator, EvaluationSpec spec) {
-    return (prompt, index) -> generator.generate(prompt, spec.maxNewTokens, spec.temperature, spec.topK,
-        spec.seed + index);
+  /**
+   * Greedy or sampled decoding with the model, as the spec says, from the format's prompt ids of test record
+   * {@code index}; each prompt gets seed + its index.
+   */
+  public static Answerer answerer(Generator generator, TextTokenizer tokenizer, PromptFormat format, List<Record> test,
+      EvaluationSpec spec) {
+    return (prompt, index) -> tokenizer.decode(generator.generateTokens(format.promptIds(test.get(index)),
+        spec.maxNewTokens, spec.temperature, spec.topK, spec.seed + index, true));
   }
 
   /** The judge the spec names, or null. */
@@ -113,11 +123,11 @@ public final class Evaluation {
   }
 
   /** Answers, writes responses.jsonl, judges when a judge is given (rewriting the file with the scores). */
-  public static EvaluationStatus run(EvaluationSpec spec, PromptStyle style, Answerer answerer, List<Record> test,
+  public static EvaluationStatus run(EvaluationSpec spec, PromptFormat format, Answerer answerer, List<Record> test,
       Path outputDir, JudgeClient judge) throws IOException {
     Path file = outputDir.resolve(TrainerContract.RESPONSES_FILE);
     long start = System.nanoTime();
-    List<Response> responses = answerAll(style, answerer, test, start);
+    List<Response> responses = answerAll(format, answerer, test, start);
     write(file, responses);
     EvaluationStatus status = new EvaluationStatus();
     status.responses = responses.size();
@@ -169,12 +179,12 @@ public final class Evaluation {
   }
 
   /** The answerer's answer to every test prompt, in order, with a progress line every 25. */
-  private static List<Response> answerAll(PromptStyle style, Answerer answerer, List<Record> test, long start) {
+  private static List<Response> answerAll(PromptFormat format, Answerer answerer, List<Record> test, long start) {
     List<Response> responses = new ArrayList<>(test.size());
     System.out.println("evaluation: answering " + test.size() + " test prompts");
     for (int i = 0; i < test.size(); i++) {
       Record r = test.get(i);
-      String answer = answerer.answer(Prompts.prompt(style, r), i).strip();
+      String answer = answerer.answer(format.prompt(r), i).strip();
       responses.add(new Response(r, answer, null, null));
       if ((i + 1) % 25 == 0) {
         System.out.printf("evaluation: %d/%d answered (%.0f s)%n", i + 1, test.size(), (System.nanoTime() - start) / 1e9);
@@ -196,6 +206,9 @@ public final class Evaluation {
       line.put("instruction", r.record().instruction());
       line.put("input", r.record().input() == null ? "" : r.record().input());
       line.put("output", r.record().output());
+      if (r.record().isConversation()) {
+        line.set("messages", JSON.valueToTree(r.record().context())); // what the answer continues
+      }
       line.put("model_response", r.modelResponse());
       if (r.score() != null) {
         line.put("score", r.score());

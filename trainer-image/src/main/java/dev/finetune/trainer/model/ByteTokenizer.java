@@ -123,6 +123,26 @@ public final class ByteTokenizer implements TextTokenizer {
     return ids;
   }
 
+  /** One id a UTF-8 byte; the bytes of a character share its place in the text. */
+  @Override
+  public Encoded encodeRendered(String text) {
+    long[] ids = encode(text);
+    int[] starts = new int[ids.length];
+    int[] ends = new int[ids.length];
+    int k = 0;
+    for (int unit = 0; unit < text.length(); ) {
+      int cp = text.codePointAt(unit);
+      int next = unit + Character.charCount(cp);
+      int bytes = new String(Character.toChars(cp)).getBytes(StandardCharsets.UTF_8).length;
+      for (int b = 0; b < bytes; b++, k++) {
+        starts[k] = unit;
+        ends[k] = next;
+      }
+      unit = next;
+    }
+    return new Encoded(ids, starts, ends);
+  }
+
   @Override
   public String decode(long[] ids) {
     ByteArrayOutputStream out = new ByteArrayOutputStream();

@@ -11,16 +11,18 @@ import java.util.Random;
 public final class Generator {
   private final CausalLm net;
   private final TextTokenizer tokenizer;
+  private final long[] stopTokens;
   private long generatedTokens;
 
   public Generator(Model model) {
     this.net = model.net();
     this.tokenizer = model.tokenizer();
+    this.stopTokens = model.tokenizerConfig().stopTokens();
   }
 
   /**
-   * Continues {@code prompt} by up to {@code maxNewTokens} tokens and returns only the new text, stopping at
-   * end-of-text. Temperature 0 is greedy decoding; above 0 it samples (among the {@code topK} most likely
+   * Continues {@code prompt} by up to {@code maxNewTokens} tokens and returns only the new text, stopping at any of
+   * the model's end tokens (end-of-text, and every eos_token_id of config.json and generation_config.json). Temperature 0 is greedy decoding; above 0 it samples (among the {@code topK} most likely
    * tokens when topK > 0) with {@code seed}. With a KV cache: each new token costs one row of the network, not
    * the whole sequence again; once the text outgrows the context length, the window slides and every token
    * is computed afresh over the last context-length tokens, as without a cache.
@@ -30,12 +32,16 @@ public final class Generator {
   }
 
   /**
-   * The new token ids of {@link #generate(String, int, double, int, long)} (end-of-text not included), with the KV
+   * The new token ids of {@link #generate(String, int, double, int, long)} (the end token not included), with the KV
    * cache or (the reference) without.
    */
   public long[] generateTokens(String prompt, int maxNewTokens, double temperature, int topK, long seed,
       boolean kvCache) {
-    long[] ids = tokenizer.encode(prompt);
+    return generateTokens(tokenizer.encode(prompt), maxNewTokens, temperature, topK, seed, kvCache);
+  }
+
+  /** As {@link #generateTokens(String, int, double, int, long, boolean)}, after a prompt's ids. */
+  public long[] generateTokens(long[] ids, int maxNewTokens, double temperature, int topK, long seed, boolean kvCache) {
     long[] out = new long[0];
     Random rnd = new Random(seed);
     int ctx = net.contextLength();
@@ -58,7 +64,7 @@ public final class Generator {
           next = temperature <= 0 ? argmax(last) : sample(last, temperature, topK, rnd);
         }
         generatedTokens++;
-        if (next == tokenizer.endOfText()) {
+        if (stops(next)) {
           break;
         }
         out = concat(out, new long[] {next});
@@ -67,7 +73,16 @@ public final class Generator {
     return out;
   }
 
-  /** Tokens generated so far by this generator (end-of-text included), for throughput figures. */
+  private boolean stops(long id) {
+    for (long s : stopTokens) {
+      if (s == id) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /** Tokens generated so far by this generator (end tokens included), for throughput figures. */
   public long generatedTokens() {
     return generatedTokens;
   }

@@ -25,20 +25,26 @@ public final class Model implements AutoCloseable {
   /** The model_type values config.json may name. */
   public static final List<String> SUPPORTED_TYPES = List.of("gpt2", "llama", "qwen2", "mistral");
   /** Files of an HF directory besides config, weights and tokenizer.json that a saved model carries along. */
-  static final List<String> SIDECARS = List.of("tokenizer_config.json", "special_tokens_map.json", "generation_config.json");
+  static final List<String> SIDECARS = List.of("tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
+      "chat_template.jinja");
+  /** Where {@link #save} writes a chat template the job gave (transformers and vLLM read it before tokenizer_config's). */
+  static final String CHAT_TEMPLATE_FILE = "chat_template.jinja";
 
   private final CausalLm net;
   private final TextTokenizer tokenizer;
   private final Path source;
+  private TokenizerConfig tokenizerConfig;
+  private boolean jobChatTemplate;
 
   public Model(CausalLm net, TextTokenizer tokenizer) {
-    this(net, tokenizer, null);
+    this(net, tokenizer, null, TokenizerConfig.none(tokenizer.endOfText()));
   }
 
-  private Model(CausalLm net, TextTokenizer tokenizer, Path source) {
+  private Model(CausalLm net, TextTokenizer tokenizer, Path source, TokenizerConfig tokenizerConfig) {
     this.net = net;
     this.tokenizer = tokenizer;
     this.source = source;
+    this.tokenizerConfig = tokenizerConfig;
   }
 
   public CausalLm net() {
@@ -47,6 +53,17 @@ public final class Model implements AutoCloseable {
 
   public TextTokenizer tokenizer() {
     return tokenizer;
+  }
+
+  /** The special tokens, chat template and end-of-answer ids of the model's directory (or the job's template). */
+  public TokenizerConfig tokenizerConfig() {
+    return tokenizerConfig;
+  }
+
+  /** The chat template a job gives (spec.dataset.chatTemplate): used instead of the model's, and saved with it. */
+  public void useChatTemplate(String template) {
+    tokenizerConfig = tokenizerConfig.withChatTemplate(template);
+    jobChatTemplate = true;
   }
 
   /**
@@ -83,7 +100,8 @@ public final class Model implements AutoCloseable {
           + " (GPT-2, Llama incl. SmolLM2, Qwen2, Mistral)");
     }
     try {
-      return new Model(net, tokenizer(dir, endOfText), dir);
+      TextTokenizer tok = tokenizer(dir, endOfText);
+      return new Model(net, tok, dir, TokenizerConfig.read(dir, tok.endOfText()));
     } catch (IOException | RuntimeException e) {
       net.close();
       throw e;
@@ -91,11 +109,11 @@ public final class Model implements AutoCloseable {
   }
 
   private static TextTokenizer tokenizer(Path dir, int endOfTextInConfig) throws IOException {
-    return TextTokenizer.load(dir.resolve("tokenizer.json"), SpecialTokens.endOfText(dir, endOfTextInConfig));
+    return TextTokenizer.load(dir.resolve("tokenizer.json"), TokenizerConfig.endOfText(dir, endOfTextInConfig));
   }
 
-  /** A tokenizer and the context length it serves, without the weights. */
-  public record TokenizerOnly(TextTokenizer tokenizer, int contextLength) implements AutoCloseable {
+  /** A tokenizer, its config and the context length it serves, without the weights. */
+  public record TokenizerOnly(TextTokenizer tokenizer, TokenizerConfig config, int contextLength) implements AutoCloseable {
     @Override
     public void close() {
       tokenizer.close();
@@ -108,7 +126,7 @@ public final class Model implements AutoCloseable {
    */
   public static TokenizerOnly tokenizer(ModelSpec spec, Path jobDir, HubSettings hub, Path cacheDir) throws IOException {
     if (spec.scratch != null) {
-      return new TokenizerOnly(new ByteTokenizer(), spec.scratch.contextLength);
+      return new TokenizerOnly(new ByteTokenizer(), TokenizerConfig.none(ByteTokenizer.END_OF_TEXT), spec.scratch.contextLength);
     }
     Path dir;
     if (spec.path != null) {
@@ -127,7 +145,8 @@ public final class Model implements AutoCloseable {
       }
     }
     ModelShape shape = ModelShape.read(dir.resolve("config.json"));
-    return new TokenizerOnly(tokenizer(dir, shape.endOfText()), shape.contextLength());
+    TextTokenizer tok = tokenizer(dir, shape.endOfText());
+    return new TokenizerOnly(tok, TokenizerConfig.read(dir, tok.endOfText()), shape.contextLength());
   }
 
   /** config.json's model_type; GPT-2 when it names none (as older GPT-2 checkpoints do). */
@@ -272,6 +291,9 @@ public final class Model implements AutoCloseable {
       if (source != null && Files.isRegularFile(source.resolve(f))) {
         Files.copy(source.resolve(f), dir.resolve(f), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
       }
+    }
+    if (jobChatTemplate) {
+      Files.writeString(dir.resolve(CHAT_TEMPLATE_FILE), tokenizerConfig.chatTemplate().orElseThrow());
     }
   }
 

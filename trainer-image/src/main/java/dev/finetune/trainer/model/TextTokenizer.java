@@ -13,6 +13,15 @@ public interface TextTokenizer extends AutoCloseable {
 
   long[] encode(String text);
 
+  /**
+   * A chat template's rendered text as transformers' apply_chat_template tokenizes it: no tokens put in front (the
+   * template writes its own), special-token text as one id; with each id's place in the text.
+   */
+  Encoded encodeRendered(String text);
+
+  /** Token ids and where each came from: {@code starts[i]} to {@code ends[i]}, indices into the Java String. */
+  record Encoded(long[] ids, int[] starts, int[] ends) {}
+
   String decode(long[] ids);
 
   /** The end-of-text id: appended to every record and used as padding. */
@@ -74,6 +83,28 @@ public interface TextTokenizer extends AutoCloseable {
       long[] all = java.util.Arrays.copyOf(prefix, prefix.length + ids.length);
       System.arraycopy(ids, 0, all, prefix.length, ids.length);
       return all;
+    }
+
+    @Override
+    public Encoded encodeRendered(String text) {
+      ai.djl.huggingface.tokenizers.Encoding e = tokenizer.encode(text, false, false);
+      ai.djl.huggingface.tokenizers.jni.CharSpan[] spans = e.getCharTokenSpans();
+      // the tokenizers library counts code points; a String counts UTF-16 units (2 for a character outside the BMP)
+      int[] unitOf = new int[text.codePointCount(0, text.length()) + 1];
+      for (int cp = 0, unit = 0; cp < unitOf.length; cp++) {
+        unitOf[cp] = unit;
+        if (unit < text.length()) {
+          unit += Character.charCount(text.codePointAt(unit));
+        }
+      }
+      long[] ids = e.getIds();
+      int[] starts = new int[ids.length];
+      int[] ends = new int[ids.length];
+      for (int i = 0; i < ids.length; i++) {
+        starts[i] = spans[i] == null ? 0 : unitOf[Math.min(spans[i].getStart(), unitOf.length - 1)];
+        ends[i] = spans[i] == null ? 0 : unitOf[Math.min(spans[i].getEnd(), unitOf.length - 1)];
+      }
+      return new Encoded(ids, starts, ends);
     }
 
     @Override

@@ -7,10 +7,11 @@ import dev.finetune.trainer.data.Collator;
 import dev.finetune.trainer.data.Datasets;
 import dev.finetune.trainer.hub.DownloadListener;
 import dev.finetune.trainer.hub.HubSettings;
-import dev.finetune.trainer.data.Prompts;
+import dev.finetune.api.PromptStyle;
+import dev.finetune.trainer.data.ChatFormat;
+import dev.finetune.trainer.data.PromptFormat;
 import dev.finetune.trainer.data.Record;
 import dev.finetune.trainer.model.Model;
-import dev.finetune.trainer.model.TextTokenizer;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -28,7 +29,7 @@ public record TrainingData(Collator collator, List<Collator.Example> train, List
 
   /** The longest training batch's length: what the activations are planned for. */
   int longest() {
-    return Math.min(maxLength, train.stream().mapToInt(e -> e.tokens().length + 1).max().orElse(1));
+    return Math.min(maxLength, train.stream().mapToInt(Collator.Example::length).max().orElse(1));
   }
 
   /**
@@ -49,12 +50,32 @@ public record TrainingData(Collator collator, List<Collator.Example> train, List
       System.out.println("spec.dataset.maxLength " + maxLength + " is above the model's context length; using " + context);
       maxLength = context;
     }
+    java.util.Optional<String> template = ChatFormat.jobTemplate(ds, jobDir);
+    template.ifPresent(model::useChatTemplate); // saved with the model, so that it answers as it was trained
+    PromptFormat format = PromptFormat.of(ds, model.tokenizer(), model.tokenizerConfig());
     Collator collator = new Collator(model.tokenizer().endOfText(), maxLength, Boolean.TRUE.equals(ds.maskPrompt));
-    List<Collator.Example> train = tokenize(model.tokenizer(), ds, splits.train());
-    List<Collator.Example> validation = tokenize(model.tokenizer(), ds, splits.validation());
+    conversationsNeedChat(ds, splits);
+    List<Collator.Example> train = tokenize(format, splits.train());
+    List<Collator.Example> validation = tokenize(format, splits.validation());
     checkRecords(collator, splits.train(), train, ds, maxLength);
-    checkLength(model.tokenizer(), ds, splits, maxLength);
+    checkLength(format, ds, splits, train, validation, maxLength);
     return new TrainingData(collator, train, validation, splits.test(), maxLength);
+  }
+
+  /** Conversations with promptStyle alpaca or phi3: a bad job that names them. */
+  public static void conversationsNeedChat(DatasetSpec ds, Datasets.Splits splits) {
+    if (ds.promptStyle == PromptStyle.CHAT) {
+      return;
+    }
+    List<String> conversations = new ArrayList<>();
+    for (List<Record> split : List.of(splits.train(), splits.validation(), splits.test())) {
+      split.stream().filter(Record::isConversation).forEach(r -> conversations.add(r.where()));
+    }
+    if (!conversations.isEmpty()) {
+      throw new BadDataException(conversations.size() + " records are conversations (messages or conversations), which"
+          + " promptStyle " + ds.promptStyle.toString().toLowerCase() + " cannot write: " + named(conversations)
+          + ". Set spec.dataset.promptStyle: chat to render them with the model's chat template");
+    }
   }
 
   /** How many offending records a message names before it gives only the count. */
@@ -73,8 +94,8 @@ public record TrainingData(Collator collator, List<Collator.Example> train, List
     List<String> truncated = new ArrayList<>();
     for (int i = 0; i < examples.size(); i++) {
       Collator.Example e = examples.get(i);
-      String where = records.get(i).where() + " (" + (e.tokens().length + 1) + " tokens)";
-      if (e.tokens().length + 1 > maxLength) {
+      String where = records.get(i).where() + " (" + e.length() + " tokens)";
+      if (e.length() > maxLength) {
         truncated.add(where);
       }
       if (Arrays.stream(collator.collate(List.of(e)).targets()[0]).allMatch(y -> y == Collator.IGNORE)) {
@@ -82,11 +103,13 @@ public record TrainingData(Collator collator, List<Collator.Example> train, List
       }
     }
     String why = "no target token within spec.dataset.maxLength (" + maxLength + ")"
-        + (Boolean.TRUE.equals(ds.maskPrompt) ? " once spec.dataset.maskPrompt hides the prompt" : "");
+        + (Boolean.TRUE.equals(ds.maskPrompt) ? " once spec.dataset.maskPrompt hides the prompt" : "")
+        + (ds.promptStyle == PromptStyle.CHAT ? " (spec.dataset.trainOn: " + trainOn(ds) + ")" : "");
     if (empty.size() == examples.size()) {
       throw new BadDataException("all " + examples.size() + " training records have " + why + ": the prompt fills it. Raise"
-          + " maxLength (and the model's context length) or shorten the prompts (promptStyle phi3 is shorter than alpaca): "
-          + named(empty));
+          + " maxLength (and the model's context length) or shorten the prompts"
+          + (ds.promptStyle == PromptStyle.CHAT ? " (the system prompt and the turns before the assistant's)"
+              : " (promptStyle phi3 is shorter than alpaca)") + ": " + named(empty));
     }
     if (!truncated.isEmpty()) {
       System.out.println("warning: " + truncated.size() + " of " + examples.size() + " training records are longer than"
@@ -102,18 +125,22 @@ public record TrainingData(Collator collator, List<Collator.Example> train, List
    * A record more than {@link #FAR_ABOVE} times maxLength would be mostly cut away (or, in the test split, answered
    * from a cut prompt): a bad job that names the records, unless the spec opts into truncation.
    */
-  static void checkLength(TextTokenizer tok, DatasetSpec ds, Datasets.Splits splits, int maxLength) {
+  static void checkLength(PromptFormat format, DatasetSpec ds, Datasets.Splits splits, List<Collator.Example> train,
+      List<Collator.Example> validation, int maxLength) {
     if (Boolean.TRUE.equals(ds.truncateLongRecords)) {
       return;
     }
     List<Record> all = new ArrayList<>(splits.train());
     all.addAll(splits.validation());
     all.addAll(splits.test());
+    List<Collator.Example> examples = new ArrayList<>(train);
+    examples.addAll(validation);
+    examples.addAll(tokenize(format, splits.test()));
     List<String> farAbove = new ArrayList<>();
-    for (Record r : all) {
-      int tokens = tok.encode(Prompts.full(ds.promptStyle, r)).length + 1;
+    for (int i = 0; i < all.size(); i++) {
+      int tokens = examples.get(i).length();
       if (tokens > (long) FAR_ABOVE * maxLength) {
-        farAbove.add(r.where() + " (" + tokens + " tokens)");
+        farAbove.add(all.get(i).where() + " (" + tokens + " tokens)");
       }
     }
     if (!farAbove.isEmpty()) {
@@ -142,12 +169,19 @@ public record TrainingData(Collator collator, List<Collator.Example> train, List
     return idx.stream().mapToInt(Integer::intValue).toArray();
   }
 
-  public static List<Collator.Example> tokenize(TextTokenizer tok, DatasetSpec ds, List<Record> records) {
+  public static List<Collator.Example> tokenize(PromptFormat format, List<Record> records) {
     List<Collator.Example> out = new ArrayList<>(records.size());
     for (Record r : records) {
-      int prompt = tok.encode(Prompts.instructionPart(ds.promptStyle, r)).length;
-      out.add(new Collator.Example(tok.encode(Prompts.full(ds.promptStyle, r)), prompt));
+      out.add(format.example(r));
     }
     return out;
+  }
+
+  private static String trainOn(DatasetSpec ds) {
+    return ds.trainOn == null ? "assistantTurns" : switch (ds.trainOn) {
+      case ASSISTANT_TURNS -> "assistantTurns";
+      case LAST_ASSISTANT_TURN -> "lastAssistantTurn";
+      case ALL_TOKENS -> "allTokens";
+    };
   }
 }

@@ -246,22 +246,4 @@ class ChatTemplateTest {
     assertThat(r.generationSpans().get(0)).containsExactly(15, 25);
     assertThat(r.generationSpans().get(1)).containsExactly(38, 49);
   }
-
-  @Test
-  void fromModelDirReadsEitherForm(@TempDir Path dir) throws Exception {
-    assertThat(ChatTemplate.fromModelDir(dir)).isEmpty();
-
-    Files.writeString(dir.resolve("tokenizer_config.json"), "{\"chat_template\": \"{{ bos_token }}\\n{% x %}\"}");
-    assertThat(ChatTemplate.fromModelDir(dir)).contains("{{ bos_token }}\n{% x %}");
-
-    Files.writeString(dir.resolve("tokenizer_config.json"), "{\"chat_template\": [{\"name\": \"tool_use\", "
-        + "\"template\": \"T\"}, {\"name\": \"default\", \"template\": \"D\"}]}");
-    assertThat(ChatTemplate.fromModelDir(dir)).contains("D");
-
-    Files.writeString(dir.resolve("tokenizer_config.json"), "{\"bos_token\": \"<s>\"}");
-    assertThat(ChatTemplate.fromModelDir(dir)).isEmpty();
-
-    Files.writeString(dir.resolve("chat_template.jinja"), "J\n");
-    assertThat(ChatTemplate.fromModelDir(dir)).contains("J\n"); // the .jinja file wins
-  }
 }

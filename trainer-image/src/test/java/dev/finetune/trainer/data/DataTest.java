@@ -3,6 +3,7 @@ package dev.finetune.trainer.data;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import dev.finetune.trainer.data.PromptFormat;
 import dev.finetune.api.DatasetSpec;
 import dev.finetune.api.PromptStyle;
 import dev.finetune.api.TrainingSpec;
@@ -121,7 +122,7 @@ class DataTest {
     DatasetSpec ds = new DatasetSpec();
     ds.promptStyle = PromptStyle.PHI3;
     Record r = new Record("Say hi.", "", "hi");
-    Collator.Example e = TrainingData.tokenize(tok, ds, List.of(r)).get(0);
+    Collator.Example e = TrainingData.tokenize(new PromptFormat.Instructions(ds.promptStyle, tok), List.of(r)).get(0);
     int p = "<|User|>\nSay hi.".length();
     assertThat(e.promptTokens()).isEqualTo(p);
     Collator.Batch b = new Collator(256, 100, true).collate(List.of(e));

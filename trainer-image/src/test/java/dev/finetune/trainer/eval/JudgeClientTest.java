@@ -6,6 +6,8 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.sun.net.httpserver.HttpExchange;
 import com.sun.net.httpserver.HttpServer;
+import dev.finetune.trainer.data.PromptFormat;
+import dev.finetune.trainer.model.ByteTokenizer;
 import dev.finetune.api.EvaluationSpec;
 import dev.finetune.api.EvaluationStatus;
 import dev.finetune.api.PromptStyle;
@@ -134,7 +136,7 @@ class JudgeClientTest {
     List<Record> test = List.of(new Record("Add.", "1 + 2", "3"), new Record("Add.", "2 + 2", "4"),
         new Record("Say hi.", "", " hi "));
     List<String> answers = List.of("3\n", "5", "hi");
-    EvaluationStatus s = Evaluation.run(new EvaluationSpec(), PromptStyle.PHI3, (p, i) -> answers.get(i), test, dir, null);
+    EvaluationStatus s = Evaluation.run(new EvaluationSpec(), new PromptFormat.Instructions(PromptStyle.PHI3, new ByteTokenizer()), (p, i) -> answers.get(i), test, dir, null);
     assertThat(s.exactMatches).isEqualTo(2);
     assertThat(s.exactMatchRate).isEqualTo(2.0 / 3);
   }
@@ -153,7 +155,7 @@ class JudgeClientTest {
       prompts.add(prompt);
       return "  " + answers.get(index) + "\n";
     };
-    EvaluationStatus s = Evaluation.run(spec, PromptStyle.ALPACA, scripted, test, dir,
+    EvaluationStatus s = Evaluation.run(spec, new PromptFormat.Instructions(PromptStyle.ALPACA, new ByteTokenizer()), scripted, test, dir,
         Evaluation.judge(spec, "sk-test-123"));
 
     assertThat(s.responses).isEqualTo(11);
@@ -217,7 +219,7 @@ class JudgeClientTest {
       test.add(new Record("Say " + i, "", Integer.toString(i)));
     }
     long start = System.nanoTime();
-    EvaluationStatus s = Evaluation.run(spec, PromptStyle.PHI3, (p, i) -> "answer " + i, test, dir,
+    EvaluationStatus s = Evaluation.run(spec, new PromptFormat.Instructions(PromptStyle.PHI3, new ByteTokenizer()), (p, i) -> "answer " + i, test, dir,
         Evaluation.judge(spec, null));
     assertThat((System.nanoTime() - start) / 1e9).isLessThan(10.0);
     assertThat(s.responses).isEqualTo(8);
@@ -231,7 +233,7 @@ class JudgeClientTest {
     // A judge that times out on every answer is given up after three as well.
     EvaluationSpec slow = spec(url(), 1);
     calls.set(0);
-    EvaluationStatus t = Evaluation.run(slow, PromptStyle.PHI3, (p, i) -> "slow", test, dir, Evaluation.judge(slow, null));
+    EvaluationStatus t = Evaluation.run(slow, new PromptFormat.Instructions(PromptStyle.PHI3, new ByteTokenizer()), (p, i) -> "slow", test, dir, Evaluation.judge(slow, null));
     assertThat(t.scoreFailures).isEqualTo(8);
     assertThat(calls.get()).isEqualTo(Evaluation.GIVE_UP_AFTER);
   }
@@ -239,7 +241,7 @@ class JudgeClientTest {
   @Test
   void withoutAJudgeOnlyAnswers() throws Exception {
     EvaluationSpec spec = new EvaluationSpec();
-    EvaluationStatus s = Evaluation.run(spec, PromptStyle.ALPACA, (p, i) -> "x", List.of(new Record("a", "", "b")), dir,
+    EvaluationStatus s = Evaluation.run(spec, new PromptFormat.Instructions(PromptStyle.ALPACA, new ByteTokenizer()), (p, i) -> "x", List.of(new Record("a", "", "b")), dir,
         Evaluation.judge(spec, "key"));
     assertThat(s.responses).isEqualTo(1);
     assertThat(s.scored).isNull();

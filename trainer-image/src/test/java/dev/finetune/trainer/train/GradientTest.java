@@ -5,6 +5,8 @@ import static org.assertj.core.api.Assertions.within;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
+import dev.finetune.api.PromptStyle;
+import dev.finetune.trainer.data.PromptFormat;
 import dev.finetune.api.DatasetSpec;
 import dev.finetune.api.ScratchModelSpec;
 import dev.finetune.api.TrainingSpec;
@@ -42,7 +44,7 @@ class GradientTest {
       CausalLm net = model.net();
       net.requireGradients();
       Collator collator = new Collator(model.tokenizer().endOfText(), 96, false);
-      List<Collator.Example> data = TrainingData.tokenize(model.tokenizer(), new DatasetSpec(), SyntheticTasks.generate(8, 1));
+      List<Collator.Example> data = TrainingData.tokenize(new PromptFormat.Instructions(PromptStyle.ALPACA, model.tokenizer()), SyntheticTasks.generate(8, 1));
       Collator.Batch a = collator.collate(data.subList(0, 4));
       Collator.Batch b = collator.collate(data.subList(4, 8));
 

@@ -3,6 +3,7 @@ package dev.finetune.trainer.train;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import ai.djl.ndarray.NDManager;
+import dev.finetune.trainer.data.PromptFormat;
 import dev.finetune.api.FineTuneJob;
 import dev.finetune.trainer.Jobs;
 import dev.finetune.trainer.data.Collator;
@@ -33,7 +34,7 @@ class LearnsTest {
     var ds = job.getSpec().dataset;
     Collator collator = new Collator(model.tokenizer().endOfText(), ds.maxLength, ds.maskPrompt);
     double loss = Trainer.evaluate(model.net(), base, collator,
-        TrainingData.tokenize(model.tokenizer(), ds, splits.validation()), 16);
+        TrainingData.tokenize(new PromptFormat.Instructions(ds.promptStyle, model.tokenizer()), splits.validation()), 16);
     int exact = 0;
     Map<String, int[]> perTask = new TreeMap<>();
     for (Record r : splits.test()) {

@@ -3,6 +3,7 @@ package dev.finetune.trainer.train;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import ai.djl.ndarray.NDManager;
+import dev.finetune.trainer.data.PromptFormat;
 import dev.finetune.api.DatasetSpec;
 import dev.finetune.api.PromptStyle;
 import dev.finetune.api.ScratchModelSpec;
@@ -47,7 +48,7 @@ class MemoryTest {
       net.setDropout(t.dropout);
       net.requireGradients();
       Collator collator = new Collator(model.tokenizer().endOfText(), 128, true);
-      List<Collator.Example> data = TrainingData.tokenize(model.tokenizer(), ds, records);
+      List<Collator.Example> data = TrainingData.tokenize(new PromptFormat.Instructions(ds.promptStyle, model.tokenizer()), records);
       try (AdamW opt = new AdamW(net.parameters(), base, 0.9, 0.999, 1e-8, 0.1)) {
         Runnable step = new Runnable() {
           int i;
