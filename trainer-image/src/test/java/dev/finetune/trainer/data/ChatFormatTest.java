@@ -205,4 +205,16 @@ class ChatFormatTest {
     assertThat(new ChatFormat(counting, Map.of(), new long[0], new ByteTokenizer(), TrainOn.ALL_TOKENS).example(r)
         .tokens()).hasSize("2|u|a".length());
   }
+
+  @Test
+  void aChatBatchAppendsNothingAndPadsWithIgnoredTargets() {
+    Collator collator = new Collator(9, 100, true); // maskPrompt is the instruction styles' business: no effect here
+    Collator.Example longer = Collator.Example.chat(new long[] {1, 2, 3, 4, 9}, new boolean[] {false, false, true, true, true});
+    Collator.Example shorter = Collator.Example.chat(new long[] {1, 5, 9}, new boolean[] {false, true, true});
+    Collator.Batch b = collator.collate(List.of(longer, shorter));
+    assertThat(b.inputs()).isDeepEqualTo(new long[][] {{1, 2, 3, 4}, {1, 5, 9, 9}});
+    assertThat(b.targets()).isDeepEqualTo(new long[][] {{-100, 3, 4, 9}, {5, 9, -100, -100}});
+    assertThat(b.tokens()).isEqualTo(4 + 2);
+    assertThat(new Collator(9, 2, false).collate(List.of(longer)).targets()).isDeepEqualTo(new long[][] {{-100, 3}});
+  }
 }
