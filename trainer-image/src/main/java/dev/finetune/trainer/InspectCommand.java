@@ -47,8 +47,13 @@ final class InspectCommand {
   }
 
   static int run(String[] args, PrintStream out, PrintStream err) {
+    return run(args, out, err, HubSettings.fromEnvironment());
+  }
+
+  /** As {@link #run(String[], PrintStream, PrintStream)}, with the hub {@code hub} says. */
+  static int run(String[] args, PrintStream out, PrintStream err, HubSettings hub) {
     try {
-      inspect(args, out);
+      inspect(args, out, hub);
       return ExitCodes.SUCCEEDED;
     } catch (InvalidJobException | BadJobException e) {
       err.println("error: " + e.getMessage());
@@ -59,7 +64,7 @@ final class InspectCommand {
     }
   }
 
-  private static void inspect(String[] args, PrintStream out) throws IOException {
+  private static void inspect(String[] args, PrintStream out, HubSettings hub) throws IOException {
     Path jobFile = null;
     int n = -1;
     boolean json = false;
@@ -87,7 +92,6 @@ final class InspectCommand {
     FineTuneJob job = FineTuneJobs.readValid(jobFile);
     FineTuneJobSpec spec = job.getSpec();
     Path jobDir = jobFile.getParent();
-    HubSettings hub = HubSettings.fromEnvironment();
     // downloads go to the hub cache the environment names, else to a folder that goes when the records are shown
     Path tmp = Files.createTempDirectory("finetune-inspect-");
     try (Model.TokenizerOnly t = Model.tokenizer(spec.model, jobDir, hub, tmp)) {

@@ -6,7 +6,12 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.finetune.api.trainer.TrainerContract;
 import dev.finetune.api.trainer.TrainerContract.ExitCodes;
+import dev.finetune.trainer.hub.FakeHub;
+import dev.finetune.trainer.hub.HubSettings;
 import dev.finetune.trainer.model.TextTokenizer;
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
 import dev.finetune.trainer.train.TrainingListener;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -169,6 +174,48 @@ class ChatJobTest {
         if (golden.length <= 129) { // uncut: every assistant turn trains, and nothing else
           assertThat(trained(tok, seen)).as(c.get("name").asText()).containsExactlyElementsOf(
               c.get("name").asText().equals("whitespace_edges") ? spans.stream().map(s -> "\n" + s).toList() : spans);
+        }
+      }
+    }
+  }
+
+  /**
+   * examples/smollm2-chat.yaml as written, its model from a hub that serves SmolLM2-135M-Instruct's tokenizer files
+   * (no weights: --inspect-data needs none) and its ConfigMap key read next to the job file, as on a laptop.
+   */
+  @Test
+  void theChatExampleRendersItsConversationsInSmolLm2sFormat(@TempDir Path dir) throws Exception {
+    Path fixtures = Path.of("src/test/resources/chat/smollm2");
+    try (FakeHub fake = new FakeHub()) {
+      JsonNode config = JSON.readTree(Fixtures.tinyLlama().resolve("config.json").toFile());
+      ((com.fasterxml.jackson.databind.node.ObjectNode) config).put("vocab_size", 49152).put("eos_token_id", 2);
+      Map<String, Object> tokenizerConfig = new java.util.LinkedHashMap<>(JSON.readValue(
+          fixtures.resolve("special_tokens.json").toFile(), Map.class));
+      tokenizerConfig.put("chat_template", Files.readString(fixtures.resolve("chat_template.jinja")));
+      fake.model("HuggingFaceTB/SmolLM2-135M-Instruct")
+          .file("config.json", config.toString().getBytes(StandardCharsets.UTF_8))
+          .file("tokenizer.json", Files.readAllBytes(fixtures.resolve("tokenizer.json")))
+          .file("tokenizer_config.json", JSON.writeValueAsBytes(tokenizerConfig));
+      ByteArrayOutputStream out = new ByteArrayOutputStream();
+      ByteArrayOutputStream err = new ByteArrayOutputStream();
+      int code = InspectCommand.run(new String[] {Path.of("../examples/smollm2-chat.yaml").toString(), "--inspect-data",
+          "3", "--json"}, new PrintStream(out, true, StandardCharsets.UTF_8), new PrintStream(err, true,
+          StandardCharsets.UTF_8), HubSettings.from(Map.of("HF_ENDPOINT", fake.endpoint(), "HF_HUB_CACHE",
+          dir.resolve("hub").toString())));
+      assertThat(code).as(err.toString(StandardCharsets.UTF_8)).isEqualTo(ExitCodes.SUCCEEDED);
+      List<String> lines = out.toString(StandardCharsets.UTF_8).lines().toList();
+      assertThat(lines).hasSize(3);
+      try (TextTokenizer tok = TextTokenizer.load(fixtures.resolve("tokenizer.json"), 2)) {
+        for (String line : lines) {
+          JsonNode seen = JSON.readTree(line);
+          String text = seen.get("text").asText();
+          assertThat(text).startsWith("<|im_start|>system\nYou are a concise, helpful assistant.<|im_end|>\n"
+              + "<|im_start|>user\n");
+          List<String> turns = trained(tok, seen);
+          assertThat(turns).hasSize(2).allSatisfy(t -> {
+            assertThat(t).endsWith("<|im_end|>").doesNotContain("<|im_start|>");
+            assertThat(text).contains("<|im_start|>assistant\n" + t + "\n");
+          });
         }
       }
     }
