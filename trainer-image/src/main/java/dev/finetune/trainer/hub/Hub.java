@@ -127,7 +127,7 @@ public final class Hub {
       resolved(sha);
       kept = cache.repoDir().resolve("files").resolve(sha + ".json");
       Files.createDirectories(kept.getParent());
-      Path tmp = kept.resolveSibling(kept.getFileName() + "." + ProcessHandle.current().pid() + ".tmp");
+      Path tmp = HubCache.beside(kept);
       JSON.writeValue(tmp.toFile(), info);
       Files.move(tmp, kept, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
     }

@@ -92,7 +92,7 @@ final class HubCache {
     }
     Files.createDirectories(entry.getParent());
     Path blob = blob(etag);
-    Path tmp = entry.resolveSibling(entry.getFileName() + "." + ProcessHandle.current().pid() + ".tmp");
+    Path tmp = beside(entry);
     Files.deleteIfExists(tmp);
     try {
       Files.createSymbolicLink(tmp, entry.getParent().relativize(blob));
@@ -123,8 +123,18 @@ final class HubCache {
 
   private static void writeAtomically(Path f, String text) throws IOException {
     Files.createDirectories(f.getParent());
-    Path tmp = f.resolveSibling(f.getFileName() + "." + ProcessHandle.current().pid() + ".tmp");
+    Path tmp = beside(f);
     Files.writeString(tmp, text, StandardCharsets.UTF_8);
     Files.move(tmp, f, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+  }
+
+  private static final java.util.concurrent.atomic.AtomicLong WRITES = new java.util.concurrent.atomic.AtomicLong();
+
+  /**
+   * A temporary name next to {@code f}, renamed onto it once written: its own for every write, so that jobs in other
+   * processes and threads of this one that write the same entry at once never rename each other's file.
+   */
+  static Path beside(Path f) {
+    return f.resolveSibling(f.getFileName() + "." + ProcessHandle.current().pid() + "-" + WRITES.incrementAndGet() + ".tmp");
   }
 }
