@@ -128,7 +128,7 @@ public final class ChatFormat implements PromptFormat {
         continue;
       }
       String before = render(messages.subList(0, i), true, r).text();
-      String upTo = render(messages.subList(0, i + 1), false, r).text();
+      String upTo = i == messages.size() - 1 ? text : render(messages.subList(0, i + 1), false, r).text();
       if (!upTo.startsWith(before) || !text.startsWith(before)) {
         throw inconsistent(r, i);
       }
