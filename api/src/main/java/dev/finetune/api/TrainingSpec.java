@@ -88,6 +88,14 @@ public class TrainingSpec {
   @JsonPropertyDescription("Dropout probability; 0 disables dropout (the default, like the reference's fine-tuning).")
   public Double dropout = 0.0;
 
+  @JsonPropertyDescription("Recompute each decoder layer's activations in the backward pass instead of keeping them from the forward pass (activation checkpointing): the activations of a batch shrink to one layer's plus each layer's input, for about a third more compute. It changes no number: the same dropout masks are drawn again.")
+  public Boolean gradientCheckpointing = false;
+
+  @Min(0)
+  @Max(1048576)
+  @JsonPropertyDescription("The loss is computed over this many tokens of the batch at a time, so the output layer's logits (tokens x vocabulary, in float32) exist for one chunk only; 0 computes them for the whole batch at once. The loss is the same mean either way.")
+  public Integer lossChunkTokens = 1024;
+
   @JsonPropertyDescription("Arithmetic of training: auto (bf16 on GPUs of compute capability 8.0 and up, such as A100,"
       + " H100 and H200; fp32 elsewhere), fp32, tf32 (fp32 with tensor-core matmuls on GPUs; fp32 on CPUs) or bf16"
       + " (mixed precision: fp32 master weights, optimizer state and checkpoints, matmuls and attention in bf16).")

@@ -25,6 +25,7 @@ import dev.finetune.trainer.model.TextTokenizer;
 import dev.finetune.trainer.train.AdamW;
 import dev.finetune.trainer.train.Distributed;
 import dev.finetune.trainer.train.MemoryPlan;
+import dev.finetune.trainer.train.MicroStep;
 import dev.finetune.trainer.train.Trainer;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -104,6 +105,8 @@ public final class Bench {
     numbers.put("lora", 0);
     numbers.put("allreduce-mb", 0);
     numbers.put("overlap", 1);
+    numbers.put("checkpointing", 0);
+    numbers.put("loss-chunk", 0);
     text.put("arch", "gpt2");
     text.put("precision", "fp32");
     text.put("random-model", null);
@@ -152,6 +155,7 @@ public final class Bench {
         if (o.get("lora") == 0) {
           opt.shard(dist); // as the trainer: ZeRO-1 when every weight trains
         }
+        MicroStep pass = new MicroStep(net, o.get("checkpointing") != 0, o.get("loss-chunk"), 0, 0);
         long[][] ids = new long[batch][seq];
         long[][] targets = new long[batch][seq];
         randomBatch(ids, targets, vocab);
@@ -160,7 +164,7 @@ public final class Bench {
         double loss = 0;
         for (int s = 0; s < times.length; s++) {
           long start = System.nanoTime();
-          loss = step(net, opt, base, ids, targets, dist, o.get("overlap") != 0);
+          loss = step(net, opt, base, ids, targets, dist, o.get("overlap") != 0, pass);
           times[s] = (System.nanoTime() - start) / 1e9;
         }
         double[] timed = Arrays.copyOfRange(times, warmup, times.length);
@@ -168,8 +172,8 @@ public final class Bench {
         double stepS = timed[timed.length / 2];
 
         // the plan (less its runtime allowance) against what the steps took above the runtime
-        long planBytes = MemoryPlan.of(net, batch, seq, precision.bf16(), opt.sharded() ? dist.size() : 1).total()
-            - MemoryPlan.RUNTIME;
+        long planBytes = MemoryPlan.of(net, batch, seq, precision.bf16(), opt.sharded() ? dist.size() : 1,
+            new MemoryPlan.Savings(o.get("checkpointing") != 0, o.get("loss-chunk"))).total() - MemoryPlan.RUNTIME;
         double measuredMb = (statusKb("VmHWM") - runtimeKb) / 1e3;
         double gemm = gemmFlops(base);
         long params = net.parameterCount();
@@ -177,11 +181,11 @@ public final class Bench {
         double flops = 6.0 * params * batch * seq + 12.0 * layers * batch * seq * (double) seq * d;
         String impl = "djl-" + Engine.getDjlVersion() + "-pytorch-" + Engine.getInstance().getVersion();
         System.out.println(String.format(Locale.ROOT,
-            "{\"impl\": \"%s\", \"arch\": \"%s\", \"world\": %d, \"backend\": \"%s\", \"overlap\": %b, \"device\": \"%s\", \"precision\": \"%s\", \"threads\": %d, \"params\": %d, \"trainable_params\": %d, \"batch\": %d, \"seq\": %d, \"median_step_s\": %.4f, "
+            "{\"impl\": \"%s\", \"arch\": \"%s\", \"checkpointing\": %b, \"loss_chunk\": %d, \"world\": %d, \"backend\": \"%s\", \"overlap\": %b, \"device\": \"%s\", \"precision\": \"%s\", \"threads\": %d, \"params\": %d, \"trainable_params\": %d, \"batch\": %d, \"seq\": %d, \"median_step_s\": %.4f, "
                 + "\"tokens_per_s\": %.1f, \"model_flops_per_s\": %.2f, \"gemm_gflops\": %.2f, \"mfu_vs_gemm\": %.3f, "
                 + "\"peak_rss_mb\": %.1f, \"gpu_memory_used_mb\": %.1f, \"final_loss\": %.4f, \"plan_mb\": %.1f,"
                 + " \"measured_over_runtime_mb\": %.1f, \"plan_over_measured\": %.3f}",
-            impl, arch, dist.size(), dist.backend(), dist.isDistributed() && o.get("overlap") != 0, precision.device(), precision.precision(), JniUtils.getNumThreads(), params, trainable, batch, seq, stepS,
+            impl, arch, o.get("checkpointing") != 0, o.get("loss-chunk"), dist.size(), dist.backend(), dist.isDistributed() && o.get("overlap") != 0, precision.device(), precision.precision(), JniUtils.getNumThreads(), params, trainable, batch, seq, stepS,
             batch * seq / stepS, flops / stepS / 1e9, gemm / 1e9, flops / stepS / gemm, peakRssMb(), gpuMemoryMb(), loss,
             planBytes / 1e6, measuredMb, planBytes / 1e6 / measuredMb));
         }
@@ -206,17 +210,17 @@ public final class Bench {
    * {@code overlap}, else after it) and AdamW step; returns the loss.
    */
   static double step(CausalLm net, AdamW opt, NDManager base, long[][] ids, long[][] targets, Distributed dist,
-      boolean overlap) throws java.io.IOException {
+      boolean overlap, MicroStep pass) throws java.io.IOException {
     double loss;
+    // a pass in pieces gives weights gradients more than once: summed over the ranks after it, as the trainer does
+    overlap = overlap && !pass.inPieces((long) ids.length * ids[0].length);
     try (NDManager step = base.newSubManager(); NDScope scope = new NDScope()) {
       Gpt2.Consts k = new Gpt2.Consts(step);
       if (overlap) {
         dist.syncGradientsDuringBackward(net.trainable().values());
       }
       try (GradientCollector gc = Engine.getInstance().newGradientCollector()) {
-        NDArray l = net.loss(Trainer.ids(step, ids), targets, k, true);
-        gc.backward(l);
-        loss = l.getFloat();
+        loss = pass.run(gc, Trainer.ids(step, ids), targets, k, 1, 1, 0);
       }
       if (overlap) {
         dist.finishGradientSync();

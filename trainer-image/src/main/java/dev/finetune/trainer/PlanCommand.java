@@ -104,8 +104,9 @@ final class PlanCommand {
     long trainable = lora == null ? shape.parameterCount()
         : shape.loraParameterCount(lora.r, Lora.targetModules(lora, shape));
     WeightStorage storage = WeightStorage.forRun(lora != null, bf16);
+    // the trainer image carries the native kernels (fused attention) for GPUs; a CPU run here may not have them
     MemoryPlan plan = MemoryPlan.of(shape, storage, trainable, batch, tokens, bf16,
-        Distributed.optimizerShards(lora == null, ranks));
+        Distributed.optimizerShards(lora == null, ranks), MemoryPlan.Savings.of(spec.training), gpu);
     Limit limit = limit(spec, gpu, deviceMemory);
     boolean fits = limit.bytes().isEmpty() || plan.total() <= limit.bytes().getAsLong();
 
@@ -124,8 +125,11 @@ final class PlanCommand {
       if (plan.casts() > 0) {
         row(out, "bf16 weight copies", plan.casts(), "made each step");
       }
-      row(out, "activations", plan.activations(), "batch " + batch + " x " + tokens + " tokens, no checkpointing");
-      row(out, "logits", plan.logits(), "and their log-softmax, vocabulary " + shape.vocabSize());
+      row(out, "activations", plan.activations(), "batch " + batch + " x " + tokens + " tokens, " + (plan.savings()
+          .checkpointing() ? "gradient checkpointing (each layer's input, one layer's activations)" : "no checkpointing"));
+      row(out, "logits", plan.logits(), "with their log-softmax and both gradients, vocabulary " + shape.vocabSize() + ", "
+          + (plan.savings().chunked(batch, tokens) ? plan.savings().lossChunkTokens() + " tokens at a time"
+              : "the whole batch at once"));
       row(out, "runtime", MemoryPlan.RUNTIME, "JVM and libtorch");
       row(out, "total", plan.total(), "");
       if (gpu) {
@@ -209,6 +213,8 @@ final class PlanCommand {
     o.put("precision", bf16 ? "bf16" : "fp32");
     o.put("batch", plan.batch());
     o.put("tokens", plan.tokens());
+    o.put("gradientCheckpointing", plan.savings().checkpointing());
+    o.put("lossChunkTokens", plan.savings().lossChunkTokens());
     Map<String, Long> parts = new LinkedHashMap<>();
     parts.put("weightsBytes", plan.weights());
     parts.put("gradientsBytes", plan.gradients());

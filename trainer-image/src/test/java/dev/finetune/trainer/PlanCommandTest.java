@@ -85,8 +85,9 @@ class PlanCommandTest {
     assertThat(p.get("castsBytes").asLong()).as("bf16 copies of the norms alone").isEqualTo(2 * norms);
     assertThat(p.get("gradientsBytes").asLong()).isEqualTo(4 * 41_943_040L);
     assertThat(p.get("optimizerBytes").asLong()).isEqualTo(8 * 41_943_040L);
-    assertThat(p.get("logitsBytes").asLong()).as("bf16 logits and log-softmax of 2048 x 128256")
-        .isEqualTo(2L * 2 * 2048 * 128256);
+    assertThat(p.get("lossChunkTokens").asInt()).as("the default").isEqualTo(1024);
+    assertThat(p.get("logitsBytes").asLong()).as("bf16 logits, log-softmax and their gradients of 1024 of the 2048"
+        + " tokens x 128256").isEqualTo(4L * 2 * 1024 * 128256);
     long parts = 0;
     for (String f : List.of("weightsBytes", "gradientsBytes", "optimizerBytes", "castsBytes", "activationsBytes",
         "logitsBytes", "runtimeBytes")) {
@@ -106,6 +107,30 @@ class PlanCommandTest {
     Answer big = plan(job, "--device-memory", String.valueOf(p.get("totalBytes").asLong()));
     assertThat(big.code()).as(big.out()).isEqualTo(ExitCodes.SUCCEEDED);
     assertThat(big.out()).contains("fits in");
+  }
+
+  /**
+   * The issue's target: Llama-3.1-8B, LoRA r16 on all 7 projections, bf16, batch 1 x 2048 tokens fits in 24 GiB with
+   * gradient checkpointing (each layer's input and one layer's activations) and the loss in chunks.
+   */
+  @Test
+  void theTargetJobFits24GiBWithGradientCheckpointing(@TempDir Path dir) throws Exception {
+    Path job = job(dir, shape("llama-3.1-8b"), 16, 1, 1, 1, 2048);
+    JsonNode without = plan(job, "--device-memory", "24Gi", "--json").json();
+    Files.writeString(job, Files.readString(job).replace("    batchSize: 1\n", "    batchSize: 1\n    gradientCheckpointing: true\n"));
+    Answer a = plan(job, "--device-memory", "24Gi", "--json");
+    JsonNode with = a.json();
+    assertThat(with.get("gradientCheckpointing").asBoolean()).isTrue();
+    // bf16: 32 layer inputs of 2048 x 4096, one layer's activations recomputed and its backward pass's, the decoder's
+    // output and its gradient; without: the 32 layers' activations and one backward pass's, and the same two
+    long hidden = 2L * 2048 * 4096;
+    long layer = (without.get("activationsBytes").asLong() - 2 * hidden) / 33;
+    assertThat(with.get("activationsBytes").asLong()).isEqualTo(32 * hidden + 2 * layer + 2 * hidden);
+    assertThat(with.get("totalBytes").asLong()).isLessThanOrEqualTo(24L << 30);
+    assertThat(with.get("fits").asBoolean()).isTrue();
+    assertThat(a.code()).isEqualTo(ExitCodes.SUCCEEDED);
+    assertThat(plan(job, "--device-memory", "24Gi").out()).contains("gradient checkpointing", "1024 tokens at a time",
+        "fits in 24.00 GiB");
   }
 
   @Test

@@ -217,6 +217,7 @@ public final class FineTuneJobValidator {
     between("spec.training.epochs", t.epochs, 1, 100000);
     between("spec.training.batchSize", t.batchSize, 1, 65536);
     between("spec.training.gradientAccumulationSteps", t.gradientAccumulationSteps, 1, 4096);
+    between("spec.training.lossChunkTokens", t.lossChunkTokens, 0, 1048576);
     atLeast("spec.training.warmupSteps", t.warmupSteps, 0);
     if (t.learningRate == null || !(t.learningRate > 0) || t.learningRate > 10) {
       add("spec.training.learningRate", "is " + t.learningRate + ", must be above 0 and at most 10 (typical: 5e-5 to 1e-3)");

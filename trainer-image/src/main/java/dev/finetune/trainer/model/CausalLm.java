@@ -32,12 +32,30 @@ public interface CausalLm extends AutoCloseable {
    * library is in use.
    */
   default NDArray loss(NDArray ids, long[][] targets, Gpt2.Consts k, boolean training) {
-    NDArray logits = logits(ids, k, training, null);
+    return meanLoss(logits(ids, k, training, null), targets, k);
+  }
+
+  /** Mean cross-entropy of logits [B, T, vocab] over the targets [B][T] that are not -100 (0 when there are none). */
+  default NDArray meanLoss(NDArray logits, long[][] targets, Gpt2.Consts k) {
     if (precision().nativeOps().isPresent()) {
       return precision().nativeOps().get().crossEntropy(logits, PrecisionPolicy.targets(k.manager(), targets));
     }
     return Gpt2.loss(logits, targets, k);
   }
+
+  /*
+   * The network piece by piece, for passes that keep less than its whole graph (gradient checkpointing, the loss in
+   * chunks of tokens): logits(ids) = head(layer(L-1, ... layer(0, embed(ids)))), the same operations in the same order.
+   */
+
+  /** The hidden states [B, T, d] the first decoder layer reads, of ids [B, T] from position 0. */
+  NDArray embed(NDArray ids, Gpt2.Consts k, boolean training);
+
+  /** Decoder layer i (of {@link ModelShape#layers()}) on hidden states [B, T, d] of sequences from position 0. */
+  NDArray layer(int i, NDArray x, Gpt2.Consts k, boolean training);
+
+  /** The final norm and the output head: logits [..., vocab] in the compute dtype of hidden states [..., d]. */
+  NDArray head(NDArray x, Gpt2.Consts k);
 
   /**
    * fp32 logits [B, n, vocab] of {@code ids} [B, n], the tokens that follow the {@code cache.length()} tokens already

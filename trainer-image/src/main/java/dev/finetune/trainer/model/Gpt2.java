@@ -227,48 +227,73 @@ public final class Gpt2 extends AbstractBlock implements CausalLm {
    */
   @Override
   public NDArray logits(NDArray ids, Consts k, boolean training, KvCache cache) {
-    long b = ids.getShape().get(0);
     long n = ids.getShape().get(1);
     int past = cache == null ? 0 : cache.length();
     if (past + n > config.contextLength()) {
       throw new IllegalArgumentException((past + n) + " tokens exceed the context length " + config.contextLength());
     }
-    int d = config.embeddingDim();
-    int h = config.heads();
-    int hd = config.headDim();
-    boolean drop = training && dropout > 0;
-    NDArray x = precision.upcast(ids.getNDArrayInternal().embedding(ids, p("wte.weight"), SparseFormat.DENSE).singletonOrThrow());
-    x = x.add(precision.upcast(p("wpe.weight").get(new NDIndex("{}:{}", past, past + n))));
-    if (drop) {
-      x = dropout(x);
-    }
+    NDArray x = embed(ids, past, k, training);
     NDArray mask = cache == null ? k.causalMask(n) : n == 1 ? null : k.offsetCausalMask(past, n);
     for (int i = 0; i < config.layers(); i++) {
-      String pre = "h." + i + ".";
-      NDList parts = linear(layerNorm(x, pre + "ln_1"), pre + "attn.c_attn", k, training).split(3, 2);
-      NDArray q = parts.get(0).reshape(b, n, h, hd).transpose(0, 2, 1, 3);
-      NDArray kk = parts.get(1).reshape(b, n, h, hd).transpose(0, 2, 1, 3);
-      NDArray v = parts.get(2).reshape(b, n, h, hd).transpose(0, 2, 1, 3);
-      if (cache != null) {
-        kk = cache.keys(i, kk);
-        v = cache.values(i, v);
-      }
-      NDArray y = attention(q, kk, v, mask, k, drop, cache == null).transpose(0, 2, 1, 3).reshape(b, n, d);
-      y = linear(y, pre + "attn.c_proj", k, training);
-      if (drop) {
-        y = dropout(y);
-      }
-      x = x.add(y);
-      NDArray f = linear(layerNorm(x, pre + "ln_2"), pre + "mlp.c_fc", k, training);
-      f = linear(gelu(f, k), pre + "mlp.c_proj", k, training);
-      if (drop) {
-        f = dropout(f);
-      }
-      x = x.add(f);
+      x = layer(i, x, mask, k, training, cache);
     }
     if (cache != null) {
       cache.advance(n);
     }
+    return head(x, k);
+  }
+
+  @Override
+  public NDArray embed(NDArray ids, Consts k, boolean training) {
+    return embed(ids, 0, k, training);
+  }
+
+  @Override
+  public NDArray layer(int i, NDArray x, Consts k, boolean training) {
+    return layer(i, x, k.causalMask(x.getShape().get(1)), k, training, null);
+  }
+
+  /** Token and position embeddings of ids [B, n] at positions past..past+n-1, then dropout in training. */
+  private NDArray embed(NDArray ids, int past, Consts k, boolean training) {
+    long n = ids.getShape().get(1);
+    NDArray x = precision.upcast(ids.getNDArrayInternal().embedding(ids, p("wte.weight"), SparseFormat.DENSE).singletonOrThrow());
+    x = x.add(precision.upcast(p("wpe.weight").get(new NDIndex("{}:{}", past, past + n))));
+    return training && dropout > 0 ? dropout(x) : x;
+  }
+
+  /** Block i: pre-LN attention and MLP with residuals, keys and values appended to {@code cache} when given. */
+  private NDArray layer(int i, NDArray x, NDArray mask, Consts k, boolean training, KvCache cache) {
+    long b = x.getShape().get(0);
+    long n = x.getShape().get(1);
+    int d = config.embeddingDim();
+    int h = config.heads();
+    int hd = config.headDim();
+    boolean drop = training && dropout > 0;
+    String pre = "h." + i + ".";
+    NDList parts = linear(layerNorm(x, pre + "ln_1"), pre + "attn.c_attn", k, training).split(3, 2);
+    NDArray q = parts.get(0).reshape(b, n, h, hd).transpose(0, 2, 1, 3);
+    NDArray kk = parts.get(1).reshape(b, n, h, hd).transpose(0, 2, 1, 3);
+    NDArray v = parts.get(2).reshape(b, n, h, hd).transpose(0, 2, 1, 3);
+    if (cache != null) {
+      kk = cache.keys(i, kk);
+      v = cache.values(i, v);
+    }
+    NDArray y = attention(q, kk, v, mask, k, drop, cache == null).transpose(0, 2, 1, 3).reshape(b, n, d);
+    y = linear(y, pre + "attn.c_proj", k, training);
+    if (drop) {
+      y = dropout(y);
+    }
+    x = x.add(y);
+    NDArray f = linear(layerNorm(x, pre + "ln_2"), pre + "mlp.c_fc", k, training);
+    f = linear(gelu(f, k), pre + "mlp.c_proj", k, training);
+    if (drop) {
+      f = dropout(f);
+    }
+    return x.add(f);
+  }
+
+  @Override
+  public NDArray head(NDArray x, Consts k) {
     x = layerNorm(x, "ln_f");
     return precision.operand(x).matMul(precision.weight(p("wte.weight"), k.casts).transpose());
   }
@@ -356,6 +381,7 @@ public final class Gpt2 extends AbstractBlock implements CausalLm {
     private final NDManager manager;
     private final Map<Float, NDArray> scalars = new java.util.HashMap<>();
     private final Map<Long, NDArray> masks = new java.util.HashMap<>();
+    private final Map<String, Object> memos = new java.util.HashMap<>();
     /** bf16 casts of the weights in mixed precision, made once per step (autocast's cast cache). */
     final Map<NDArray, NDArray> casts = PrecisionPolicy.newCache();
 
@@ -368,7 +394,34 @@ public final class Gpt2 extends AbstractBlock implements CausalLm {
     }
 
     NDArray scalar(float v) {
-      return scalars.computeIfAbsent(v, x -> manager.create(x));
+      return scalars.computeIfAbsent(v, x -> stepLong(manager.create(x)));
+    }
+
+    /**
+     * Takes {@code a} out of the NDScope it was made in, so that it lives until the step's manager closes: what these
+     * caches hold is read again by later layers, which the trainer may compute in scopes of their own.
+     */
+    static NDArray stepLong(NDArray a) {
+      ai.djl.ndarray.NDScope.unregister(a);
+      return a;
+    }
+
+    /** Closes the bf16 weight casts made so far (a forward pass without gradients made them; the next pass needs its own). */
+    public void releaseCasts() {
+      casts.values().forEach(NDArray::close);
+      casts.clear();
+    }
+
+    /** A value made once per step (Llama's rotary tables, which every layer and every recomputation reads). */
+    @SuppressWarnings("unchecked")
+    <T> T memo(String key, java.util.function.Supplier<T> make) {
+      return (T) memos.computeIfAbsent(key, x -> {
+        T v = make.get();
+        if (v instanceof NDArray[] arrays) {
+          ai.djl.ndarray.NDScope.unregister(arrays);
+        }
+        return v;
+      });
     }
 
     public NDArray attentionScale(long headDim) {
@@ -390,8 +443,8 @@ public final class Gpt2 extends AbstractBlock implements CausalLm {
         NDArray rows = manager.arange(n.intValue()).reshape(n, 1);
         NDArray cols = manager.arange(n.intValue()).reshape(1, n);
         NDArray future = cols.gt(rows);
-        return ai.djl.ndarray.NDArrays.where(future, manager.full(new Shape(n, n), Float.NEGATIVE_INFINITY),
-            manager.zeros(new Shape(n, n)));
+        return stepLong(ai.djl.ndarray.NDArrays.where(future, manager.full(new Shape(n, n), Float.NEGATIVE_INFINITY),
+            manager.zeros(new Shape(n, n))));
       });
     }
   }

@@ -19,6 +19,11 @@ public record GptConfig(int vocabSize, int contextLength, int embeddingDim, int 
 
   private static final ObjectMapper JSON = new ObjectMapper();
 
+  @Override
+  public int hiddenSize() {
+    return embeddingDim;
+  }
+
   public GptConfig {
     if (embeddingDim % heads != 0) {
       throw new IllegalArgumentException("embedding width " + embeddingDim + " is not divisible by " + heads + " heads");
@@ -74,10 +79,13 @@ public record GptConfig(int vocabSize, int contextLength, int embeddingDim, int 
   }
 
   @Override
-  public long activationBytes(int batch, int tokens) {
+  public long layerActivationBytes(int batch, int tokens, boolean nativeKernels) {
     long n = (long) batch * tokens;
-    long perLayer = n * (8L * embeddingDim + 2L * inner) + 2L * batch * heads * tokens * tokens;
-    return 4 * layers * perLayer;
+    // the input, ln_1's output, q k v (3), the attention output, the residual sum and ln_2's output: 8 hidden; c_fc's
+    // output and GELU's: 2 inner; GELU from operations keeps 4 more (x*x, tanh, x/2, 1 + tanh)
+    long perToken = 8L * embeddingDim + (nativeKernels ? 2L : 6L) * inner;
+    long attention = nativeKernels ? n * embeddingDim : (long) batch * heads * tokens * tokens;
+    return 4 * (n * perToken + attention);
   }
 
   public static GptConfig read(Path configJson) throws IOException {

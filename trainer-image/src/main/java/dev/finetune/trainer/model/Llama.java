@@ -150,45 +150,66 @@ public final class Llama implements CausalLm {
    */
   @Override
   public NDArray logits(NDArray ids, Gpt2.Consts k, boolean training, KvCache cache) {
-    long b = ids.getShape().get(0);
     long n = ids.getShape().get(1);
     int past = cache == null ? 0 : cache.length();
     if (n > config.contextLength() || cache != null && !cacheHolds(past + (int) n)) {
       throw new IllegalArgumentException((past + n) + " tokens exceed the context length " + config.contextLength()
           + (cache == null ? "" : " or a sliding window, which a KV cache cannot follow"));
     }
-    int h = config.heads();
-    int kvh = config.kvHeads();
-    int hd = config.headDim();
-    boolean drop = training && attentionDropout > 0;
-    NDArray[] rope = rotary(k.manager(), past, n);
-    NDArray x = precision.upcast(ids.getNDArrayInternal().embedding(ids, p("model.embed_tokens.weight"), SparseFormat.DENSE)
-        .singletonOrThrow());
+    NDArray x = embed(ids, k, training);
     for (int i = 0; i < config.layers(); i++) {
-      String pre = "model.layers." + i + ".";
-      NDArray a = rmsNorm(x, pre + "input_layernorm.weight", k);
-      NDArray q = applyRotary(linear(a, pre + "self_attn.q_proj", k, training).reshape(b, n, h, hd).transpose(0, 2, 1, 3), rope);
-      NDArray kk = applyRotary(linear(a, pre + "self_attn.k_proj", k, training).reshape(b, n, kvh, hd).transpose(0, 2, 1, 3), rope);
-      NDArray v = linear(a, pre + "self_attn.v_proj", k, training).reshape(b, n, kvh, hd).transpose(0, 2, 1, 3);
-      if (cache != null) {
-        kk = cache.keys(i, kk);
-        v = cache.values(i, v);
-      }
-      long all = past + n;
-      int window = config.slidingWindow()[i];
-      NDArray mask = cache == null ? mask(k, n, window) : n == 1 ? null : k.offsetCausalMask(past, n);
-      boolean fusable = cache == null && (window <= 0 || window >= n);
-      NDArray y = attention(q, repeatKv(kk, b, all), repeatKv(v, b, all), mask, k, drop, fusable)
-          .transpose(0, 2, 1, 3).reshape(b, n, (long) h * hd);
-      x = x.add(linear(y, pre + "self_attn.o_proj", k, training));
-      NDArray f = rmsNorm(x, pre + "post_attention_layernorm.weight", k);
-      NDArray gate = linear(f, pre + "mlp.gate_proj", k, training);
-      NDArray up = linear(f, pre + "mlp.up_proj", k, training);
-      x = x.add(linear(silu(gate).mul(up), pre + "mlp.down_proj", k, training));
+      x = layer(i, x, past, k, training, cache);
     }
     if (cache != null) {
       cache.advance(n);
     }
+    return head(x, k);
+  }
+
+  @Override
+  public NDArray embed(NDArray ids, Gpt2.Consts k, boolean training) {
+    return precision.upcast(ids.getNDArrayInternal().embedding(ids, p("model.embed_tokens.weight"), SparseFormat.DENSE)
+        .singletonOrThrow());
+  }
+
+  @Override
+  public NDArray layer(int i, NDArray x, Gpt2.Consts k, boolean training) {
+    return layer(i, x, 0, k, training, null);
+  }
+
+  /** Decoder layer i on hidden states x [B, n] at positions past..past+n-1, keys and values appended to a cache. */
+  private NDArray layer(int i, NDArray x, int past, Gpt2.Consts k, boolean training, KvCache cache) {
+    long b = x.getShape().get(0);
+    long n = x.getShape().get(1);
+    int h = config.heads();
+    int kvh = config.kvHeads();
+    int hd = config.headDim();
+    boolean drop = training && attentionDropout > 0;
+    NDArray[] rope = k.memo("rope " + past + " " + n, () -> rotary(k.manager(), past, n));
+    String pre = "model.layers." + i + ".";
+    NDArray a = rmsNorm(x, pre + "input_layernorm.weight", k);
+    NDArray q = applyRotary(linear(a, pre + "self_attn.q_proj", k, training).reshape(b, n, h, hd).transpose(0, 2, 1, 3), rope);
+    NDArray kk = applyRotary(linear(a, pre + "self_attn.k_proj", k, training).reshape(b, n, kvh, hd).transpose(0, 2, 1, 3), rope);
+    NDArray v = linear(a, pre + "self_attn.v_proj", k, training).reshape(b, n, kvh, hd).transpose(0, 2, 1, 3);
+    if (cache != null) {
+      kk = cache.keys(i, kk);
+      v = cache.values(i, v);
+    }
+    long all = past + n;
+    int window = config.slidingWindow()[i];
+    NDArray mask = cache == null ? mask(k, n, window) : n == 1 ? null : k.offsetCausalMask(past, n);
+    boolean fusable = cache == null && (window <= 0 || window >= n);
+    NDArray y = attention(q, repeatKv(kk, b, all), repeatKv(v, b, all), mask, k, drop, fusable)
+        .transpose(0, 2, 1, 3).reshape(b, n, (long) h * hd);
+    x = x.add(linear(y, pre + "self_attn.o_proj", k, training));
+    NDArray f = rmsNorm(x, pre + "post_attention_layernorm.weight", k);
+    NDArray gate = linear(f, pre + "mlp.gate_proj", k, training);
+    NDArray up = linear(f, pre + "mlp.up_proj", k, training);
+    return x.add(linear(silu(gate).mul(up), pre + "mlp.down_proj", k, training));
+  }
+
+  @Override
+  public NDArray head(NDArray x, Gpt2.Consts k) {
     x = rmsNorm(x, "model.norm.weight", k);
     NDArray head = config.tiedEmbeddings() ? p("model.embed_tokens.weight") : p("lm_head.weight");
     return precision.linear(x, head, null, k.casts);

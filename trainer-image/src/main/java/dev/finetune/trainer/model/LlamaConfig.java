@@ -26,6 +26,11 @@ public record LlamaConfig(String modelType, int vocabSize, int hidden, int inter
     int kvHeads, int headDim, int contextLength, double rmsNormEps, Rope rope, boolean qkvBias, boolean outBias,
     boolean mlpBias, boolean tiedEmbeddings, int[] slidingWindow, int endOfText, ObjectNode json) implements ModelShape {
 
+  @Override
+  public int hiddenSize() {
+    return hidden;
+  }
+
   /** The model_type values this network serves. */
   public static final List<String> TYPES = List.of("llama", "qwen2", "mistral");
 
@@ -153,11 +158,17 @@ public record LlamaConfig(String modelType, int vocabSize, int hidden, int inter
   }
 
   @Override
-  public long activationBytes(int batch, int tokens) {
+  public long layerActivationBytes(int batch, int tokens, boolean nativeKernels) {
     long n = (long) batch * tokens;
-    long qkv = (long) (heads + 2 * kvHeads) * headDim;
-    long perLayer = n * (4L * hidden + qkv + 3L * intermediate) + 2L * batch * heads * tokens * tokens;
-    return 4 * layers * perLayer;
+    long q = (long) heads * headDim;
+    long kv = (long) kvHeads * headDim;
+    // the input, both norms' normalised and scaled outputs, the residual sum: 6 hidden; q: its projection, rotated
+    // half and rotated result, and the attention output: 4 q; k and v: 4 kv (with grouped queries: k's projection and
+    // rotated half, and the repeated k and v); the MLP: gate, its sigmoid, silu, up and their product: 5 intermediate
+    long perToken = 6L * hidden + 4 * q + (queriesPerKv() == 1 ? 4 * kv : 2 * kv + 2 * q) + 5L * intermediate;
+    // the attention probabilities, or with the fused kernel its output (the log-sum-exp is negligible)
+    long attention = nativeKernels ? n * q : (long) batch * heads * tokens * tokens;
+    return 4 * (n * perToken + attention);
   }
 
   public int queriesPerKv() {

@@ -76,6 +76,11 @@ public final class Lora implements AutoCloseable {
     return out;
   }
 
+  /** The dropout on the adapter's input in training (PEFT's lora_dropout). */
+  public double dropout() {
+    return dropout;
+  }
+
   /**
    * A new adapter as PEFT initialises one: A from kaiming_uniform(a = sqrt(5)), i.e. U(-1/sqrt(in), 1/sqrt(in)),
    * drawn from {@code seed} in layer order; B zeros, so training starts from the base model's outputs.

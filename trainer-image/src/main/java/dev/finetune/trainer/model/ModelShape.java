@@ -32,19 +32,36 @@ public sealed interface ModelShape permits GptConfig, LlamaConfig {
   List<String> defaultLoraTargets();
 
   /**
-   * A lower bound of the float32 bytes autograd keeps in the decoder layers for one training batch of {@code batch}
-   * x {@code tokens}: per layer the normed inputs, projections and attention probabilities.
+   * The float32 bytes autograd keeps for one decoder layer of a training batch of {@code batch} x {@code tokens}: the
+   * tensors its operations save for the backward pass, counted operation by operation as the network computes them
+   * (the trainer closes everything else a layer makes as it ends). With the native kernels (fused attention, and
+   * GPT-2's one-kernel GELU) attention keeps no tokens x tokens matrix and GELU keeps its input alone. Dropout's masks
+   * are not counted.
    */
-  long activationBytes(int batch, int tokens);
+  long layerActivationBytes(int batch, int tokens, boolean nativeKernels);
 
-  /** The float32 bytes of the batch's logits and their log-softmax, which the loss keeps for the backward pass. */
-  default long logitBytes(int batch, int tokens) {
-    return 4L * 2 * batch * tokens * vocabSize();
+  /**
+   * The float32 bytes the loss keeps for {@code rows} tokens until their backward pass is done: the logits, their
+   * log-softmax, and the gradients of both.
+   */
+  default long logitBytes(int rows) {
+    return 4L * 4 * rows * vocabSize();
   }
 
   int vocabSize();
 
   int contextLength();
+
+  /** Decoder layers (blocks). */
+  int layers();
+
+  /** The width of the hidden states between the layers. */
+  int hiddenSize();
+
+  /** The float32 bytes of one hidden state of a batch [batch, tokens, hiddenSize]: what checkpointing keeps a layer. */
+  default long hiddenStateBytes(int batch, int tokens) {
+    return 4L * batch * tokens * hiddenSize();
+  }
 
   /** The end-of-text token id config.json names (the tokenizer's special tokens may say otherwise). */
   int endOfText();

@@ -117,7 +117,7 @@ public final class PrecisionPolicy {
    * kept in {@code cache}, which lives as long as the step.
    */
   public NDArray weight(NDArray w, Map<NDArray, NDArray> cache) {
-    return bf16() && !isBf16(w) ? cache.computeIfAbsent(w, fast::toBf16) : w;
+    return bf16() && !isBf16(w) ? cache.computeIfAbsent(w, x -> Gpt2.Consts.stepLong(fast.toBf16(x))) : w;
   }
 
   /** A weight read outside a matmul (an embedding row) in float32, also where the frozen base lives in bf16. */

@@ -155,8 +155,9 @@ public final class AdamW implements AutoCloseable {
     double bc1 = 1 - Math.pow(beta1, step);
     double bc2Sqrt = Math.sqrt(1 - Math.pow(beta2, step));
     float stepSize = (float) (lr / bc1);
-    try (NDScope scope = new NDScope()) {
-      for (Map.Entry<String, NDArray> e : params.entrySet()) {
+    for (Map.Entry<String, NDArray> e : params.entrySet()) {
+      // a scope per weight: its temporaries (four of its size) go before the next weight's are made
+      try (NDScope scope = new NDScope()) {
         NDArray mt = m.get(e.getKey());
         if (mt == null) {
           continue; // another rank's shard

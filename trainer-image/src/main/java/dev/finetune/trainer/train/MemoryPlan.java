@@ -5,6 +5,7 @@ import ai.djl.engine.Engine;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import ai.djl.util.cuda.CudaUtils;
+import dev.finetune.api.TrainingSpec;
 import dev.finetune.api.trainer.TrainerContract;
 import dev.finetune.trainer.BadJobException;
 import dev.finetune.trainer.model.CausalLm;
@@ -20,14 +21,36 @@ import java.util.OptionalLong;
  * The memory a run needs, stated before training: the weights, their gradients and AdamW's two moments (float32, for
  * what trains: everything, or a LoRA adapter alone), in bf16 mixed precision the bf16 copies of the weights each step
  * makes, the activations autograd keeps for the largest batch (4 bytes each, 2 in bf16), the logits with their
- * log-softmax, and the runtime. A job whose need exceeds the memory it was given fails at once as a bad job (exit 3:
- * retrying cannot help) instead of dying of OOM minutes or hours later. The activation figure is a lower bound, so a
- * job refused here could not have run. It needs the model's shape alone, so {@code --plan} states it without weights.
+ * log-softmax and gradients, and the runtime. A job whose need exceeds the memory it was given fails at once as a bad
+ * job (exit 3: retrying cannot help) instead of dying of OOM minutes or hours later. bench/plan-bench.sh measures it
+ * against the peak on a CPU. It needs the model's shape alone, so {@code --plan} states it without weights.
  */
 public record MemoryPlan(long weights, long gradients, long optimizer, long casts, long activations, long logits,
-    long loadBuffer, int batch, int tokens) {
+    long loadBuffer, int batch, int tokens, Savings savings) {
   /** The JVM and libtorch themselves. */
   public static final long RUNTIME = 512L << 20;
+
+  /**
+   * What a job does to keep less: gradient checkpointing (the activations of one layer, plus each layer's input) and
+   * the loss in chunks of tokens (the logits of one chunk).
+   */
+  public record Savings(boolean checkpointing, int lossChunkTokens) {
+    public static final Savings NONE = new Savings(false, 0);
+
+    public static Savings of(TrainingSpec t) {
+      return new Savings(Boolean.TRUE.equals(t.gradientCheckpointing), t.lossChunkTokens == null ? 0 : t.lossChunkTokens);
+    }
+
+    /** The rows of logits that exist at once for a batch. */
+    int logitRows(int batch, int tokens) {
+      long all = (long) batch * tokens;
+      return (int) (chunked(batch, tokens) ? lossChunkTokens : all);
+    }
+
+    public boolean chunked(int batch, int tokens) {
+      return lossChunkTokens > 0 && (long) batch * tokens > lossChunkTokens;
+    }
+  }
 
   public static MemoryPlan of(CausalLm net, int batch, int tokens, boolean bf16) {
     return of(net, batch, tokens, bf16, 1);
@@ -38,8 +61,14 @@ public record MemoryPlan(long weights, long gradients, long optimizer, long cast
    * stored as {@link #of(ModelShape, WeightStorage, long, int, int, boolean, int)} says for their dtypes.
    */
   public static MemoryPlan of(CausalLm net, int batch, int tokens, boolean bf16, int optimizerShards) {
+    return of(net, batch, tokens, bf16, optimizerShards, Savings.NONE);
+  }
+
+  /** As above, with the job's savings. */
+  public static MemoryPlan of(CausalLm net, int batch, int tokens, boolean bf16, int optimizerShards, Savings savings) {
     long trainable = net.trainable().values().stream().mapToLong(a -> a.getShape().size()).sum();
-    return of(net.shape(), net.storage(), trainable, batch, tokens, bf16, optimizerShards);
+    return of(net.shape(), net.storage(), trainable, batch, tokens, bf16, optimizerShards, savings,
+        net.precision().nativeOps().isPresent());
   }
 
   /**
@@ -50,16 +79,33 @@ public record MemoryPlan(long weights, long gradients, long optimizer, long cast
    */
   public static MemoryPlan of(ModelShape shape, WeightStorage storage, long trainable, int batch, int tokens,
       boolean bf16, int optimizerShards) {
+    return of(shape, storage, trainable, batch, tokens, bf16, optimizerShards, Savings.NONE, false);
+  }
+
+  /**
+   * As above, with the job's savings, where the native kernels are in use ({@code nativeKernels}) or not. The
+   * activations are every layer's (see {@link ModelShape#layerActivationBytes}) and one layer's more, the working set
+   * of a layer's backward pass; with checkpointing, each layer's input instead of its activations, and one more layer's
+   * for the recomputation. In pieces (checkpointing or a chunked loss) the decoder's output and its gradient are kept
+   * besides. The logits are those of one chunk of tokens.
+   */
+  public static MemoryPlan of(ModelShape shape, WeightStorage storage, long trainable, int batch, int tokens,
+      boolean bf16, int optimizerShards, Savings savings, boolean nativeKernels) {
     Map<String, Shape> weights = shape.weights();
     long fp32Params = weights.values().stream().filter(s -> storage.of(s) == DataType.FLOAT32).mapToLong(Shape::size)
         .sum();
-    long activations = shape.activationBytes(batch, tokens);
-    long logits = shape.logitBytes(batch, tokens);
+    long layer = shape.layerActivationBytes(batch, tokens, nativeKernels);
+    long activations = savings.checkpointing() ? shape.layers() * shape.hiddenStateBytes(batch, tokens) + 2 * layer
+        : (shape.layers() + 1) * layer;
+    if (savings.checkpointing() || savings.chunked(batch, tokens)) {
+      activations += 2 * shape.hiddenStateBytes(batch, tokens);
+    }
+    long logits = shape.logitBytes(savings.logitRows(batch, tokens));
     // the weights load tensor by tensor through one host buffer, as large as the largest tensor in float32
     long loadBuffer = 4 * weights.values().stream().mapToLong(Shape::size).max().orElse(0);
     return new MemoryPlan(storage.bytes(weights), 4 * trainable, 8 * trainable / optimizerShards,
         bf16 ? 2 * fp32Params : 0, bf16 ? activations / 2 : activations, bf16 ? logits / 2 : logits, loadBuffer, batch,
-        tokens);
+        tokens, savings);
   }
 
   public long total() {
@@ -67,10 +113,11 @@ public record MemoryPlan(long weights, long gradients, long optimizer, long cast
   }
 
   public String describe() {
-    return String.format("memory needed: about %s (weights %s, gradients %s, AdamW state %s, %sactivations %s and logits"
-        + " %s for a batch of %d x %d tokens, runtime %s)", gib(total()), gib(weights), gib(gradients), gib(optimizer),
-        casts > 0 ? "their bf16 copies " + gib(casts) + ", " : "", gib(activations), gib(logits), batch, tokens,
-        gib(RUNTIME));
+    return String.format("memory needed: about %s (weights %s, gradients %s, AdamW state %s, %sactivations %s%s and logits"
+        + " %s%s for a batch of %d x %d tokens, runtime %s)", gib(total()), gib(weights), gib(gradients), gib(optimizer),
+        casts > 0 ? "their bf16 copies " + gib(casts) + ", " : "", gib(activations),
+        savings.checkpointing() ? " (checkpointed)" : "", gib(logits), savings.chunked(batch, tokens)
+            ? " (" + savings.lossChunkTokens() + " tokens at a time)" : "", batch, tokens, gib(RUNTIME));
   }
 
   /**
@@ -107,10 +154,14 @@ public record MemoryPlan(long weights, long gradients, long optimizer, long cast
     }
   }
 
-  /** What shrinks the plan: a smaller batch or shorter records, and a LoRA adapter unless one trains already. */
+  /**
+   * What shrinks the plan: a smaller batch or shorter records, gradient checkpointing unless it is on, and a LoRA
+   * adapter unless one trains already.
+   */
   public String remedy() {
     boolean adapterOnly = gradients < weights;
-    return "lower spec.training.batchSize or spec.dataset.maxLength" + (adapterOnly ? ""
+    return "lower spec.training.batchSize or spec.dataset.maxLength" + (savings.checkpointing() ? ""
+        : ", set spec.training.gradientCheckpointing: true (activations of one layer at a time)") + (adapterOnly ? ""
         : ", or train a LoRA adapter (spec.training.lora) so that gradients and optimizer state cover the adapter alone");
   }
 

@@ -53,6 +53,8 @@ public final class Trainer {
   private volatile boolean stopRequested;
   /** Distributed: whether any rank asked to stop, as all agreed at the last optimizer step. */
   private boolean stopAgreed;
+  /** The last micro-batch of this step ran in pieces: its gradients are all-reduced after it, not during it. */
+  private boolean allReduceGradientsAfter;
   private Distributed dist = Distributed.single();
   private volatile String stopSignal = "SIGTERM";
   private boolean moreEpochs;
@@ -163,7 +165,8 @@ public final class Trainer {
     }
     // ZeRO-1 where it pays: a distributed run that trains every weight (a LoRA adapter's state is small)
     int shards = Distributed.optimizerShards(t.lora == null, dist.size());
-    MemoryPlan.of(model.net(), Distributed.batchShare(t.batchSize, dist.size()), data.longest(), precision.bf16(), shards)
+    MemoryPlan.of(model.net(), Distributed.batchShare(t.batchSize, dist.size()), data.longest(), precision.bf16(), shards,
+        MemoryPlan.Savings.of(t))
         .checkWhereItRuns();
     model.net().requireGradients();
     try (AdamW optimizer = new AdamW(model.net().trainable(), base, t.beta1, t.beta2, t.epsilon, t.weightDecay)) {
@@ -344,8 +347,14 @@ public final class Trainer {
         long all = targetCount(whole);
         weight = all == 0 ? 0 : (double) targetCount(b) / all;
       }
-      if (mb + 1 - groupStart == groupSize) { // the step's last backward pass sums the gradients as it goes
-        dist.syncGradientsDuringBackward(net.trainable().values());
+      if (mb + 1 - groupStart == groupSize) {
+        // The step's last backward pass sums the gradients as it goes; a pass in pieces gives a weight gradients
+        // several times (a tied head, each chunk of the loss), so its gradients are summed once it is done.
+        // (decided on the whole batch, so that every rank decides alike)
+        allReduceGradientsAfter = microStep(net, t).inPieces((long) whole.size() * whole.length());
+        if (!allReduceGradientsAfter) {
+          dist.syncGradientsDuringBackward(net.trainable().values());
+        }
       }
       double loss = trainMicroBatch(net, base, b, groupSize, t, state.step * accum + (mb - groupStart), weight);
       state.tokens += whole.tokens();
@@ -387,6 +396,17 @@ public final class Trainer {
         return values;
       }
       dist.finishGradientSync();
+      if (allReduceGradientsAfter) {
+        try (NDManager grads = base.newSubManager()) {
+          List<NDArray> all = new ArrayList<>();
+          for (NDArray w : net.trainable().values()) {
+            NDArray g = w.getGradient();
+            g.attach(grads);
+            all.add(g);
+          }
+          dist.allReduceSum(all);
+        }
+      }
       try (NDManager m = base.newSubManager()) {
         double[] withStop = Arrays.copyOf(values, values.length + 1);
         withStop[values.length] = stopRequested ? 1 : 0;
@@ -459,7 +479,8 @@ public final class Trainer {
     /** The epoch's record: mean training loss, validation loss, and where the run stands; appended to history. */
     private EpochRecord validate(int epoch) throws IOException {
       double trainLoss = state.epochLossSum / Math.max(1, state.epochBatches);
-      double validationLoss = evaluate(net, base, data.collator(), data.validation(), batch);
+      double validationLoss = evaluate(net, base, data.collator(), data.validation(), batch,
+          t.lossChunkTokens == null ? 0 : t.lossChunkTokens);
       if (!Double.isFinite(validationLoss)) {
         throw new DivergedException("the validation loss after epoch " + (epoch + 1) + " is " + validationLoss
             + "; lower spec.training.learningRate or set maxGradNorm");
@@ -604,33 +625,38 @@ public final class Trainer {
    */
   static double trainMicroBatch(CausalLm net, NDManager base, Collator.Batch b, int groupSize, TrainingSpec t,
       long microIndex, double weight) {
-    try (NDManager step = base.newSubManager(); NDScope scope = new NDScope()) {
-      if (t.dropout != null && t.dropout > 0) {
-        // Dropout masks are a function of the seed and the micro-batch, so resumed runs draw the same ones.
-        Engine.getInstance().setRandomSeed((int) (t.seed * 31 + microIndex));
-      }
-      Gpt2.Consts k = new Gpt2.Consts(step);
-      try (GradientCollector gc = Engine.getInstance().newGradientCollector()) {
-        NDArray loss = net.loss(ids(step, b.inputs()), b.targets(), k, true);
-        double value = loss.getFloat();
-        if (weight != 1) {
-          loss = loss.mul(step.create((float) weight));
-        }
-        gc.backward(groupSize == 1 ? loss : loss.div(step.create((float) groupSize)));
-        return value * weight;
-      }
+    MicroStep pass = microStep(net, t);
+    try (NDManager step = base.newSubManager(); NDScope scope = new NDScope();
+        GradientCollector gc = Engine.getInstance().newGradientCollector()) {
+      return pass.run(gc, ids(step, b.inputs()), b.targets(), new Gpt2.Consts(step), weight, groupSize, microIndex);
     }
+  }
+
+  /**
+   * How the job's micro-batches pass forward and backward. Dropout masks (the model's and the adapter's) are a function
+   * of the seed, the micro-batch and the layer, so resumed runs draw the same ones.
+   */
+  static MicroStep microStep(CausalLm net, TrainingSpec t) {
+    double dropout = Math.max(t.dropout == null ? 0 : t.dropout, net.lora() == null ? 0 : net.lora().dropout());
+    return new MicroStep(net, Boolean.TRUE.equals(t.gradientCheckpointing),
+        t.lossChunkTokens == null ? 0 : t.lossChunkTokens, dropout, t.seed);
   }
 
   /** Mean of per-batch losses over a split (batches in order, the last one may be partial). */
   static double evaluate(CausalLm net, NDManager base, Collator collator, List<Collator.Example> data, int batch) {
+    return evaluate(net, base, collator, data, batch, 0);
+  }
+
+  /** As above, the logits made {@code lossChunkTokens} tokens at a time (0: the whole batch's at once). */
+  static double evaluate(CausalLm net, NDManager base, Collator collator, List<Collator.Example> data, int batch,
+      int lossChunkTokens) {
+    MicroStep pass = new MicroStep(net, false, lossChunkTokens, 0, 0);
     double sum = 0;
     int n = 0;
     for (int i = 0; i < data.size(); i += batch) {
       Collator.Batch b = collator.collate(data.subList(i, Math.min(i + batch, data.size())));
       try (NoGrad noGrad = new NoGrad(); NDManager step = base.newSubManager(); NDScope scope = new NDScope()) {
-        Gpt2.Consts k = new Gpt2.Consts(step);
-        sum += net.loss(ids(step, b.inputs()), b.targets(), k, false).getFloat();
+        sum += pass.validationLoss(ids(step, b.inputs()), b.targets(), new Gpt2.Consts(step));
         n++;
       }
     }

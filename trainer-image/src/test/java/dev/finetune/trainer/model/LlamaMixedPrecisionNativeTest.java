@@ -92,7 +92,7 @@ class LlamaMixedPrecisionNativeTest {
       net.setPrecision(PrecisionPolicy.resolve(Precision.BF16));
       // the plan of the built network is the one --plan makes from config.json alone
       assertThat(MemoryPlan.of(net, 2, 32, true, 1)).isEqualTo(MemoryPlan.of(net.shape(), WeightStorage.BF16_BASE,
-          adapter.parameterCount(), 2, 32, true, 1));
+          adapter.parameterCount(), 2, 32, true, 1, MemoryPlan.Savings.NONE, true));
       Map<String, byte[]> before = LlamaParityTest.bytes(net.parameters());
       double worst = worstRelative(name + " LoRA on a bf16 base", net, golden, golden.get("lora").get("loss_before_each_step"));
       assertThat(worst).isLessThan(BF16_TOLERANCE).isGreaterThan(BF16_RAN);

@@ -35,7 +35,8 @@ class MemoryPlanTest {
       assertThat(full.weights()).isEqualTo(4 * params);
       assertThat(full.gradients()).isEqualTo(4 * params);
       assertThat(full.optimizer()).isEqualTo(8 * params);
-      assertThat(full.logits()).as("fp32 logits and their log-softmax").isEqualTo(2L * 4 * 8 * 64 * m.net().vocabSize());
+      assertThat(full.logits()).as("fp32 logits, their log-softmax and both gradients")
+          .isEqualTo(4L * 4 * 8 * 64 * m.net().vocabSize());
       assertThat(full.activations()).isPositive();
       assertThat(MemoryPlan.of(m.net(), 16, 64, false).activations()).isGreaterThan(full.activations());
       assertThat(full.casts()).isZero();
