@@ -224,14 +224,8 @@ public final class Bench {
       }
       if (overlap) {
         dist.finishGradientSync();
-      } else if (dist.isDistributed()) {
-        java.util.List<NDArray> grads = new ArrayList<>();
-        for (NDArray p : net.trainable().values()) {
-          NDArray g = p.getGradient();
-          g.attach(step);
-          grads.add(g);
-        }
-        dist.allReduceSum(grads);
+      } else {
+        dist.allReduceGradients(net.trainable().values(), step);
       }
     }
     opt.step(net.trainable(), 5e-5);

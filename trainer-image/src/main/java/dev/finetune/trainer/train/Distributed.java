@@ -2,11 +2,13 @@ package dev.finetune.trainer.train;
 
 import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
 import dev.finetune.trainer.BadJobException;
 import dev.finetune.trainer.TransientException;
 import dev.finetune.trainer.nativelib.TorchNative;
 import java.math.BigDecimal;
 import java.math.MathContext;
+import java.util.ArrayList;
 import java.util.Collection;
 import java.util.List;
 import java.util.Map;
@@ -204,6 +206,22 @@ public final class Distributed implements AutoCloseable {
   public void allReduceSum(List<NDArray> arrays) throws TransientException {
     if (isDistributed() && !arrays.isEmpty()) {
       collective("an all-reduce", () -> lib.allReduceSum(arrays, bucketBytes));
+    }
+  }
+
+  /** Sums the gradients of {@code trainable} over the ranks, in place, once the backward passes are done. */
+  public void allReduceGradients(Collection<NDArray> trainable, NDManager base) throws TransientException {
+    if (!isDistributed()) {
+      return;
+    }
+    try (NDManager grads = base.newSubManager()) {
+      List<NDArray> all = new ArrayList<>();
+      for (NDArray w : trainable) {
+        NDArray g = w.getGradient(); // a handle on the weight's gradient: closing it leaves the gradient
+        g.attach(grads);
+        all.add(g);
+      }
+      allReduceSum(all);
     }
   }
 

@@ -397,15 +397,7 @@ public final class Trainer {
       }
       dist.finishGradientSync();
       if (allReduceGradientsAfter) {
-        try (NDManager grads = base.newSubManager()) {
-          List<NDArray> all = new ArrayList<>();
-          for (NDArray w : net.trainable().values()) {
-            NDArray g = w.getGradient();
-            g.attach(grads);
-            all.add(g);
-          }
-          dist.allReduceSum(all);
-        }
+        dist.allReduceGradients(net.trainable().values(), base);
       }
       try (NDManager m = base.newSubManager()) {
         double[] withStop = Arrays.copyOf(values, values.length + 1);

@@ -108,6 +108,21 @@ class DistributedNativeTest {
     assertThat(buckets.group(2)).isEqualTo(buckets.group(1));
   }
 
+  /**
+   * Gradient checkpointing and a chunked loss over two ranks: a weight gets gradients in several backward passes (the
+   * tied head, every chunk), so they are summed over the ranks once the micro-batch is done, not bucket by bucket.
+   */
+  @Test
+  void checkpointingAndAChunkedLossOverTwoRanks() throws Exception {
+    Path job = Jobs.write(dir.resolve("job"), TinyJob.yaml("dp-ckpt", "ns", 2).replace("  namespace: ns\n", "")
+        .replace("  training:\n", "  training:\n    gradientCheckpointing: true\n    lossChunkTokens: 50\n"));
+    double diff = oneAgainstTwoRanks(job, Map.of());
+    System.out.printf("DIST-FIGURE gpt2-scratch checkpointed, loss in chunks of 50, 1 vs 2 ranks: largest loss"
+        + " difference %.3g%n", diff);
+    assertThat(diff).isLessThan(SAME);
+    assertThat(log(0)).doesNotContain("started during the backward pass");
+  }
+
   /** A LoRA run in bf16 keeps its frozen base in bf16, and rank 0 still hands that base to the other rank. */
   @Test
   void loraOnABf16BaseOverTwoRanks() throws Exception {
