@@ -1,7 +1,5 @@
 package dev.finetune.trainer.data;
 
-import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import com.hubspot.jinjava.Jinjava;
 import com.hubspot.jinjava.JinjavaConfig;
 import com.hubspot.jinjava.LegacyOverrides;
@@ -35,10 +33,7 @@ import com.hubspot.jinjava.util.HasObjectTruthValue;
 import com.hubspot.jinjava.util.ObjectIterator;
 import com.hubspot.jinjava.util.ObjectTruthValue;
 import java.beans.FeatureDescriptor;
-import java.io.IOException;
 import java.math.BigDecimal;
-import java.nio.file.Files;
-import java.nio.file.Path;
 import java.time.ZonedDateTime;
 import java.util.ArrayList;
 import java.util.Collection;
@@ -48,7 +43,6 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
-import java.util.Optional;
 import java.util.Properties;
 import java.util.StringJoiner;
 import java.util.Set;
@@ -123,7 +117,6 @@ public final class ChatTemplate {
     }
   }
 
-  private static final ObjectMapper JSON = new ObjectMapper();
 
   private final String template;
   private final Map<String, String> specialTokens;

@@ -5,7 +5,6 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.NDScope;
 import ai.djl.ndarray.index.NDIndex;
-import ai.djl.ndarray.types.Shape;
 import ai.djl.training.GradientCollector;
 import dev.finetune.trainer.model.CausalLm;
 import dev.finetune.trainer.model.Gpt2;

@@ -3,7 +3,6 @@ package dev.finetune.trainer.data;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
-import dev.finetune.trainer.data.PromptFormat;
 import dev.finetune.api.DatasetSpec;
 import dev.finetune.api.PromptStyle;
 import dev.finetune.api.TrainingSpec;

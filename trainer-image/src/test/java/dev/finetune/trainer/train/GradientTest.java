@@ -5,12 +5,12 @@ import static org.assertj.core.api.Assertions.within;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
-import dev.finetune.api.PromptStyle;
-import dev.finetune.trainer.data.PromptFormat;
 import dev.finetune.api.DatasetSpec;
+import dev.finetune.api.PromptStyle;
 import dev.finetune.api.ScratchModelSpec;
 import dev.finetune.api.TrainingSpec;
 import dev.finetune.trainer.data.Collator;
+import dev.finetune.trainer.data.PromptFormat;
 import dev.finetune.trainer.data.SyntheticTasks;
 import dev.finetune.trainer.model.CausalLm;
 import dev.finetune.trainer.model.Model;

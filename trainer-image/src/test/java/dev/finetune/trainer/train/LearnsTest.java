@@ -3,11 +3,11 @@ package dev.finetune.trainer.train;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import ai.djl.ndarray.NDManager;
-import dev.finetune.trainer.data.PromptFormat;
 import dev.finetune.api.FineTuneJob;
 import dev.finetune.trainer.Jobs;
 import dev.finetune.trainer.data.Collator;
 import dev.finetune.trainer.data.Datasets;
+import dev.finetune.trainer.data.PromptFormat;
 import dev.finetune.trainer.data.Prompts;
 import dev.finetune.trainer.data.Record;
 import dev.finetune.trainer.model.Generator;

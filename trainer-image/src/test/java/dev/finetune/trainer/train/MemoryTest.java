@@ -3,12 +3,12 @@ package dev.finetune.trainer.train;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import ai.djl.ndarray.NDManager;
-import dev.finetune.trainer.data.PromptFormat;
 import dev.finetune.api.DatasetSpec;
 import dev.finetune.api.PromptStyle;
 import dev.finetune.api.ScratchModelSpec;
 import dev.finetune.api.TrainingSpec;
 import dev.finetune.trainer.data.Collator;
+import dev.finetune.trainer.data.PromptFormat;
 import dev.finetune.trainer.data.Record;
 import dev.finetune.trainer.data.SyntheticTasks;
 import dev.finetune.trainer.model.CausalLm;
