@@ -9,10 +9,7 @@ cd "$(dirname "$0")/.."
 N="${1:-10000}"
 FIXTURE=trainer-image/src/test/resources/chat/smollm2
 DEPS="${CHAT_BENCH_DEPS:-/tmp/chat-bench-deps}"
-mvn -q -B -pl api install -DskipTests
-mvn -q -B -pl trainer-image test-compile dependency:build-classpath -Dmdep.includeScope=test \
-  -Dmdep.outputFile="$PWD/trainer-image/target/bench.classpath"
-CP="trainer-image/target/classes:trainer-image/target/test-classes:$(cat trainer-image/target/bench.classpath)"
+. bench/classpath.sh trainer-image
 DJL_OFFLINE=true java -cp "$CP" dev.finetune.trainer.data.ChatBench "$N" examples/smollm2-chats.jsonl "$FIXTURE" 2>/dev/null |
   grep '^java'
 if [ ! -d "$DEPS/node_modules/@huggingface/transformers" ]; then

@@ -5,10 +5,7 @@
 # Usage: bench/hub-bench.sh [megabytes=200]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mvn -q -B -pl api install -DskipTests
-mvn -q -B -pl trainer-image test-compile dependency:build-classpath -Dmdep.includeScope=test \
-  -Dmdep.outputFile="$PWD/trainer-image/target/bench.classpath"
-CP="trainer-image/target/classes:trainer-image/target/test-classes:$(cat trainer-image/target/bench.classpath)"
+. bench/classpath.sh trainer-image
 export DJL_OFFLINE=true FINETUNE_PORT=0
 java -Xmx3g -Dfinetune.shared="$PWD/../shared" -cp "$CP" dev.finetune.trainer.hub.HubBench "$@" 2>/dev/null |
   grep -E '^(dropped|first|second|third)'

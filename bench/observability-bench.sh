@@ -5,10 +5,7 @@
 # Usage: bench/observability-bench.sh [pairs=3] [epochs=4] [scrapes=100]   (OBS_BENCH_AB=1: also whole A/B runs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mvn -q -B -pl api install -DskipTests
-mvn -q -B -pl trainer-image test-compile dependency:build-classpath -Dmdep.includeScope=test \
-  -Dmdep.outputFile="$PWD/trainer-image/target/bench.classpath"
-CP="trainer-image/target/classes:trainer-image/target/test-classes:$(cat trainer-image/target/bench.classpath)"
+. bench/classpath.sh trainer-image
 export DJL_OFFLINE=true
 log=$(mktemp)
 OBS_BENCH_HOLD=60 java -Xmx3g -cp "$CP" dev.finetune.trainer.observe.ObservabilityBench "$@" 2>/dev/null | tee "$log" &

@@ -5,10 +5,7 @@
 # Usage: bench/operator-bench.sh [jobs=500] [idleSeconds=60]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mvn -q -B -pl api install -DskipTests
-mvn -q -B -pl operator test-compile dependency:build-classpath -Dmdep.includeScope=test \
-  -Dmdep.outputFile=$PWD/operator/target/bench.classpath
-CP="operator/target/classes:operator/target/test-classes:$(cat operator/target/bench.classpath)"
+. bench/classpath.sh operator
 exec java -Xmx1g -Dfinetune.root="$PWD" -Dfinetune.shared="$PWD/../shared" \
   -Djava.util.logging.config.file=operator/src/test/resources/logging.properties \
   -cp "$CP" dev.finetune.operator.bench.OperatorBench "$@"

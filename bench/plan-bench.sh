@@ -8,9 +8,7 @@
 # Usage: bench/plan-bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mvn -q -B -pl api install -DskipTests
-mvn -q -B -pl trainer-image compile dependency:build-classpath -Dmdep.outputFile="$PWD/trainer-image/target/bench.classpath"
-CP="trainer-image/target/classes:$(cat trainer-image/target/bench.classpath)"
+. bench/classpath.sh trainer-image
 for shape in "llama 256 6 4 256 8 2" "llama 384 4 6 512 4 2" "gpt2 192 4 4 256 8 0"; do
   set -- $shape
   for checkpointing in 0 1; do
