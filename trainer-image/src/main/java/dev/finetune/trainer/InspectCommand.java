@@ -108,8 +108,7 @@ final class InspectCommand {
         out.printf("the first %d of %d training records of %s (%s, promptStyle %s, %s, maxLength %d), as"
             + " the model sees them: the loss trains the tokens in %s %s, the rest is -100%n", records.size(),
             splits.train().size(), job.getMetadata().getName(), splits.source(), spec.dataset.promptStyle.toString()
-                .toLowerCase(), chat ? "trainOn " + (spec.dataset.trainOn == null ? "assistantTurns"
-                : JSON.convertValue(spec.dataset.trainOn, String.class)) : "maskPrompt "
+                .toLowerCase(), chat ? "trainOn " + ChatFormat.trainOn(spec.dataset) : "maskPrompt "
                 + Boolean.TRUE.equals(spec.dataset.maskPrompt), maxLength, OPEN, CLOSE);
       }
       for (int i = 0; i < records.size(); i++) {

@@ -62,6 +62,15 @@ public final class ChatFormat implements PromptFormat {
     return new ChatFormat(t, config.specialTokens(), config.stopTokens(), tokenizer, ds.trainOn);
   }
 
+  /** spec.dataset.trainOn as a job writes it, the default when it is not set. */
+  public static String trainOn(DatasetSpec ds) {
+    return ds.trainOn == null ? "assistantTurns" : switch (ds.trainOn) {
+      case ASSISTANT_TURNS -> "assistantTurns";
+      case LAST_ASSISTANT_TURN -> "lastAssistantTurn";
+      case ALL_TOKENS -> "allTokens";
+    };
+  }
+
   /**
    * spec.dataset.chatTemplate: the inline text, or the file (on the dataset volume when a claim is named, else next
    * to the job file); empty when the job gives none.
@@ -91,11 +100,8 @@ public final class ChatFormat implements PromptFormat {
     }
     List<int[]> spans = switch (trainOn) {
       case ALL_TOKENS -> List.of(new int[] {0, text.length()});
-      case ASSISTANT_TURNS -> assistantSpans(messages, whole, r);
-      case LAST_ASSISTANT_TURN -> {
-        List<int[]> all = assistantSpans(messages, whole, r);
-        yield all.isEmpty() ? all : all.subList(all.size() - 1, all.size());
-      }
+      case ASSISTANT_TURNS -> assistantSpans(messages, whole, r, false);
+      case LAST_ASSISTANT_TURN -> assistantSpans(messages, whole, r, true);
     };
     TextTokenizer.Encoded e = tokenizer.encodeRendered(text);
     boolean[] trained = new boolean[e.ids().length];
@@ -114,16 +120,19 @@ public final class ChatFormat implements PromptFormat {
   }
 
   /**
-   * [start, end) of each assistant turn in {@code whole}: the template's generation blocks, else the prefix rule
-   * (see the class comment), checked against the whole render so that the offsets hold in it.
+   * [start, end) of each assistant turn in {@code whole}, or of the last one only: the template's generation blocks,
+   * else the prefix rule (see the class comment), checked against the whole render so that the offsets hold in it.
    */
-  List<int[]> assistantSpans(List<Map<String, Object>> messages, ChatTemplate.Rendered whole, Record r) {
+  List<int[]> assistantSpans(List<Map<String, Object>> messages, ChatTemplate.Rendered whole, Record r,
+      boolean lastOnly) {
     if (generationMarkers) {
-      return whole.generationSpans();
+      List<int[]> all = whole.generationSpans();
+      return lastOnly && !all.isEmpty() ? all.subList(all.size() - 1, all.size()) : all;
     }
     String text = whole.text();
     List<int[]> spans = new ArrayList<>();
-    for (int i = 0; i < messages.size(); i++) {
+    // the last turn alone needs no render of the turns before it
+    for (int i = lastOnly ? Math.max(0, Record.lastAssistant(messages)) : 0; i < messages.size(); i++) {
       if (!"assistant".equals(messages.get(i).get("role"))) {
         continue;
       }

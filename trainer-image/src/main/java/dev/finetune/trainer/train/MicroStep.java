@@ -6,6 +6,7 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.NDScope;
 import ai.djl.ndarray.index.NDIndex;
 import ai.djl.training.GradientCollector;
+import dev.finetune.trainer.data.Collator;
 import dev.finetune.trainer.model.CausalLm;
 import dev.finetune.trainer.model.Gpt2;
 import dev.finetune.trainer.model.NoGrad;
@@ -60,41 +61,32 @@ public final class MicroStep {
       long microIndex) {
     NDManager m = k.manager();
     int layers = net.shape().layers();
-    long tokens = (long) targets.length * targets[0].length;
-    // Forward, every layer in an NDScope that closes what the layer made but its output: what autograd saved for the
-    // backward pass stays (the graph holds it), the rest goes now instead of when the step ends. With checkpointing
-    // there is no graph, so only each layer's input is kept, and the layers use casts of their own, which have none.
-    List<NDArray> inputs = new ArrayList<>(layers);
+    List<NDArray> inputs = checkpointing ? new ArrayList<>(layers) : null;
     NDArray x;
+    // With checkpointing there is no graph, so only each layer's input is kept, and the layers use casts of their own,
+    // which have none.
     Gpt2.Consts forward = checkpointing ? new Gpt2.Consts(m) : k;
     try (NoGrad noGrad = checkpointing ? new NoGrad() : null) {
-      seed(microIndex, -1);
-      x = net.embed(ids, forward, true);
-      for (int i = 0; i < layers; i++) {
-        inputs.add(x);
-        seed(microIndex, i);
-        try (NDScope layer = new NDScope()) {
-          x = net.layer(i, x, forward, true);
-          NDScope.unregister(x);
-        }
-      }
+      x = decoder(ids, forward, true, microIndex, inputs);
     }
     if (checkpointing) {
       forward.releaseCasts();
     }
-    if (!inPieces(tokens)) { // the head and the loss on the graph, one backward pass
+    if (!inPieces((long) targets.length * targets[0].length)) { // the head and the loss on the graph, one backward pass
       NDArray loss = net.meanLoss(net.head(x, k), targets, k);
       double value = loss.getFloat() * weight;
       gc.backward(scaled(loss, weight, groupSize, m));
       return value;
     }
-    if (Arrays.stream(targets).flatMapToLong(Arrays::stream).allMatch(y -> y == -100)) {
+    long[] flat = flatten(targets);
+    long count = targetCount(flat);
+    if (count == 0) {
       return 0; // nothing to learn here: no gradient, as the whole graph's loss of 0 gives none
     }
     // the head and the loss, chunk by chunk, from the decoder's output cut from the graph
     NDArray out = x.stopGradient();
     out.setRequiresGradient(true);
-    double loss = headAndLoss(gc, out, targets, k, weight, groupSize);
+    double loss = headAndLoss(gc, out, flat, count, k, weight, groupSize);
     NDArray g = out.getGradient();
     // the decoder, from the last layer down
     if (!checkpointing) {
@@ -129,45 +121,50 @@ public final class MicroStep {
    * the logits chunk by chunk as in training.
    */
   double validationLoss(NDArray ids, long[][] targets, Gpt2.Consts k) {
-    NDArray x = net.embed(ids, k, false);
-    for (int i = 0; i < net.shape().layers(); i++) {
-      try (NDScope layer = new NDScope()) {
-        x = net.layer(i, x, k, false);
-        NDScope.unregister(x);
-      }
-    }
-    return headAndLoss(null, x, targets, k, 1, 1);
+    long[] flat = flatten(targets);
+    return headAndLoss(null, decoder(ids, k, false, 0, null), flat, targetCount(flat), k, 1, 1);
   }
 
   /**
-   * Sum over chunks of rows of the mean loss of the chunk times its share of the targets: the batch's mean loss.
-   * Each chunk's backward pass (scaled) runs before the next chunk's logits are made (none without {@code gc}).
+   * The decoder's output [B, T, d], every layer in an NDScope that closes what the layer made but its output: what
+   * autograd saved for the backward pass stays (the graph holds it), the rest goes now instead of when the step ends.
+   * {@code inputs}, when given, receives each layer's input.
    */
-  private double headAndLoss(GradientCollector gc, NDArray out, long[][] targets, Gpt2.Consts k, double weight,
+  private NDArray decoder(NDArray ids, Gpt2.Consts k, boolean training, long microIndex, List<NDArray> inputs) {
+    seed(microIndex, -1);
+    NDArray x = net.embed(ids, k, training);
+    for (int i = 0; i < net.shape().layers(); i++) {
+      if (inputs != null) {
+        inputs.add(x);
+      }
+      seed(microIndex, i);
+      try (NDScope layer = new NDScope()) {
+        x = net.layer(i, x, k, training);
+        NDScope.unregister(x);
+      }
+    }
+    return x;
+  }
+
+  /**
+   * Sum over chunks of rows of the mean loss of the chunk times its share of the {@code count} targets of
+   * {@code flat} (all rows' targets, one after the other): the batch's mean loss. Each chunk's backward pass (scaled)
+   * runs before the next chunk's logits are made (none without {@code gc}).
+   */
+  private double headAndLoss(GradientCollector gc, NDArray out, long[] flat, long count, Gpt2.Consts k, double weight,
       int groupSize) {
     NDManager m = k.manager();
-    int b = targets.length;
-    int t = targets[0].length;
-    long[] flat = new long[b * t];
-    long count = 0;
-    for (int i = 0; i < b; i++) {
-      System.arraycopy(targets[i], 0, flat, i * t, t);
-    }
-    for (long y : flat) {
-      count += y == -100 ? 0 : 1;
-    }
-    NDArray rows = out.reshape(1, (long) b * t, out.getShape().get(2));
-    int chunk = lossChunkTokens > 0 ? lossChunkTokens : b * t;
+    NDArray rows = out.reshape(1, flat.length, out.getShape().get(2));
+    int chunk = lossChunkTokens > 0 ? lossChunkTokens : flat.length;
     double loss = 0;
-    for (int start = 0; start < b * t; start += chunk) {
-      int end = Math.min(start + chunk, b * t);
-      long[] part = Arrays.copyOfRange(flat, start, end);
-      long n = Arrays.stream(part).filter(y -> y != -100).count();
+    for (int start = 0; start < flat.length; start += chunk) {
+      long[] part = Arrays.copyOfRange(flat, start, Math.min(start + chunk, flat.length));
+      long n = targetCount(part);
       if (n == 0) {
         continue; // no target here: no loss, no gradient
       }
       try (NDScope scope = new NDScope()) { // the chunk's logits go before the next chunk's are made
-        NDArray logits = net.head(rows.get(new NDIndex(":, {}:{}, :", start, end)), k);
+        NDArray logits = net.head(rows.get(new NDIndex(":, {}:{}, :", start, start + part.length)), k);
         NDArray mean = net.meanLoss(logits, new long[][] {part}, k);
         NDArray share = mean.mul(m.create((float) ((double) n / count)));
         loss += share.getFloat() * weight;
@@ -177,6 +174,16 @@ public final class MicroStep {
       }
     }
     return loss;
+  }
+
+  /** The rows of targets one after the other. */
+  private static long[] flatten(long[][] targets) {
+    return Arrays.stream(targets).flatMapToLong(Arrays::stream).toArray();
+  }
+
+  /** How many of {@code targets} the loss trains (not -100). */
+  static long targetCount(long[]... targets) {
+    return Arrays.stream(targets).flatMapToLong(Arrays::stream).filter(y -> y != Collator.IGNORE).count();
   }
 
   /** The loss a backward pass starts from: weighted, then divided by the group size. */

@@ -344,8 +344,8 @@ public final class Trainer {
         // Shares as even as they go (sizes differ by at most one): weighting by target tokens keeps the mean exact.
         b = data.collator().collate(items.subList(dist.rank() * items.size() / dist.size(),
             (dist.rank() + 1) * items.size() / dist.size()));
-        long all = targetCount(whole);
-        weight = all == 0 ? 0 : (double) targetCount(b) / all;
+        long all = MicroStep.targetCount(whole.targets());
+        weight = all == 0 ? 0 : (double) MicroStep.targetCount(b.targets()) / all;
       }
       if (mb + 1 - groupStart == groupSize) {
         // The step's last backward pass sums the gradients as it goes; a pass in pieces gives a weight gradients
@@ -472,7 +472,7 @@ public final class Trainer {
     private EpochRecord validate(int epoch) throws IOException {
       double trainLoss = state.epochLossSum / Math.max(1, state.epochBatches);
       double validationLoss = evaluate(net, base, data.collator(), data.validation(), batch,
-          t.lossChunkTokens == null ? 0 : t.lossChunkTokens);
+          MemoryPlan.Savings.of(t).lossChunkTokens());
       if (!Double.isFinite(validationLoss)) {
         throw new DivergedException("the validation loss after epoch " + (epoch + 1) + " is " + validationLoss
             + "; lower spec.training.learningRate or set maxGradNorm");
@@ -582,17 +582,6 @@ public final class Trainer {
     return String.format("%.4f", v);
   }
 
-  /** Target tokens of a batch (not -100): what its mean loss is over. */
-  static long targetCount(Collator.Batch b) {
-    long n = 0;
-    for (long[] row : b.targets()) {
-      for (long y : row) {
-        n += y == Collator.IGNORE ? 0 : 1;
-      }
-    }
-    return n;
-  }
-
   public static NDArray ids(NDManager m, long[][] rows) {
     long[] flat = new long[rows.length * rows[0].length];
     for (int i = 0; i < rows.length; i++) {
@@ -630,8 +619,8 @@ public final class Trainer {
    */
   static MicroStep microStep(CausalLm net, TrainingSpec t) {
     double dropout = Math.max(t.dropout == null ? 0 : t.dropout, net.lora() == null ? 0 : net.lora().dropout());
-    return new MicroStep(net, Boolean.TRUE.equals(t.gradientCheckpointing),
-        t.lossChunkTokens == null ? 0 : t.lossChunkTokens, dropout, t.seed);
+    MemoryPlan.Savings savings = MemoryPlan.Savings.of(t);
+    return new MicroStep(net, savings.checkpointing(), savings.lossChunkTokens(), dropout, t.seed);
   }
 
   /** Mean of per-batch losses over a split (batches in order, the last one may be partial). */

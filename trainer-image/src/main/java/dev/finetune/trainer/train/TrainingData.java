@@ -104,7 +104,7 @@ public record TrainingData(Collator collator, List<Collator.Example> train, List
     }
     String why = "no target token within spec.dataset.maxLength (" + maxLength + ")"
         + (Boolean.TRUE.equals(ds.maskPrompt) ? " once spec.dataset.maskPrompt hides the prompt" : "")
-        + (ds.promptStyle == PromptStyle.CHAT ? " (spec.dataset.trainOn: " + trainOn(ds) + ")" : "");
+        + (ds.promptStyle == PromptStyle.CHAT ? " (spec.dataset.trainOn: " + ChatFormat.trainOn(ds) + ")" : "");
     if (empty.size() == examples.size()) {
       throw new BadDataException("all " + examples.size() + " training records have " + why + ": the prompt fills it. Raise"
           + " maxLength (and the model's context length) or shorten the prompts"
@@ -175,13 +175,5 @@ public record TrainingData(Collator collator, List<Collator.Example> train, List
       out.add(format.example(r));
     }
     return out;
-  }
-
-  private static String trainOn(DatasetSpec ds) {
-    return ds.trainOn == null ? "assistantTurns" : switch (ds.trainOn) {
-      case ASSISTANT_TURNS -> "assistantTurns";
-      case LAST_ASSISTANT_TURN -> "lastAssistantTurn";
-      case ALL_TOKENS -> "allTokens";
-    };
   }
 }

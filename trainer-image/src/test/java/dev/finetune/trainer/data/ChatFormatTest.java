@@ -69,7 +69,7 @@ class ChatFormatTest {
           continue;
         }
         Record r = Record.conversation(c.messages(), template + "/" + c.name());
-        List<int[]> spans = f.assistantSpans(c.messages(), renderedWithSpecials(template, c), r);
+        List<int[]> spans = f.assistantSpans(c.messages(), renderedWithSpecials(template, c), r, false);
         assertThat(spans).as(template + "/" + c.name()).usingRecursiveFieldByFieldElementComparator()
             .isEqualTo(c.assistantSpans());
         checked++;
