@@ -40,6 +40,10 @@ app.kubernetes.io/component: operator
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "watch", "create", "patch", "update"]
+- apiGroups: ["jobset.x-k8s.io"]
+  resources: ["jobsets"]
+  # a job with several nodes, where the cluster has JobSet (value jobSet)
+  verbs: ["get", "list", "watch", "create", "patch"]
 - apiGroups: [""]
   resources: ["services"]
   # the rendezvous Service of a job with several nodes

@@ -4,7 +4,10 @@ import dev.finetune.api.FineTuneJob;
 import dev.finetune.operator.config.OperatorConfig;
 import dev.finetune.operator.metrics.OperatorMetrics;
 import dev.finetune.operator.reconciler.FineTuneJobReconciler;
+import dev.finetune.operator.resources.JobSet;
+import io.fabric8.kubernetes.api.model.APIResourceList;
 import io.fabric8.kubernetes.client.KubernetesClient;
+import io.fabric8.kubernetes.client.KubernetesClientException;
 import io.javaoperatorsdk.operator.Operator;
 import io.javaoperatorsdk.operator.api.config.LeaderElectionConfigurationBuilder;
 import io.javaoperatorsdk.operator.monitoring.micrometer.MicrometerMetrics;
@@ -54,7 +57,7 @@ public final class FineTuneOperator implements AutoCloseable {
             .build());
       }
     });
-    FineTuneJobReconciler reconciler = new FineTuneJobReconciler(config, client, metrics);
+    FineTuneJobReconciler reconciler = new FineTuneJobReconciler(config, client, metrics, usesJobSets(client, config));
     operator.register(reconciler, c -> {
       if (config.watchAllNamespaces()) {
         c.watchingAllNamespaces();
@@ -63,6 +66,35 @@ public final class FineTuneOperator implements AutoCloseable {
       }
     });
     return new FineTuneOperator(operator, metrics, config);
+  }
+
+  /**
+   * Whether jobs with several nodes run as JobSets: as FINETUNE_JOBSET says, or (auto) when the cluster serves
+   * jobset.x-k8s.io/v1alpha2 JobSets now. A JobSet controller installed later takes an operator restart.
+   */
+  static boolean usesJobSets(KubernetesClient client, OperatorConfig config) {
+    boolean served = config.jobSet() != OperatorConfig.JobSetUse.NEVER && servesJobSets(client);
+    if (config.jobSet() == OperatorConfig.JobSetUse.ALWAYS && !served) {
+      throw new IllegalStateException("FINETUNE_JOBSET is true, but the cluster serves no " + JobSet.GROUP + "/"
+          + JobSet.VERSION + " JobSets: install JobSet (https://jobset.sigs.k8s.io), or set FINETUNE_JOBSET to auto"
+          + " or false");
+    }
+    LOG.info("msg=\"jobs with several nodes\" runAs={}", served ? "JobSet" : "Jobs");
+    return served;
+  }
+
+  /** Whether the API server lists jobsets in jobset.x-k8s.io/v1alpha2 (the JobSet CRD is installed). */
+  public static boolean servesJobSets(KubernetesClient client) {
+    try {
+      APIResourceList served = client.getApiResources(JobSet.GROUP + "/" + JobSet.VERSION);
+      return served != null && served.getResources() != null
+          && served.getResources().stream().anyMatch(r -> "jobsets".equals(r.getName()));
+    } catch (KubernetesClientException e) {
+      if (e.getCode() == 404) {
+        return false;
+      }
+      throw e;
+    }
   }
 
   public FineTuneOperator start() {

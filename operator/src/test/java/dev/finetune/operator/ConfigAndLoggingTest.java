@@ -34,6 +34,7 @@ class ConfigAndLoggingTest {
     assertThat(c.leaderElection()).isTrue();
     assertThat(c.leaseName()).isEqualTo("finetune-operator-leader");
     assertThat(c.serverSideApply()).isTrue();
+    assertThat(c.jobSet()).as("a JobSet where the cluster has JobSet").isEqualTo(OperatorConfig.JobSetUse.AUTO);
     assertThat(c.hub()).as("no hub cache, endpoint or proxy: the trainer's defaults").isEqualTo(OperatorConfig.Hub.none());
   }
 
@@ -44,7 +45,13 @@ class ConfigAndLoggingTest {
         "FINETUNE_PROGRESS_INTERVAL_SECONDS", "30",
         "FINETUNE_LEADER_ELECTION", "false",
         "POD_NAMESPACE", "finetune-system",
-        "POD_NAME", "op-1"));
+        "POD_NAME", "op-1",
+        "FINETUNE_JOBSET", "false"));
+    assertThat(c.jobSet()).isEqualTo(OperatorConfig.JobSetUse.NEVER);
+    assertThat(OperatorConfig.fromEnv(Map.of("FINETUNE_JOBSET", "TRUE")).jobSet())
+        .isEqualTo(OperatorConfig.JobSetUse.ALWAYS);
+    assertThatThrownBy(() -> OperatorConfig.fromEnv(Map.of("FINETUNE_JOBSET", "jobset")))
+        .hasMessage("FINETUNE_JOBSET must be auto, true or false, is 'jobset'");
     assertThat(c.watchNamespaces()).isEqualTo(Set.of("team-a", "team-b"));
     assertThat(c.progressInterval()).isEqualTo(Duration.ofSeconds(30));
     assertThat(c.leaderElection()).isFalse();

@@ -64,6 +64,8 @@ class MockOperatorTest {
             "status", Map.of("incomplete", false, "resourceRules", List.of(Map.of(
                 "apiGroups", List.of("*"), "resources", List.of("*"), "verbs", List.of("*"))))))
         .always();
+    // a cluster without JobSet (the CRUD mock would claim to serve any API)
+    server.expect().get().withPath("/apis/jobset.x-k8s.io/v1alpha2").andReturn(404, Map.of()).always();
     trainer = new FakeTrainer();
     Map<String, String> env = new HashMap<>();
     env.put("FINETUNE_TRAINER_PORT", String.valueOf(trainer.port()));
@@ -680,6 +682,17 @@ class MockOperatorTest {
     }));
   }
 
+  /** FINETUNE_JOBSET true on a cluster without JobSet: the operator does not start, and says what to do. */
+  @Test
+  void anOperatorToldToUseJobSetsDoesNotStartWithoutThem() {
+    assertThat(FineTuneOperator.servesJobSets(client)).isFalse();
+    org.assertj.core.api.Assertions.assertThatThrownBy(() -> FineTuneOperator.create(client,
+            config.withJobSet(OperatorConfig.JobSetUse.ALWAYS), new PrometheusMeterRegistry(PrometheusConfig.DEFAULT)))
+        .isInstanceOf(IllegalStateException.class)
+        .hasMessageContaining("FINETUNE_JOBSET is true").hasMessageContaining("install JobSet");
+  }
+
+  /** Without JobSet (FINETUNE_JOBSET auto, the default), a job with several nodes runs as two Jobs. */
   @Test
   void severalNodesRunAsALeaderJobAndAnIndexedWorkersJobThatFailTogether() {
     String ns = "nodes";

@@ -42,6 +42,10 @@ import java.util.function.Function;
  *   <li>{@code FINETUNE_LEADER_ELECTION_LEASE}: name of the Lease [finetune-operator-leader]</li>
  *   <li>{@code FINETUNE_RECONCILE_THREADS}: concurrent reconciliations [10]</li>
  *   <li>{@code FINETUNE_SERVER_SIDE_APPLY}: patch status with server-side apply [true]</li>
+ *   <li>{@code FINETUNE_JOBSET}: how a job with several nodes (spec.resources.nodes > 1) runs: {@code true} as one
+ *       JobSet (jobset.x-k8s.io/v1alpha2, which Kueue admits as one workload and whose controller restarts all nodes
+ *       together), {@code false} as two Jobs (the leader's and the workers' Indexed Job), {@code auto} as a JobSet when
+ *       the cluster serves JobSets at the operator's start [auto]</li>
  *   <li>{@code FINETUNE_LOG_FORMAT}: json or text [json]</li>
  *   <li>{@code FINETUNE_LOG_LEVEL}: root log level (ERROR, WARN, INFO, DEBUG) [INFO]</li>
  *   <li>{@code POD_NAME}, {@code POD_NAMESPACE}: from the downward API; the leader-election identity and Lease namespace</li>
@@ -67,6 +71,7 @@ public record OperatorConfig(
     String identity,
     int reconcileThreads,
     boolean serverSideApply,
+    JobSetUse jobSet,
     String logFormat,
     String logLevel) {
 
@@ -120,7 +125,28 @@ public record OperatorConfig(
     }
   }
 
+  /** Whether a job with several nodes runs as a JobSet ({@code FINETUNE_JOBSET}). */
+  public enum JobSetUse {
+    /** When the cluster serves jobset.x-k8s.io/v1alpha2 JobSets at the operator's start. */
+    AUTO,
+    /** Always: the operator does not start where the cluster has no JobSets. */
+    ALWAYS,
+    /** Never: the leader's Job and the workers' Indexed Job. */
+    NEVER;
+
+    static JobSetUse parse(String value) {
+      if (value == null || value.equalsIgnoreCase("auto")) {
+        return AUTO;
+      }
+      if (value.equalsIgnoreCase("true") || value.equalsIgnoreCase("false")) {
+        return Boolean.parseBoolean(value) ? ALWAYS : NEVER;
+      }
+      throw new IllegalArgumentException("FINETUNE_JOBSET must be auto, true or false, is '" + value + "'");
+    }
+  }
+
   public OperatorConfig {
+    Objects.requireNonNull(jobSet, "jobSet");
     watchNamespaces = Set.copyOf(watchNamespaces);
     Objects.requireNonNull(trainerImage, "trainerImage");
     Objects.requireNonNull(trainerCpuImage, "trainerCpuImage");
@@ -170,6 +196,7 @@ public record OperatorConfig(
         or(get.apply("POD_NAME"), hostName()),
         integer(get, "FINETUNE_RECONCILE_THREADS", 10),
         bool(get, "FINETUNE_SERVER_SIDE_APPLY", true),
+        JobSetUse.parse(get.apply("FINETUNE_JOBSET")),
         or(get.apply("FINETUNE_LOG_FORMAT"), "json"),
         or(get.apply("FINETUNE_LOG_LEVEL"), "INFO"));
   }
@@ -182,14 +209,21 @@ public record OperatorConfig(
     return new OperatorConfig(watchNamespaces, trainerImage, trainerCpuImage, imagePullSecrets, trainerCpu,
         trainerMemory, jvmOpts, port, trainerUid,
         hub, progressInterval, progressTimeout, metricsPort, leaderElection, leaseNamespace, leaseName, identity,
-        reconcileThreads, serverSideApply, logFormat, logLevel);
+        reconcileThreads, serverSideApply, jobSet, logFormat, logLevel);
   }
 
   public OperatorConfig withProgressInterval(Duration interval) {
     return new OperatorConfig(watchNamespaces, trainerImage, trainerCpuImage, imagePullSecrets, trainerCpu,
         trainerMemory, jvmOpts, trainerPort, trainerUid,
         hub, interval, progressTimeout, metricsPort, leaderElection, leaseNamespace, leaseName, identity,
-        reconcileThreads, serverSideApply, logFormat, logLevel);
+        reconcileThreads, serverSideApply, jobSet, logFormat, logLevel);
+  }
+
+  public OperatorConfig withJobSet(JobSetUse use) {
+    return new OperatorConfig(watchNamespaces, trainerImage, trainerCpuImage, imagePullSecrets, trainerCpu,
+        trainerMemory, jvmOpts, trainerPort, trainerUid,
+        hub, progressInterval, progressTimeout, metricsPort, leaderElection, leaseNamespace, leaseName, identity,
+        reconcileThreads, serverSideApply, use, logFormat, logLevel);
   }
 
   /** A comma-separated list, blanks dropped; empty for null. */

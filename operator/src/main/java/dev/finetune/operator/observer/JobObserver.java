@@ -49,7 +49,9 @@ public final class JobObserver {
         case Pending -> pending(ftj, job, pods, st, generation);
         case Suspended -> suspended(st, generation);
         case Running -> running(seen, st, generation);
-        case Succeeded, Failed -> finish(job, pods, phase, st, generation);
+        // a failed JobSet stops its running Jobs (their Pods go): the failure shows on any node's Pod
+        case Succeeded, Failed -> finish(job, phase == Phase.Failed && seen.jobSet().isPresent() ? seen.allPods() : pods,
+            phase, st, generation);
       }
     }
     ranks(ftj, st, seen);

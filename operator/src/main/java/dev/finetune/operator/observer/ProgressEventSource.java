@@ -144,7 +144,7 @@ public class ProgressEventSource extends AbstractEventSource<TrainerReport, Fine
     if (st == null || st.phase != Phase.Running || st.jobName == null) {
       return Optional.empty();
     }
-    return TrainerPods.running(TrainerPods.ofJobNamed(st.jobName, podsOf.apply(ftj)))
+    return TrainerPods.running(TrainerPods.rankZero(st.jobName, podsOf.apply(ftj)))
         .filter(p -> p.getStatus().getPodIP() != null && !p.getStatus().getPodIP().isBlank())
         .map(p -> new Target(p.getMetadata().getName(), p.getStatus().getPodIP(), TrainerPods.port(p, defaultPort)));
   }

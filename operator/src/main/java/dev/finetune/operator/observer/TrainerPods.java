@@ -1,5 +1,6 @@
 package dev.finetune.operator.observer;
 
+import dev.finetune.operator.resources.JobSet;
 import dev.finetune.operator.resources.Names;
 import io.fabric8.kubernetes.api.model.OwnerReference;
 import io.fabric8.kubernetes.api.model.Pod;
@@ -27,10 +28,16 @@ public final class TrainerPods {
         .toList();
   }
 
-  /** The Pods made by the Job of this name, oldest first (for readers that have no Job at hand). */
-  public static List<Pod> ofJobNamed(String jobName, Collection<Pod> pods) {
+  /**
+   * The Pods of rank 0, which serve /progress and /metrics, oldest first: those the Job of this name made, or, when
+   * it is a JobSet, its leader Job (for readers that have no Job at hand).
+   */
+  public static List<Pod> rankZero(String jobName, Collection<Pod> pods) {
+    String leader = JobSet.childJob(jobName, Names.LEADER, 0);
     return pods.stream()
-        .filter(ownedBy(o -> "Job".equals(o.getKind()) && jobName.equals(o.getName())))
+        .filter(ownedBy(o -> "Job".equals(o.getKind()) && (jobName.equals(o.getName()) || leader.equals(o.getName()))))
+        .filter(p -> p.getMetadata().getLabels() != null
+            && "true".equals(p.getMetadata().getLabels().get(Names.METRICS_LABEL)))
         .sorted(OLDEST_FIRST)
         .toList();
   }

@@ -13,6 +13,7 @@ import dev.finetune.operator.observer.ProgressClient;
 import dev.finetune.operator.observer.ProgressEventSource;
 import dev.finetune.operator.observer.Snapshot;
 import dev.finetune.operator.observer.TrainerStatus;
+import dev.finetune.operator.resources.JobSet;
 import dev.finetune.operator.resources.Names;
 import io.fabric8.kubernetes.api.model.ConfigMap;
 import io.fabric8.kubernetes.api.model.HasMetadata;
@@ -35,6 +36,7 @@ import io.javaoperatorsdk.operator.processing.event.source.EventSource;
 import io.javaoperatorsdk.operator.processing.event.source.SecondaryToPrimaryMapper;
 import io.javaoperatorsdk.operator.processing.event.source.informer.InformerEventSource;
 import java.io.IOException;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.Objects;
 import java.util.Set;
@@ -43,12 +45,12 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * Turns a FineTuneJob into a checkpoint claim, a ConfigMap with the job file and a training Job, and mirrors the
- * Job, its Pods and the trainer's progress into the FineTuneJob's status. A reconciliation reads as
+ * Turns a FineTuneJob into a checkpoint claim, a ConfigMap with the job file and a training Job (with several nodes
+ * also the workers' Job, or one JobSet for both), and mirrors the Job, its Pods and the trainer's progress into the FineTuneJob's status. A reconciliation reads as
  * observe ({@link JobObserver}) -> validate -> act ({@link JobDeployer}) -> record Events ({@link StatusEvents})
  * and patch the status.
  *
- * <p>Reads come from informer caches (Jobs, Pods, ConfigMaps and claims labelled as managed by this operator)
+ * <p>Reads come from informer caches (Jobs, JobSets, Pods, ConfigMaps and claims labelled as managed by this operator)
  * and from the {@link ProgressEventSource}, which polls running trainers off the reconciler's threads, so an idle
  * operator makes no API calls. Succeeded and Failed are final: after them nothing is created or changed.
  */
@@ -64,13 +66,19 @@ public class FineTuneJobReconciler implements Reconciler<FineTuneJob> {
   private final EventRecorder recorder;
   private final JobDeployer deployer;
   private final StatusEvents events;
+  private final boolean jobSets;
 
-  public FineTuneJobReconciler(OperatorConfig config, KubernetesClient client, OperatorMetrics metrics) {
+  /**
+   * @param jobSets whether a job with several nodes runs as a JobSet (then JobSets are watched too)
+   */
+  public FineTuneJobReconciler(OperatorConfig config, KubernetesClient client, OperatorMetrics metrics,
+      boolean jobSets) {
     this.config = config;
     this.metrics = metrics;
     this.recorder = new EventRecorder(client, config.identity());
-    this.deployer = new JobDeployer(config);
-    this.events = new StatusEvents(recorder);
+    this.deployer = new JobDeployer(config, jobSets);
+    this.events = new StatusEvents(recorder, jobSets);
+    this.jobSets = jobSets;
   }
 
   @Override
@@ -79,12 +87,16 @@ public class FineTuneJobReconciler implements Reconciler<FineTuneJob> {
     InformerEventSource<Pod, FineTuneJob> pods = informer(context, Pod.class, "pods");
     ProgressEventSource progress = new ProgressEventSource(new ProgressClient(config.progressTimeout()),
         config.progressInterval(), context::getPrimaryCache, pods::getSecondaryResources, config.trainerPort());
-    return List.of(
+    List<EventSource<?, FineTuneJob>> sources = new ArrayList<>(List.of(
         progress,
         informer(context, Job.class, "jobs"),
         pods,
         informer(context, ConfigMap.class, "configmaps"),
-        informer(context, PersistentVolumeClaim.class, "claims"));
+        informer(context, PersistentVolumeClaim.class, "claims")));
+    if (jobSets) {
+      sources.add(informer(context, JobSet.class, "jobsets"));
+    }
+    return sources;
   }
 
   /** An informer on the objects this operator made, mapped to their FineTuneJob by label. */
@@ -112,7 +124,7 @@ public class FineTuneJobReconciler implements Reconciler<FineTuneJob> {
     }
     FineTuneJobStatus st = old.phase != null && old.phase.isTerminal() ? new FineTuneJobStatus() : copy(old);
 
-    Snapshot seen = Snapshot.read(ftj, st, ctx);
+    Snapshot seen = Snapshot.read(ftj, st, ctx, jobSets);
     JobObserver.observe(ftj, st, seen);
     if (seen.job().isPresent()) {
       deployer.align(ftj, seen, ctx);

@@ -6,6 +6,7 @@ import dev.finetune.operator.config.OperatorConfig;
 import dev.finetune.operator.observer.Conditions;
 import dev.finetune.operator.observer.JobObserver;
 import dev.finetune.operator.observer.Snapshot;
+import dev.finetune.operator.resources.JobSet;
 import dev.finetune.operator.resources.Names;
 import dev.finetune.operator.resources.TrainerResources;
 import io.fabric8.kubernetes.api.model.ConfigMap;
@@ -26,16 +27,22 @@ import org.slf4j.LoggerFactory;
 /**
  * Makes the cluster follow a FineTuneJob: creates (or adopts after a lost reply) the checkpoint claim, the
  * ConfigMap with the job file and the training Job (with several nodes also the workers' Job and the rendezvous
- * Service); applies changes of spec.suspend to the Jobs; suspends the rest of a job with several nodes once one part
+ * Service, or, where the operator uses JobSets, one JobSet and the Service); applies changes of spec.suspend to the
+ * Jobs or the JobSet; suspends the rest of a job with several nodes once one part
  * has ended; hands a finished Job to the TTL controller once its end is recorded. What it did, or why it could not, goes into the status it is
  * given.
  */
 public class JobDeployer {
   private static final Logger LOG = LoggerFactory.getLogger(JobDeployer.class);
   private final TrainerResources resources;
+  private final boolean jobSets;
 
-  public JobDeployer(OperatorConfig config) {
+  /**
+   * @param jobSets whether a job with several nodes runs as a JobSet
+   */
+  public JobDeployer(OperatorConfig config, boolean jobSets) {
     this.resources = new TrainerResources(config);
+    this.jobSets = jobSets;
   }
 
   /**
@@ -46,9 +53,9 @@ public class JobDeployer {
   public void create(FineTuneJob ftj, FineTuneJobStatus st, Context<FineTuneJob> ctx) {
     Long generation = ftj.getMetadata().getGeneration();
     try {
-      Job job = createAll(ftj, ctx);
+      Snapshot made = createAll(ftj, ctx);
       st.restarts = 0;
-      JobObserver.observe(ftj, st, Snapshot.of(job)); // the status the next reconciliation would see
+      JobObserver.observe(ftj, st, made); // the status the next reconciliation would see
       LOG.info("msg=\"created\" namespace={} name={} job={}", ftj.getMetadata().getNamespace(),
           ftj.getMetadata().getName(), st.jobName);
     } catch (NameConflict e) {
@@ -62,10 +69,16 @@ public class JobDeployer {
     }
   }
 
-  /** Applies a change of spec.suspend, to the workers' Job too. */
+  /** Applies a change of spec.suspend, to the workers' Job too; to a JobSet, whose controller suspends its Jobs. */
   public void align(FineTuneJob ftj, Snapshot seen, Context<FineTuneJob> ctx) {
-    seen.job().ifPresent(job -> suspendOrResume(ftj, job, ctx));
-    seen.workers().ifPresent(job -> suspendOrResume(ftj, job, ctx));
+    if (seen.jobSet().isPresent()) {
+      JobSet set = seen.jobSet().get();
+      boolean ended = set.condition("Completed").isPresent() || set.condition("Failed").isPresent();
+      suspendOrResume(ftj, set, set.getSpec().suspend, ended, ctx);
+      return;
+    }
+    seen.job().ifPresent(job -> suspendOrResume(ftj, job, job.getSpec().getSuspend(), JobObserver.ended(job), ctx));
+    seen.workers().ifPresent(job -> suspendOrResume(ftj, job, job.getSpec().getSuspend(), JobObserver.ended(job), ctx));
   }
 
   /**
@@ -101,6 +114,13 @@ public class JobDeployer {
     if (ttl == null || recorded.phase == null || !recorded.phase.isTerminal() || recorded.jobName == null) {
       return;
     }
+    if (jobSets) {
+      ctx.getSecondaryResources(JobSet.class).stream()
+          .filter(s -> recorded.jobName.equals(s.getMetadata().getName()) && s.getSpec().ttlSecondsAfterFinished == null
+              && (s.condition("Completed").isPresent() || s.condition("Failed").isPresent()))
+          .forEach(s -> ctx.getClient().resource(s)
+              .patch(PatchContext.of(PatchType.JSON_MERGE), "{\"spec\":{\"ttlSecondsAfterFinished\":" + ttl + "}}"));
+    }
     Set<String> ours = Set.of(recorded.jobName, Names.workersJob(ftj));
     ctx.getSecondaryResources(Job.class).stream()
         .filter(j -> ours.contains(j.getMetadata().getName()) && j.getSpec().getTtlSecondsAfterFinished() == null
@@ -116,7 +136,8 @@ public class JobDeployer {
         ? e.getCode() + " " + e.getStatus().getMessage() : e.getMessage();
   }
 
-  private Job createAll(FineTuneJob ftj, Context<FineTuneJob> ctx) {
+  /** Creates what is missing, the Job or JobSet that runs the trainers last (the status follows it). */
+  private Snapshot createAll(FineTuneJob ftj, Context<FineTuneJob> ctx) {
     KubernetesClient client = ctx.getClient();
     if (Names.createsClaim(ftj) && ctx.getSecondaryResources(PersistentVolumeClaim.class).stream()
         .noneMatch(c -> Names.claim(ftj).equals(c.getMetadata().getName()))) {
@@ -134,11 +155,14 @@ public class JobDeployer {
         return c;
       });
     }
-    if (Names.nodes(ftj) > 1) { // the leader comes last: its Job is what the status follows
+    if (Names.nodes(ftj) > 1) {
       createOrGet(client, ftj, resources.rendezvousService(ftj));
-      createOrGet(client, ftj, resources.workersJob(ftj));
+      if (jobSets) {
+        return Snapshot.of(createOrGet(client, ftj, resources.jobSet(ftj)));
+      }
+      createOrGet(client, ftj, resources.workersJob(ftj)); // the leader comes last: its Job is what the status follows
     }
-    return createOrGet(client, ftj, resources.job(ftj));
+    return Snapshot.of(createOrGet(client, ftj, resources.job(ftj)));
   }
 
   /** An object with the name the operator needs exists and belongs to someone else. */
@@ -176,19 +200,19 @@ public class JobDeployer {
   }
 
   /**
-   * Only a change of spec.suspend is applied (the last applied value is an annotation on the Job): a Job that a
+   * Only a change of spec.suspend is applied (the last applied value is an annotation on the Job or JobSet): one that a
    * queue controller such as Kueue holds suspended until admission is left alone.
    */
-  private static void suspendOrResume(FineTuneJob ftj, Job job, Context<FineTuneJob> ctx) {
+  private static void suspendOrResume(FineTuneJob ftj, HasMetadata run, Boolean suspended, boolean ended,
+      Context<FineTuneJob> ctx) {
     boolean want = Boolean.TRUE.equals(ftj.getSpec().suspend);
-    String applied = job.getMetadata().getAnnotations() == null ? null
-        : job.getMetadata().getAnnotations().get(Names.SUSPEND_ANNOTATION);
-    boolean appliedWant = applied == null ? Boolean.TRUE.equals(job.getSpec().getSuspend()) : Boolean.parseBoolean(applied);
-    if (want == appliedWant || JobObserver.ended(job)) {
+    String applied = run.getMetadata().getAnnotations() == null ? null
+        : run.getMetadata().getAnnotations().get(Names.SUSPEND_ANNOTATION);
+    boolean appliedWant = applied == null ? Boolean.TRUE.equals(suspended) : Boolean.parseBoolean(applied);
+    if (want == appliedWant || ended) {
       return;
     }
-    ctx.getClient().batch().v1().jobs().inNamespace(job.getMetadata().getNamespace())
-        .withName(job.getMetadata().getName())
+    ctx.getClient().resource(run)
         .patch(PatchContext.of(PatchType.JSON_MERGE), "{\"metadata\":{\"annotations\":{\"" + Names.SUSPEND_ANNOTATION
             + "\":\"" + want + "\"}},\"spec\":{\"suspend\":" + want + "}}");
   }

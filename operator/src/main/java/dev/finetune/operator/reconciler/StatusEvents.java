@@ -29,9 +29,14 @@ class StatusEvents {
   /** At most this many EpochFinished events per reconciliation (e.g. after the operator was down a while). */
   private static final int MAX_EPOCH_EVENTS = 10;
   private final EventRecorder events;
+  private final boolean jobSets;
 
-  StatusEvents(EventRecorder events) {
+  /**
+   * @param jobSets whether a job with several nodes runs as a JobSet
+   */
+  StatusEvents(EventRecorder events, boolean jobSets) {
     this.events = events;
+    this.jobSets = jobSets;
   }
 
   void record(FineTuneJob ftj, FineTuneJobStatus old, FineTuneJobStatus st, Snapshot seen) {
@@ -44,13 +49,21 @@ class StatusEvents {
     }
   }
 
+  /** "JobSet NAME" for a job with several nodes where the operator uses JobSets, else "training Job NAME". */
+  private String run(FineTuneJob ftj, FineTuneJobStatus st) {
+    return (jobSets && Names.nodes(ftj) > 1 ? "JobSet " : "training Job ") + st.jobName;
+  }
+
   /** What happened to the training Job: created, spec change refused, suspended, resumed. */
   private void jobEvents(FineTuneJob ftj, FineTuneJobStatus old, FineTuneJobStatus st) {
     if (old.jobName == null && st.jobName != null) {
       int nodes = Names.nodes(ftj);
-      events.normal(ftj, "Created", "Created training Job " + st.jobName
-          + (nodes > 1 ? " (node 0), worker Job " + Names.workersJob(ftj) + " (nodes 1-" + (nodes - 1) + "), Service "
-              + Names.rendezvous(ftj) : "")
+      String made = nodes == 1 ? run(ftj, st)
+          : jobSets ? run(ftj, st) + " (Jobs " + Names.LEADER + ": node 0, " + Names.WORKERS + ": nodes 1-" + (nodes - 1)
+              + "), Service " + Names.rendezvous(ftj)
+          : run(ftj, st) + " (node 0), worker Job " + Names.workersJob(ftj) + " (nodes 1-" + (nodes - 1)
+              + "), Service " + Names.rendezvous(ftj);
+      events.normal(ftj, "Created", "Created " + made
           + (Names.createsClaim(ftj) ? ", PersistentVolumeClaim " + Names.claim(ftj) : "")
           + ", ConfigMap " + Names.configMap(ftj) + (st.phase == Phase.Suspended ? " (suspended)" : ""));
       return;
@@ -65,9 +78,9 @@ class StatusEvents {
       events.warning(ftj, "SpecChangeRefused", refused.get().getMessage());
     }
     if (st.phase == Phase.Suspended && old.phase != Phase.Suspended) {
-      events.normal(ftj, "Suspended", "Suspended training Job " + st.jobName + "; the trainer checkpoints and stops");
+      events.normal(ftj, "Suspended", "Suspended " + run(ftj, st) + "; the trainer checkpoints and stops");
     } else if (old.phase == Phase.Suspended && st.phase != Phase.Suspended && !st.phase.isTerminal()) {
-      events.normal(ftj, "Resumed", "Resumed training Job " + st.jobName
+      events.normal(ftj, "Resumed", "Resumed " + run(ftj, st)
           + "; the trainer resumes from the latest checkpoint");
     }
     if (suspendDropped(st) && !suspendDropped(old)) {

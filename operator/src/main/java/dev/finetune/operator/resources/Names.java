@@ -27,11 +27,14 @@ public final class Names {
   public static final String ROLE_LABEL = "finetune.dev/role";
   public static final String LEADER = "leader";
   public static final String WORKER = "worker";
+  /** A multi-node JobSet's replicated Jobs: {@link #LEADER} (node 0) and this one (the other nodes). */
+  public static final String WORKERS = "workers";
   /** Set by the Job controller on each Pod of an Indexed Job. */
   public static final String COMPLETION_INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index";
   public static final String CONTAINER = "trainer";
   public static final String METRICS_PORT_NAME = "metrics";
 
+  /** The training Job, or a multi-node job's JobSet. */
   public static String job(FineTuneJob ftj) {
     return ftj.getMetadata().getName() + "-train";
   }

@@ -37,6 +37,8 @@ import io.fabric8.kubernetes.api.model.VolumeMount;
 import io.fabric8.kubernetes.api.model.VolumeMountBuilder;
 import io.fabric8.kubernetes.api.model.batch.v1.Job;
 import io.fabric8.kubernetes.api.model.batch.v1.JobBuilder;
+import io.fabric8.kubernetes.api.model.batch.v1.JobSpec;
+import io.fabric8.kubernetes.api.model.batch.v1.JobTemplateSpec;
 import io.fabric8.kubernetes.api.model.batch.v1.PodFailurePolicyRule;
 import io.fabric8.kubernetes.api.model.batch.v1.PodFailurePolicyRuleBuilder;
 import java.util.ArrayList;
@@ -50,8 +52,8 @@ import java.util.regex.Pattern;
 
 /**
  * Builds the objects a FineTuneJob owns: the checkpoint claim, the ConfigMap with the job file and the
- * batch/v1 Job with one trainer Pod; with several nodes, also the workers' Indexed Job and the rendezvous Service.
- * Pure functions of the FineTuneJob and the operator's configuration.
+ * batch/v1 Job with one trainer Pod; with several nodes, also the workers' Indexed Job and the rendezvous Service, or
+ * both Jobs as one JobSet and the Service. Pure functions of the FineTuneJob and the operator's configuration.
  */
 public final class TrainerResources {
   public static final String TERMINATION_MESSAGE_PATH = TrainerContract.DEFAULT_TERMINATION_LOG;
@@ -209,10 +211,7 @@ public final class TrainerResources {
     }
     podAnnotations.put("kubectl.kubernetes.io/default-container", Names.CONTAINER);
 
-    ObjectMeta meta = meta(ftj, workers ? Names.workersJob(ftj) : Names.job(ftj), true);
-    meta.setAnnotations(new LinkedHashMap<>(Map.of(
-        Names.SPEC_HASH_ANNOTATION, SpecHash.of(spec),
-        Names.SUSPEND_ANNOTATION, Boolean.toString(Boolean.TRUE.equals(spec.suspend)))));
+    ObjectMeta meta = runMeta(ftj, workers ? Names.workersJob(ftj) : Names.job(ftj));
     int pods = workers ? nodes - 1 : 1;
     Integer backoffLimit = spec.backoffLimit == null || !workers ? spec.backoffLimit : spec.backoffLimit * pods;
 
@@ -258,6 +257,56 @@ public final class TrainerResources {
         .endTemplate()
         .endSpec()
         .build();
+  }
+
+  /**
+   * A multi-node job as one JobSet, for clusters with the JobSet controller: the leader's Job and the workers' Indexed
+   * Job become its two replicated Jobs ({@link Names#LEADER}, {@link Names#WORKERS}). Kueue admits and suspends a
+   * JobSet as one workload, and the JobSet controller recreates both Jobs when one fails, up to spec.backoffLimit
+   * times (a lone rank cannot go on, so each Job fails at its first failed Pod); bad input (the Pods' FailJob rule)
+   * and the deadline fail it at once. The workers find rank 0 through the rendezvous Service, as without JobSet, so the
+   * JobSet's own DNS names are off.
+   */
+  public JobSet jobSet(FineTuneJob ftj) {
+    FineTuneJobSpec spec = ftj.getSpec();
+    JobSet set = new JobSet();
+    set.setMetadata(runMeta(ftj, Names.job(ftj)));
+    JobSet.Spec s = set.getSpec();
+    s.replicatedJobs = List.of(replicated(Names.LEADER, job(ftj, false)), replicated(Names.WORKERS, job(ftj, true)));
+    s.network = new JobSet.Network();
+    s.network.enableDNSHostnames = false;
+    s.successPolicy = new JobSet.SuccessPolicy();
+    s.successPolicy.operator = "All";
+    s.failurePolicy = new JobSet.FailurePolicy();
+    s.failurePolicy.maxRestarts = spec.backoffLimit == null ? DEFAULT_BACKOFF_LIMIT : spec.backoffLimit;
+    s.failurePolicy.rules = List.of(new JobSet.FailurePolicyRule("BadInputOrDeadline", "FailJobSet",
+        List.of("PodFailurePolicy", "DeadlineExceeded")));
+    s.suspend = Boolean.TRUE.equals(spec.suspend);
+    return set;
+  }
+
+  /** A Job's back-off limit when it names none (Kubernetes' default). */
+  static final int DEFAULT_BACKOFF_LIMIT = 6;
+
+  /** One of a JobSet's Jobs: the Job's labels and spec, failing at its first failed Pod; suspended with the JobSet. */
+  private static JobSet.ReplicatedJob replicated(String name, Job job) {
+    JobSpec spec = job.getSpec();
+    spec.setBackoffLimit(0);
+    spec.setSuspend(null);
+    return new JobSet.ReplicatedJob(name, 1,
+        new JobTemplateSpec(new ObjectMetaBuilder().withLabels(job.getMetadata().getLabels()).build(), spec));
+  }
+
+  /**
+   * The metadata of what runs the trainers (the Job, or the JobSet): the spec's hash, which tells a refused spec
+   * change, and the spec.suspend the operator applied.
+   */
+  private static ObjectMeta runMeta(FineTuneJob ftj, String name) {
+    ObjectMeta meta = meta(ftj, name, true);
+    meta.setAnnotations(new LinkedHashMap<>(Map.of(
+        Names.SPEC_HASH_ANNOTATION, SpecHash.of(ftj.getSpec()),
+        Names.SUSPEND_ANNOTATION, Boolean.toString(Boolean.TRUE.equals(ftj.getSpec().suspend)))));
+    return meta;
   }
 
   /** Parameters assumed for a model whose size the spec does not tell: GPT-2 XL, the largest GPT-2. */

@@ -237,7 +237,7 @@ class ObserverTest {
 
   private static Snapshot snapshot(Job job, Pod pod, TrainerReport progress) {
     return new Snapshot(java.util.Optional.of(job), List.of(pod), java.util.Optional.ofNullable(progress),
-        java.util.Optional.empty(), List.of());
+        java.util.Optional.empty(), List.of(), java.util.Optional.empty());
   }
 
   /** A suspended Job on which the operator last applied this spec.suspend. */
