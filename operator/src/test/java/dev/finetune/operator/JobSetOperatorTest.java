@@ -49,6 +49,7 @@ class JobSetOperatorTest {
   private static FakeTrainer trainer;
   private static FakeJobSetController jobSetController;
   private static FineTuneOperator operator;
+  private static OperatorConfig config;
 
   @BeforeAll
   static void start() throws Exception {
@@ -66,7 +67,7 @@ class JobSetOperatorTest {
         () -> client.serviceAccounts().inNamespace(NS).withName("default").get() != null);
     jobSetController = new FakeJobSetController(client, NS);
     trainer = new FakeTrainer();
-    OperatorConfig config = OperatorConfig.fromEnv(Map.of(
+    config = OperatorConfig.fromEnv(Map.of(
         "FINETUNE_TRAINER_PORT", String.valueOf(trainer.port()),
         "FINETUNE_PROGRESS_INTERVAL_SECONDS", "1",
         "FINETUNE_LEADER_ELECTION", "false",
@@ -191,6 +192,30 @@ class JobSetOperatorTest {
     await().atMost(Duration.ofSeconds(60)).until(() -> pods("held").isEmpty());
     assertThat(client.resources(JobSet.class).inNamespace(NS).withName("held-train").get().getSpec().suspend)
         .as("the operator leaves a queue's suspension alone").isTrue();
+  }
+
+  /** Told not to use JobSets any more (FINETUNE_JOBSET false), an operator still follows the ones it made. */
+  @Test
+  void anOperatorToldNotToUseJobSetsFollowsTheOnesItMade() throws Exception {
+    client.resource(twoNodes("kept")).create();
+    List<Pod> pods = awaitPods("kept", 2);
+    operator.close();
+    operator = FineTuneOperator.create(client, config.withJobSet(OperatorConfig.JobSetUse.NEVER),
+        new PrometheusMeterRegistry(PrometheusConfig.DEFAULT)).start();
+    try {
+      await().atMost(Duration.ofSeconds(60)).until(operator::isReady);
+      writeStatus(role(pods, Names.LEADER), p -> Jobs.running(p, "127.0.0.1"));
+      writeStatus(role(pods, Names.WORKER), p -> Jobs.running(p, "127.0.0.1"));
+      awaitFtj("kept", j -> j.getStatus().phase == Phase.Running && "2/2".equals(j.getStatus().ranks));
+      client.resources(FineTuneJob.class).inNamespace(NS).withName("kept")
+          .patch(PatchContext.of(PatchType.JSON_MERGE), "{\"spec\":{\"suspend\":true}}");
+      awaitFtj("kept", j -> j.getStatus().phase == Phase.Suspended);
+      assertThat(client.resources(JobSet.class).inNamespace(NS).withName("kept-train").get().getSpec().suspend).isTrue();
+    } finally {
+      operator.close();
+      operator = FineTuneOperator.create(client, config, new PrometheusMeterRegistry(PrometheusConfig.DEFAULT)).start();
+      await().atMost(Duration.ofSeconds(60)).until(operator::isReady);
+    }
   }
 
   private static FineTuneJob twoNodes(String name) {

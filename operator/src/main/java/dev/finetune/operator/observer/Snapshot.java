@@ -13,6 +13,7 @@ import io.fabric8.kubernetes.api.model.batch.v1.JobBuilder;
 import io.fabric8.kubernetes.api.model.batch.v1.JobCondition;
 import io.fabric8.kubernetes.api.model.batch.v1.JobConditionBuilder;
 import io.fabric8.kubernetes.api.model.batch.v1.JobStatus;
+import io.fabric8.kubernetes.client.KubernetesClientException;
 import io.javaoperatorsdk.operator.api.reconciler.Context;
 import java.util.ArrayList;
 import java.util.List;
@@ -51,8 +52,8 @@ public record Snapshot(Optional<Job> job, List<Pod> pods, Optional<TrainerReport
     if (set.isEmpty() && job.isEmpty() && status.jobName != null) {
       // made before but not in the cache: ask the server before concluding it is gone
       String ns = ftj.getMetadata().getNamespace();
-      if (jobSets) {
-        set = Optional.ofNullable(ctx.getClient().resources(JobSet.class).inNamespace(ns).withName(status.jobName).get());
+      if (Names.nodes(ftj) > 1) { // a JobSet, also one made before the operator was told not to use them
+        set = fromServer(() -> ctx.getClient().resources(JobSet.class).inNamespace(ns).withName(status.jobName).get());
       }
       if (set.isEmpty()) {
         job = Optional.ofNullable(ctx.getClient().batch().v1().jobs().inNamespace(ns).withName(status.jobName).get());
@@ -67,6 +68,18 @@ public record Snapshot(Optional<Job> job, List<Pod> pods, Optional<TrainerReport
     Optional<Job> workers = Names.nodes(ftj) > 1 ? cached(ctx, Job.class, Names.workersJob(ftj)) : Optional.empty();
     return new Snapshot(job, pods(ftj, job.get(), ctx), ctx.getSecondaryResource(TrainerReport.class), workers,
         workers.map(w -> pods(ftj, w, ctx)).orElse(List.of()), Optional.empty());
+  }
+
+  /** The object, or empty where the server has no such API (a cluster without JobSet) or none of that name. */
+  private static <R> Optional<R> fromServer(java.util.function.Supplier<R> get) {
+    try {
+      return Optional.ofNullable(get.get());
+    } catch (KubernetesClientException e) {
+      if (e.getCode() == 404) {
+        return Optional.empty();
+      }
+      throw e;
+    }
   }
 
   /** Every trainer Pod of the job, the leader's and the workers', oldest first within each. */
