@@ -106,6 +106,8 @@ class JobSetOperatorTest {
     assertThat(set.getSpec().replicatedJobs).extracting(r -> r.name).containsExactly(Names.LEADER, Names.WORKERS);
     assertThat(set.getSpec().replicatedJobs).allSatisfy(r -> {
       assertThat(r.replicas).isEqualTo(1);
+      assertThat(r.template.getMetadata().getLabels()).as("Kueue admits the JobSet, not its Jobs")
+          .doesNotContainKey("kueue.x-k8s.io/queue-name").containsEntry(Names.JOB_LABEL, "pair");
       assertThat(r.template.getSpec().getBackoffLimit()).as("a lone rank cannot go on").isZero();
     });
     assertThat(set.getSpec().replicatedJobs.get(1).template.getSpec().getCompletions()).isEqualTo(1);

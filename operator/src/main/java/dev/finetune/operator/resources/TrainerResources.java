@@ -288,13 +288,17 @@ public final class TrainerResources {
   /** A Job's back-off limit when it names none (Kubernetes' default). */
   static final int DEFAULT_BACKOFF_LIMIT = 6;
 
+  /** Kueue's queue label: on the JobSet, which Kueue admits as a whole, not on its Jobs. */
+  static final String KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name";
+
   /** One of a JobSet's Jobs: the Job's labels and spec, failing at its first failed Pod; suspended with the JobSet. */
   private static JobSet.ReplicatedJob replicated(String name, Job job) {
     JobSpec spec = job.getSpec();
     spec.setBackoffLimit(0);
     spec.setSuspend(null);
-    return new JobSet.ReplicatedJob(name, 1,
-        new JobTemplateSpec(new ObjectMetaBuilder().withLabels(job.getMetadata().getLabels()).build(), spec));
+    Map<String, String> labels = new LinkedHashMap<>(job.getMetadata().getLabels());
+    labels.remove(KUEUE_QUEUE_LABEL);
+    return new JobSet.ReplicatedJob(name, 1, new JobTemplateSpec(new ObjectMetaBuilder().withLabels(labels).build(), spec));
   }
 
   /**
