@@ -25,11 +25,7 @@ class RealApiServerTest {
   @BeforeAll
   static void start() {
     server = RealKubeApiServer.start(false);
-    Result applied = server.kubectl("apply", "-f", Repo.crd().toString());
-    assertThat(applied.exitCode()).as(applied.output()).isZero();
-    Result established = server.kubectl("wait", "--for", "condition=established", "--timeout=60s",
-        "crd/finetunejobs.finetune.dev");
-    assertThat(established.exitCode()).as(established.output()).isZero();
+    server.installCrd();
   }
 
   @AfterAll

@@ -80,9 +80,7 @@ class EndToEndTest {
     Path jar = Repo.root().resolve("trainer-image/target/finetune-trainer.jar");
     assertThat(jar).as("the trainer jar: run mvn package (mvn verify builds it before these tests)").exists();
     server = RealKubeApiServer.start(true);
-    Result crd = server.kubectl("apply", "-f", Repo.crd().toString());
-    assertThat(crd.exitCode()).as(crd.output()).isZero();
-    assertThat(server.kubectl("wait", "--for", "condition=established", "--timeout=60s", "crd/finetunejobs.finetune.dev").exitCode()).isZero();
+    server.installCrd();
     server.client().namespaces().resource(new NamespaceBuilder().withNewMetadata().withName(NS).endMetadata().build()).create();
 
     operatorClient = ChartInstall.clientFor(server, ChartInstall.installRbac(server, "finetune", Map.of()));

@@ -169,8 +169,7 @@ class DashboardTest {
   /** The operator's /metrics (its Prometheus registry) after it reconciled a valid and an invalid job. */
   private static String operatorMetrics() throws IOException {
     try (RealKubeApiServer server = RealKubeApiServer.start(false)) {
-      assertThat(server.kubectl("apply", "-f", Repo.crd().toString()).exitCode()).isZero();
-      assertThat(server.kubectl("wait", "--for", "condition=established", "--timeout=60s", "crd/finetunejobs.finetune.dev").exitCode()).isZero();
+      server.installCrd();
       PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
       OperatorConfig config = OperatorConfig.fromEnv(Map.of("FINETUNE_LEADER_ELECTION", "false", "FINETUNE_METRICS_PORT", "0"));
       try (FineTuneOperator operator = FineTuneOperator.create(server.client(), config, registry).start()) {

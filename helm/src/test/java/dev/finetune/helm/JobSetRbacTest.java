@@ -5,11 +5,8 @@ import static org.awaitility.Awaitility.await;
 
 import dev.finetune.api.FineTuneJob;
 import dev.finetune.api.FineTuneJobStatus;
-import dev.finetune.api.FineTuneJobs;
-import dev.finetune.api.ResourcesSpec;
 import dev.finetune.api.testing.JobSetCrd;
 import dev.finetune.api.testing.RealKubeApiServer;
-import dev.finetune.api.testing.Repo;
 import dev.finetune.operator.FineTuneOperator;
 import dev.finetune.operator.config.OperatorConfig;
 import dev.finetune.operator.resources.JobSet;
@@ -32,13 +29,8 @@ class JobSetRbacTest {
   @BeforeAll
   static void start() {
     server = RealKubeApiServer.start(false);
-    var applied = server.kubectl("apply", "-f", Repo.crd().toString());
-    assertThat(applied.exitCode()).as(applied.output()).isZero();
-    JobSetCrd.install(server.client());
-    for (String crd : new String[] {"crd/finetunejobs.finetune.dev", "crd/" + JobSetCrd.NAME}) {
-      var established = server.kubectl("wait", "--for", "condition=established", "--timeout=60s", crd);
-      assertThat(established.exitCode()).as(established.output()).isZero();
-    }
+    server.installCrd();
+    JobSetCrd.install(server);
   }
 
   @AfterAll
@@ -61,14 +53,7 @@ class JobSetRbacTest {
           "FINETUNE_LEADER_ELECTION", "false",
           "FINETUNE_METRICS_PORT", "0"));
       try (FineTuneOperator operator = FineTuneOperator.create(asOperator, config, new SimpleMeterRegistry()).start()) {
-        FineTuneJob twoNodes = FineTuneJobs.read(Repo.examples().resolve("small-cpu.yaml"));
-        twoNodes.getMetadata().setNamespace(ns);
-        twoNodes.getMetadata().setName("two-nodes");
-        if (twoNodes.getSpec().resources == null) {
-          twoNodes.getSpec().resources = new ResourcesSpec();
-        }
-        twoNodes.getSpec().resources.nodes = 2;
-        server.client().resource(twoNodes).create();
+        server.client().resource(RbacTest.twoNodes(ns)).create();
         await().atMost(Duration.ofSeconds(60)).untilAsserted(() -> {
           FineTuneJob current = server.client().resources(FineTuneJob.class).inNamespace(ns).withName("two-nodes").get();
           assertThat(current.getStatus()).isNotNull();

@@ -39,9 +39,7 @@ class RbacTest {
   @BeforeAll
   static void start() {
     server = RealKubeApiServer.start(false);
-    var applied = server.kubectl("apply", "-f", Repo.crd().toString());
-    assertThat(applied.exitCode()).as(applied.output()).isZero();
-    assertThat(server.kubectl("wait", "--for", "condition=established", "--timeout=60s", "crd/finetunejobs.finetune.dev").exitCode()).isZero();
+    server.installCrd();
   }
 
   @AfterAll
@@ -89,14 +87,7 @@ class RbacTest {
         job.getMetadata().setNamespace(ns);
         server.client().resource(job).create();
         // on two nodes: a second Job (the workers') and the rendezvous Service
-        FineTuneJob twoNodes = FineTuneJobs.read(Repo.examples().resolve("small-cpu.yaml"));
-        twoNodes.getMetadata().setNamespace(ns);
-        twoNodes.getMetadata().setName("two-nodes");
-        if (twoNodes.getSpec().resources == null) {
-          twoNodes.getSpec().resources = new ResourcesSpec();
-        }
-        twoNodes.getSpec().resources.nodes = 2;
-        server.client().resource(twoNodes).create();
+        server.client().resource(twoNodes(ns)).create();
         await().atMost(Duration.ofSeconds(60)).untilAsserted(() -> {
           for (String name : List.of("small-cpu", "two-nodes")) {
             FineTuneJob current = server.client().resources(FineTuneJob.class).inNamespace(ns).withName(name).get();
@@ -127,6 +118,18 @@ class RbacTest {
         assertForbidden(() -> asOperator.resources(FineTuneJob.class).inNamespace("default").list());
       }
     }
+  }
+
+  /** The small CPU example on two nodes, as "two-nodes" in this namespace. */
+  static FineTuneJob twoNodes(String ns) throws java.io.IOException {
+    FineTuneJob twoNodes = FineTuneJobs.read(Repo.examples().resolve("small-cpu.yaml"));
+    twoNodes.getMetadata().setNamespace(ns);
+    twoNodes.getMetadata().setName("two-nodes");
+    if (twoNodes.getSpec().resources == null) {
+      twoNodes.getSpec().resources = new ResourcesSpec();
+    }
+    twoNodes.getSpec().resources.nodes = 2;
+    return twoNodes;
   }
 
   private static void assertForbidden(Runnable request) {

@@ -10,7 +10,6 @@ import dev.finetune.api.ResourcesSpec;
 import dev.finetune.api.testing.JobSetCrd;
 import dev.finetune.api.testing.RealKubeApiServer;
 import dev.finetune.api.testing.RealKubeApiServer.Result;
-import dev.finetune.api.testing.Repo;
 import dev.finetune.api.testing.TinyJob;
 import dev.finetune.api.trainer.TrainerContract;
 import dev.finetune.operator.config.OperatorConfig;
@@ -55,13 +54,8 @@ class JobSetOperatorTest {
   static void start() throws Exception {
     kube = RealKubeApiServer.start(true);
     client = kube.client();
-    Result crd = kube.kubectl("apply", "-f", Repo.crd().toString());
-    assertThat(crd.exitCode()).as(crd.output()).isZero();
-    JobSetCrd.install(client);
-    for (String name : List.of("crd/finetunejobs.finetune.dev", "crd/" + JobSetCrd.NAME)) {
-      Result established = kube.kubectl("wait", "--for", "condition=established", "--timeout=60s", name);
-      assertThat(established.exitCode()).as(established.output()).isZero();
-    }
+    kube.installCrd();
+    JobSetCrd.install(kube);
     client.namespaces().resource(new NamespaceBuilder().withNewMetadata().withName(NS).endMetadata().build()).create();
     await().atMost(Duration.ofSeconds(60)).until(
         () -> client.serviceAccounts().inNamespace(NS).withName("default").get() != null);

@@ -9,7 +9,6 @@ import dev.finetune.api.FineTuneJobStatus.Phase;
 import dev.finetune.api.FineTuneJobs;
 import dev.finetune.api.testing.RealKubeApiServer;
 import dev.finetune.api.testing.RealKubeApiServer.Result;
-import dev.finetune.api.testing.Repo;
 import dev.finetune.api.testing.TinyJob;
 import dev.finetune.api.trainer.TrainerContract;
 import dev.finetune.api.trainer.TrainerReport;
@@ -54,11 +53,7 @@ class RealApiServerOperatorTest {
   static void start() throws Exception {
     kube = RealKubeApiServer.start(true);
     client = kube.client();
-    Result crd = kube.kubectl("apply", "-f", Repo.crd().toString());
-    assertThat(crd.exitCode()).as(crd.output()).isZero();
-    Result established = kube.kubectl("wait", "--for", "condition=established", "--timeout=60s",
-        "crd/finetunejobs.finetune.dev");
-    assertThat(established.exitCode()).as(established.output()).isZero();
+    kube.installCrd();
     client.namespaces().resource(new NamespaceBuilder().withNewMetadata().withName(NS).endMetadata().build()).create();
     // the Pod admission needs the namespace's default ServiceAccount, made by the controller manager
     await().atMost(Duration.ofSeconds(60)).until(

@@ -16,13 +16,15 @@ public final class JobSetCrd {
 
   public static final String NAME = "jobsets.jobset.x-k8s.io";
 
-  /** Creates the CRD; then {@code kubectl wait --for condition=established crd/}{@value #NAME}. */
-  public static void install(KubernetesClient client) {
+  /** Creates the CRD and waits until the server serves JobSets. */
+  public static void install(RealKubeApiServer server) {
+    KubernetesClient client = server.client();
     try (InputStream in = new GZIPInputStream(
         JobSetCrd.class.getResourceAsStream("/jobset/jobset.x-k8s.io_jobsets.yaml.gz"))) {
       client.resource(client.getKubernetesSerialization().unmarshal(in, CustomResourceDefinition.class)).create();
     } catch (IOException e) {
       throw new UncheckedIOException(e);
     }
+    server.awaitEstablished(NAME);
   }
 }

@@ -121,6 +121,23 @@ public final class RealKubeApiServer implements AutoCloseable {
     }
   }
 
+  /** Applies the FineTuneJob CRD (crds/) and waits until the server serves it. */
+  public void installCrd() {
+    Result applied = kubectl("apply", "-f", Repo.crd().toString());
+    if (applied.exitCode() != 0) {
+      throw new IllegalStateException("kubectl apply -f " + Repo.crd() + " failed:\n" + applied.output());
+    }
+    awaitEstablished("finetunejobs.finetune.dev");
+  }
+
+  /** Waits (up to a minute) until the server serves the API of the CRD of this name. */
+  public void awaitEstablished(String crd) {
+    Result established = kubectl("wait", "--for", "condition=established", "--timeout=60s", "crd/" + crd);
+    if (established.exitCode() != 0) {
+      throw new IllegalStateException("CRD " + crd + " not established:\n" + established.output());
+    }
+  }
+
   @Override
   public void close() {
     client.close();

@@ -3,7 +3,6 @@ package dev.finetune.operator.bench;
 import dev.finetune.api.FineTuneJob;
 import dev.finetune.api.FineTuneJobStatus.Phase;
 import dev.finetune.api.testing.RealKubeApiServer;
-import dev.finetune.api.testing.Repo;
 import dev.finetune.operator.FineTuneOperator;
 import dev.finetune.operator.config.OperatorConfig;
 import dev.finetune.operator.testing.FakeTrainer;
@@ -97,11 +96,7 @@ public final class OperatorBench {
     String ns = "bench";
     try (RealKubeApiServer kube = RealKubeApiServer.start(false)) {
       KubernetesClient admin = kube.client();
-      var r = kube.kubectl("apply", "-f", Repo.crd().toString());
-      if (r.exitCode() != 0) {
-        throw new IllegalStateException(r.output());
-      }
-      kube.kubectl("wait", "--for", "condition=established", "--timeout=60s", "crd/finetunejobs.finetune.dev");
+      kube.installCrd();
       admin.namespaces().resource(new NamespaceBuilder().withNewMetadata().withName(ns).endMetadata().build()).create();
       // no controller manager here: the Pods of phase 2 need the namespace's default ServiceAccount
       admin.serviceAccounts().inNamespace(ns).resource(new io.fabric8.kubernetes.api.model.ServiceAccountBuilder()
