@@ -11,6 +11,7 @@ import dev.finetune.api.FineTuneJobStatus;
 import dev.finetune.api.FineTuneJobStatus.Phase;
 import dev.finetune.api.FineTuneJobs;
 import dev.finetune.api.testing.Holds;
+import dev.finetune.api.testing.JobSetCrd;
 import dev.finetune.api.testing.RealKubeApiServer;
 import dev.finetune.api.testing.RealKubeApiServer.Result;
 import dev.finetune.api.testing.Repo;
@@ -18,7 +19,9 @@ import dev.finetune.api.trainer.TrainerContract;
 import dev.finetune.helm.ChartInstall;
 import dev.finetune.operator.FineTuneOperator;
 import dev.finetune.operator.config.OperatorConfig;
+import dev.finetune.operator.resources.JobSet;
 import dev.finetune.operator.resources.Names;
+import dev.finetune.operator.testing.FakeJobSetController;
 import dev.finetune.trainer.model.Generator;
 import dev.finetune.trainer.model.Model;
 import io.fabric8.kubernetes.api.model.ConfigMapBuilder;
@@ -498,13 +501,7 @@ class EndToEndTest {
   @Test
   @Order(8)
   void twoNodesTrainAsOneAndRestartTogetherWhenOneIsKilled() throws Exception {
-    Path lib = Repo.root().resolve("trainer-image/target/native-debian");
-    Assumptions.assumeTrue(Files.exists(lib.resolve("libfinetune_native.so")),
-        "skipped: no native library with c10d (.ci/run builds it against Debian's libtorch)");
-    // the libtorch with c10d (Gloo) that the CPU image would carry
-    Map<String, String> libtorch = Map.of("PYTORCH_LIBRARY_PATH", lib.toString(), "PYTORCH_VERSION", "1.13.1",
-        "PYTORCH_FLAVOR", "cpu", "DJL_CACHE_DIR", lib.resolve("cache").toString(),
-        "FINETUNE_NATIVE_LIB", lib.resolve("libfinetune_native.so").toString());
+    Map<String, String> libtorch = libtorch();
     Instant applied = Instant.now();
     // 3 epochs without gradient clipping: with it, this small job at its high learning rate amplifies the rounding
     // differences of a split batch from 4e-8 after epoch 1 to 6e-4 after epoch 3; without it they stay below 1e-5
@@ -516,6 +513,7 @@ class EndToEndTest {
     server.client().resource(oneNode).create();
     FineTuneJob solo = awaitTerminal("solo");
     assertThat(solo.getStatus().phase).as(describe("solo")).isEqualTo(Phase.Succeeded);
+    soloHistory = history(runDir(solo));
     assertThat(solo.getStatus().ranks).as("one rank: no Ranks column").isNull();
 
     FineTuneJob pair = smallCpu("pair");
@@ -550,15 +548,71 @@ class EndToEndTest {
 
     // rank 0 alone wrote the run folder, and the two nodes gave the one node's losses to float rounding (a margin of
     // 13 over what was measured, for another CPU's rounding)
-    List<EpochRecord> two = history(runDir(done));
-    List<EpochRecord> one = history(runDir(solo));
+    assertSameLosses(history(runDir(done)), soloHistory);
+    timing("two-nodes-kill-and-resume", Duration.between(applied, Instant.now()), null, null);
+  }
+
+  /** The environment of the libtorch with c10d (Gloo) that the CPU image would carry; skips without it. */
+  private static Map<String, String> libtorch() {
+    Path lib = Repo.root().resolve("trainer-image/target/native-debian");
+    Assumptions.assumeTrue(Files.exists(lib.resolve("libfinetune_native.so")),
+        "skipped: no native library with c10d (.ci/run builds it against Debian's libtorch)");
+    return Map.of("PYTORCH_LIBRARY_PATH", lib.toString(), "PYTORCH_VERSION", "1.13.1",
+        "PYTORCH_FLAVOR", "cpu", "DJL_CACHE_DIR", lib.resolve("cache").toString(),
+        "FINETUNE_NATIVE_LIB", lib.resolve("libfinetune_native.so").toString());
+  }
+
+  /** The losses of one node's run of the small job (3 epochs, no clipping), for the two-node runs to match. */
+  private static List<EpochRecord> soloHistory;
+
+  private static void assertSameLosses(List<EpochRecord> two, List<EpochRecord> one) {
     assertThat(two).hasSameSizeAs(one);
     for (int i = 0; i < one.size(); i++) {
       assertThat(two.get(i).trainLoss).as("epoch %d train loss", i + 1).isCloseTo(one.get(i).trainLoss, within(1e-4));
       assertThat(two.get(i).validationLoss).as("epoch %d validation loss", i + 1)
           .isCloseTo(one.get(i).validationLoss, within(1e-4));
     }
-    timing("two-nodes-kill-and-resume", Duration.between(applied, Instant.now()), null, null);
+  }
+
+  /**
+   * The same two nodes on a cluster with JobSet (its CRD installed now, the operator restarted to find it, and
+   * {@link FakeJobSetController} playing its controller): one JobSet; the worker is killed in the middle of epoch 2,
+   * its Job fails, the JobSet deletes both Jobs (the leader is stopped with them) and makes them anew, and the two new
+   * Pods resume from the checkpoint to the one node's losses. Last: it leaves JobSet installed.
+   */
+  @Test
+  @Order(10)
+  void twoNodesAsAJobSetRestartTogether() throws Exception {
+    Assumptions.assumeTrue(soloHistory != null, "skipped: the one-node run of the two-node scenario did not run");
+    Map<String, String> libtorch = libtorch();
+    JobSetCrd.install(server);
+    await().atMost(Duration.ofSeconds(30)).until(() -> FineTuneOperator.servesJobSets(server.client()));
+    stopOperator();
+    startOperator();
+    try (FakeJobSetController jobSets = new FakeJobSetController(server.client(), NS)) {
+      Instant applied = Instant.now();
+      FineTuneJob pair = smallCpu("pairset");
+      pair.getSpec().training.maxGradNorm = null;
+      pair.getSpec().training.epochs = 3;
+      pair.getSpec().resources.nodes = 2;
+      node.env("pairset", libtorch);
+      node.holdPods(JobSet.childJob(Names.job(pair), Names.WORKERS, 0), List.of(List.of(MID_EPOCH_2)));
+      server.client().resource(pair).create();
+      Pod worker = node.awaitHeld("pairset", MID_EPOCH_2);
+      assertThat(server.client().resources(JobSet.class).inNamespace(NS).withName("pairset-train").get()).isNotNull();
+      awaitStatus("pairset", st -> "2/2".equals(st.ranks));
+      assertThat(node.kill(same(worker))).isEqualTo(1);
+
+      FineTuneJob done = awaitTerminal("pairset");
+      assertThat(done.getStatus().phase).as(describe("pairset") + node.logs("pairset")).isEqualTo(Phase.Succeeded);
+      assertThat(done.getStatus().restarts).as("the JobSet made its Jobs anew once").isEqualTo(1);
+      assertThat(server.client().resources(JobSet.class).inNamespace(NS).withName("pairset-train").get().getStatus()
+          .restarts).isEqualTo(1);
+      assertThat(describe("pairset")).contains("Created JobSet pairset-train", "RankFailed",
+          "Rank 1 on node 1 (Pod " + worker.getMetadata().getName() + ") exited with code 137", "CheckpointRestored");
+      assertSameLosses(history(runDir(done)), soloHistory);
+      timing("two-nodes-jobset-kill-and-resume", Duration.between(applied, Instant.now()), null, null);
+    }
   }
 
   /** examples/results-pod.yaml's app.kubernetes.io/name: the node runs it as it runs trainer Pods. */
@@ -789,11 +843,7 @@ class EndToEndTest {
   }
 
   private static Path runDir(FineTuneJob job) {
-    String claim = server.client().batch().v1().jobs().inNamespace(NS).withName(Names.job(job))
-        .get().getSpec().getTemplate().getSpec().getVolumes().stream()
-        .filter(v -> v.getPersistentVolumeClaim() != null && !"datasets".equals(v.getPersistentVolumeClaim().getClaimName()))
-        .findFirst().orElseThrow().getPersistentVolumeClaim().getClaimName();
-    return node.claimDir(NS, claim).resolve(Names.runDir(job));
+    return node.claimDir(NS, Names.checkpointClaim(job)).resolve(Names.runDir(job));
   }
 
   static List<EpochRecord> history(Path run) throws IOException {
