@@ -53,8 +53,6 @@ public final class Observability implements TrainingListener, AutoCloseable {
   public static final String SUCCEEDED = "Succeeded";
   public static final String FAILED = "Failed";
 
-  /** Steps over which tokens/s is measured. */
-  static final int THROUGHPUT_WINDOW = 20;
 
   private final ObservabilityServer server;
   private final Path terminationLog;
@@ -74,10 +72,7 @@ public final class Observability implements TrainingListener, AutoCloseable {
   private volatile boolean keepRunRecord;
   /** The summary file that could not be written, so that its error is printed once, not at every rewrite. */
   private volatile Path unwritable;
-  private final long[] windowNanos = new long[THROUGHPUT_WINDOW + 1];
-  private final long[] windowTokens = new long[THROUGHPUT_WINDOW + 1];
-  private int windowSize;
-  private int windowNext;
+  private final Throughput throughput = new Throughput();
 
   private Observability(InetSocketAddress address, Path terminationLog) {
     this.terminationLog = terminationLog;
@@ -263,7 +258,7 @@ public final class Observability implements TrainingListener, AutoCloseable {
     guard("onStep", () -> {
       double rate;
       synchronized (this) {
-        rate = throughput(s.tokens(), s.tokensPerSecond());
+        rate = throughput.at(System.nanoTime(), s.tokens(), s.tokensPerSecond());
         TrainerReport p = report;
         p.phase = TRAINING;
         p.epoch = s.epoch();
@@ -279,22 +274,6 @@ public final class Observability implements TrainingListener, AutoCloseable {
         m.step(s.epoch(), s.step(), s.loss(), s.learningRate(), s.tokens(), rate);
       }
     });
-  }
-
-  /** Tokens per second over the last {@link #THROUGHPUT_WINDOW} steps; the trainer's run average at first. */
-  private double throughput(long tokens, double runAverage) {
-    long now = System.nanoTime();
-    int cap = windowNanos.length;
-    windowNanos[windowNext] = now;
-    windowTokens[windowNext] = tokens;
-    windowNext = (windowNext + 1) % cap;
-    windowSize = Math.min(windowSize + 1, cap);
-    if (windowSize < 2) {
-      return runAverage;
-    }
-    int oldest = (windowNext - windowSize + cap) % cap;
-    double seconds = (now - windowNanos[oldest]) / 1e9;
-    return seconds <= 0 ? runAverage : (tokens - windowTokens[oldest]) / seconds;
   }
 
   @Override
