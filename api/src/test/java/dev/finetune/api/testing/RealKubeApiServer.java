@@ -130,12 +130,15 @@ public final class RealKubeApiServer implements AutoCloseable {
     awaitEstablished("finetunejobs.finetune.dev");
   }
 
-  /** Waits (up to a minute) until the server serves the API of the CRD of this name. */
+  /**
+   * Waits (up to a minute) until the server serves the API of the CRD of this name: its condition Established. Read
+   * with a watch, not kubectl wait, which fails at once on a CRD just created whose status has no conditions yet.
+   */
   public void awaitEstablished(String crd) {
-    Result established = kubectl("wait", "--for", "condition=established", "--timeout=60s", "crd/" + crd);
-    if (established.exitCode() != 0) {
-      throw new IllegalStateException("CRD " + crd + " not established:\n" + established.output());
-    }
+    client.apiextensions().v1().customResourceDefinitions().withName(crd).waitUntilCondition(
+        c -> c != null && c.getStatus() != null && c.getStatus().getConditions() != null && c.getStatus().getConditions()
+            .stream().anyMatch(x -> "Established".equals(x.getType()) && "True".equals(x.getStatus())),
+        60, java.util.concurrent.TimeUnit.SECONDS);
   }
 
   @Override
