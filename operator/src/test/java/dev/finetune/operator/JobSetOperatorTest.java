@@ -149,7 +149,9 @@ class JobSetOperatorTest {
 
   @Test
   void badInputOnAnyNodeFailsTheJobSetWithoutARestart() throws Exception {
-    client.resource(twoNodes("bad")).create();
+    FineTuneJob bad = twoNodes("bad");
+    bad.getSpec().ttlSecondsAfterFinished = 3600;
+    client.resource(bad).create();
     List<Pod> pods = awaitPods("bad", 2);
     writeStatus(role(pods, Names.LEADER), p -> Jobs.running(p, "127.0.0.1"));
     writeStatus(role(pods, Names.WORKER), p -> Jobs.terminated(p, TrainerContract.ExitCodes.BAD_JOB,
@@ -161,6 +163,9 @@ class JobSetOperatorTest {
     assertThat(set.getStatus().restarts).isZero();
     assertThat(set.condition("Failed")).get().extracting(c -> c.getReason())
         .isEqualTo("FailJobSetFailurePolicyAction");
+    // once its end is recorded, the finished JobSet goes to its TTL, as a finished Job does
+    await().atMost(Duration.ofSeconds(30)).until(() -> client.resources(JobSet.class).inNamespace(NS)
+        .withName("bad-train").get().getSpec().ttlSecondsAfterFinished, ttl -> Integer.valueOf(3600).equals(ttl));
   }
 
   @Test

@@ -73,8 +73,7 @@ public class JobDeployer {
   public void align(FineTuneJob ftj, Snapshot seen, Context<FineTuneJob> ctx) {
     if (seen.jobSet().isPresent()) {
       JobSet set = seen.jobSet().get();
-      boolean ended = set.condition("Completed").isPresent() || set.condition("Failed").isPresent();
-      suspendOrResume(ftj, set, set.getSpec().suspend, ended, ctx);
+      suspendOrResume(ftj, set, set.getSpec().suspend, set.finished(), ctx);
       return;
     }
     seen.job().ifPresent(job -> suspendOrResume(ftj, job, job.getSpec().getSuspend(), JobObserver.ended(job), ctx));
@@ -117,7 +116,7 @@ public class JobDeployer {
     if (jobSets) {
       ctx.getSecondaryResources(JobSet.class).stream()
           .filter(s -> recorded.jobName.equals(s.getMetadata().getName()) && s.getSpec().ttlSecondsAfterFinished == null
-              && (s.condition("Completed").isPresent() || s.condition("Failed").isPresent()))
+              && s.finished())
           .forEach(s -> ctx.getClient().resource(s)
               .patch(PatchContext.of(PatchType.JSON_MERGE), "{\"spec\":{\"ttlSecondsAfterFinished\":" + ttl + "}}"));
     }

@@ -113,6 +113,11 @@ public class JobSet extends CustomResource<JobSet.Spec, JobSet.Status> implement
             .findFirst();
   }
 
+  /** Condition Completed or Failed: the JobSet controller starts no more Jobs for it. */
+  public boolean finished() {
+    return condition("Completed").isPresent() || condition("Failed").isPresent();
+  }
+
   @Override
   protected Spec initSpec() {
     return new Spec();

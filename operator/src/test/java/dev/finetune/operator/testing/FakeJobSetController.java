@@ -72,7 +72,7 @@ public final class FakeJobSetController implements AutoCloseable {
         current.add(job);
       }
     }
-    if (finished(set)) {
+    if (set.finished()) {
       current.stream().filter(j -> !ended(j)).forEach(this::delete);
       return;
     }
@@ -156,10 +156,6 @@ public final class FakeJobSetController implements AutoCloseable {
 
   private void delete(Job job) {
     client.resource(job).withPropagationPolicy(DeletionPropagation.FOREGROUND).delete();
-  }
-
-  private static boolean finished(JobSet set) {
-    return set.condition("Completed").isPresent() || set.condition("Failed").isPresent();
   }
 
   private static boolean ended(Job job) {

@@ -53,7 +53,6 @@ public final class Observability implements TrainingListener, AutoCloseable {
   public static final String SUCCEEDED = "Succeeded";
   public static final String FAILED = "Failed";
 
-
   private final ObservabilityServer server;
   private final Path terminationLog;
   private volatile TrainerMetrics metrics;
